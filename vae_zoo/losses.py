@@ -1,0 +1,120 @@
+"""Shared maths of the zoo, as pure functions on tensors.
+
+Shapes: ``B`` batch, ``D`` latent dimensions. Every function here is used by
+more than one variant or by the core; a variant's own file only combines them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "gaussian_kl",
+    "gaussian_log_density",
+    "log_q_z_pairwise",
+    "log_aggregate_posterior",
+    "mss_log_importance_weights",
+    "covariance",
+    "dip_penalty",
+    "permute_dims",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per sample, summed over dims: (B, D) -> (B,).
+
+    Kingma & Welling 2014, Appendix B: -1/2 sum(1 + log s^2 - m^2 - s^2).
+    """
+    return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=-1)
+
+
+def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Element-wise log N(x; mean, exp(logvar)); broadcasts, no reduction."""
+    inv_var = torch.exp(-logvar)
+    return -0.5 * (_LOG_2PI + logvar + (x - mean).pow(2) * inv_var)
+
+
+def log_q_z_pairwise(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z_i,d | x_j) for every pair of batch items: (B, D) x3 -> (B_i, B_j, D)."""
+    return gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
+
+
+def mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
+    """log r for minibatch-stratified sampling, (B, B); row i weights the posteriors q(.|x_j).
+
+    Chen et al. 2018, Appendix C.2: with n* = i the sample's own data point,
+    q(z) ~ 1/N q(z|n*) + (N-M)/(NM) q(z|n_{j*}) + 1/M sum over the other M-1,
+    M = B - 1. Each row sums to one, so the estimate of q(z) is unbiased.
+    (Chen's reference code builds this matrix with the stratum weight placed
+    twice in one row and missing in another; we place it once per row, on the
+    next batch item, which is what the derivation says.)
+    """
+    if batch_size < 3:
+        raise ValueError(f"minibatch-stratified sampling needs a batch of at least 3; got {batch_size}")
+    if dataset_size < batch_size:
+        raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({batch_size})")
+    n, m = float(dataset_size), float(batch_size - 1)
+    weights = torch.full((batch_size, batch_size), 1.0 / m, device=device)
+    idx = torch.arange(batch_size, device=device)
+    weights[idx, idx] = 1.0 / n
+    weights[idx, (idx + 1) % batch_size] = (n - m) / (n * m)
+    return weights.log()
+
+
+def log_aggregate_posterior(
+    z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int, estimator: str = "mws"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minibatch estimates of log q(z) and log prod_d q(z_d), each (B,).
+
+    q(z) = 1/N sum_n q(z|x_n) is the aggregate posterior (Chen et al. 2018,
+    eq. 2). ``estimator`` is "mws" (minibatch-weighted sampling, Appendix C.1)
+    or "mss" (minibatch-stratified sampling, Appendix C.2).
+
+    MWS weights every batch item 1/B. Chen et al.'s eq. S5 (and their code)
+    weights them 1/(N B): those weights sum to 1/N, so their log q(z) is offset
+    by -log N and the logged TC by (D - 1) log N. The offsets are constants, so
+    gradients are identical to theirs, but with weights that sum to one the
+    logged MI, TC and dimension-wise KL are estimates of those quantities
+    (tested against a brute-force TC in tests/zoo).
+    """
+    batch_size = z.shape[0]
+    log_qz_pairs = log_q_z_pairwise(z, mean, logvar)  # (B_i, B_j, D)
+    if estimator == "mws":
+        log_w = torch.full((batch_size, batch_size), -math.log(batch_size), device=z.device)
+    elif estimator == "mss":
+        log_w = mss_log_importance_weights(batch_size, dataset_size, device=z.device)
+    else:
+        raise ValueError(f"estimator must be 'mws' or 'mss'; got {estimator!r}")
+    log_qz = torch.logsumexp(log_w + log_qz_pairs.sum(dim=2), dim=1)  # (B,)
+    log_qz_product = torch.logsumexp(log_w.unsqueeze(2) + log_qz_pairs, dim=1).sum(dim=1)  # (B,)
+    return log_qz, log_qz_product
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Biased (1/B) covariance of the rows of x: (B, D) -> (D, D), as disentanglement_lib's DIP-VAE."""
+    centred = x - x.mean(dim=0, keepdim=True)
+    return centred.T @ centred / x.shape[0]
+
+
+def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.Tensor:
+    """Kumar et al. 2018, eq. 6/7: lambda_od sum_{i!=j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2."""
+    diag = torch.diagonal(cov)
+    off_diag = cov - torch.diag_embed(diag)
+    return lambda_od * off_diag.pow(2).sum() + lambda_d * (diag - 1.0).pow(2).sum()
+
+
+def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shuffle each latent dimension independently across the batch: (B, D) -> (B, D).
+
+    Samples from prod_d q(z_d) given samples of q(z) (Kim & Mnih 2018, Algorithm 1).
+    Each column is a permutation of the same column of z, so every marginal is kept.
+    """
+    keys = torch.rand(
+        z.shape, generator=generator, device=z.device if generator is None else generator.device
+    )
+    order = keys.to(z.device).argsort(dim=0)  # (B, D): an independent permutation per dimension
+    return torch.gather(z, 0, order)
