@@ -149,9 +149,11 @@ class Registry(Generic[T]):
 
 
 def _same_object(a: object, b: object) -> bool:
-    # A module imported twice (e.g. as a script and as a module) re-creates its
-    # classes; treat same-qualname objects from the same module as the same.
-    return a is b or (_qualname(a) == _qualname(b) and getattr(a, "__module__", None) is not None)
+    # A module imported twice (importlib.reload, a test module collected twice)
+    # re-creates its top-level classes: treat those as the same entry. Objects
+    # defined inside functions (qualname with "<locals>" or "<lambda>") never are.
+    qualname = _qualname(a)
+    return a is b or (qualname == _qualname(b) and "<" not in qualname and not qualname.startswith("?"))
 
 
 def _qualname(obj: object) -> str:

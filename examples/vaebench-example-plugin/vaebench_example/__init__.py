@@ -1,0 +1,1 @@
+"""Example third-party vaebench variant; see my_vae.py."""

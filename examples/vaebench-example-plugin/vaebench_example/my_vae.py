@@ -1,0 +1,20 @@
+"""A third-party variant: a gamma-weighted KL, written exactly as the README shows."""
+
+from dataclasses import dataclass
+
+from vae_zoo import VAE, register_model
+
+
+@register_model("my_vae")
+class MyVAE(VAE):
+    """Example plug-in: reconstruction + gamma * KL (a beta-VAE under another name)."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(VAE.Config):
+        gamma: float = 2.0
+
+    def regularizer(self, terms):
+        # terms.kl: (B,) analytic KL per sample, summed over latent dims
+        # terms.mean, terms.logvar, terms.z: (B, latent_dim); terms.step: int
+        kl = terms.kl.mean()
+        return self.config.gamma * kl, {"kl": kl}
