@@ -1,0 +1,360 @@
+"""Suites: TOML files expanded into frozen run specs.
+
+A suite names the datasets, the models with their hyperparameter grids, the
+seeds, the training settings and the metrics. ``expand_suite`` turns it into
+one ``RunSpec`` per (dataset, model, grid point, seed). A run's id is a hash of
+its spec, so a rerun finds what is already done.
+
+Format (see ``benchmarks/suites/*.toml``)::
+
+    name = "quick"
+    description = "..."
+    datasets = ["dsprites"]
+    seeds = [0]
+    dataset_source = "auto"          # auto | official | procedural
+    evaluation_seed = 0              # disentanglement_lib's evaluation.random_seed
+
+    [training]
+    steps = 3000
+    batch_size = 64
+    optimizer = "adam"
+    learning_rate = 5e-4
+    architecture = "locatello"
+    latent_dim = 10
+    precision = "auto"               # auto | fp32 | bf16
+    log_every = 100
+    checkpoint_every = 1000
+    likelihood = { dsprites = "bernoulli", shapes3d = "gaussian" }
+
+    [models]
+    vae = [{}]                       # explicit grid points (config overrides)
+    beta_vae = [{ beta = 4.0 }]
+    factor_vae = "study"             # the variant's study grid
+
+    [metrics]
+    settings = "fast"                # the metric registry's "fast" or "study" settings
+    names = ["mig", "dci", ...]      # or "all"
+    [metrics.overrides.dci]          # optional per-metric keyword overrides
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from vae_zoo import ConfigError, get_model
+from vaebench.registry import UnknownNameError
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+__all__ = ["SuiteError", "Suite", "RunSpec", "TrainingSettings", "load_suite", "list_suites", "expand_suite"]
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be loaded or expanded; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    steps: int
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-4
+    architecture: str = "locatello"
+    latent_dim: int = 10
+    precision: str = "auto"
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    likelihood: dict[str, str] = field(
+        default_factory=lambda: {"dsprites": "bernoulli", "shapes3d": "gaussian"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SuiteError(f"training.{name} must be a positive integer; got {value!r}")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < math.inf):
+            raise SuiteError(f"training.learning_rate must be a finite number > 0; got {lr!r}")
+        if self.optimizer != "adam":
+            raise SuiteError(
+                f"training.optimizer must be 'adam' (the study's optimiser); got {self.optimizer!r}"
+            )
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise SuiteError(f"training.precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    models: dict[str, tuple[dict[str, Any], ...]]  # name -> grid points (config overrides)
+    training: TrainingSettings
+    metrics: dict[str, dict[str, Any]]  # name -> keyword settings
+    metric_settings: str = "fast"
+    dataset_source: str = "auto"
+    evaluation_seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run's numbers. Its hash is the run id."""
+
+    suite: str
+    dataset: str
+    model: str
+    model_config: dict[str, Any]  # full config overrides, incl. architecture, latent_dim, likelihood
+    seed: int
+    training: dict[str, Any]  # steps, batch_size, optimizer, learning_rate, precision, log_every, ...
+    metrics: dict[str, dict[str, Any]]
+    dataset_source: str = "auto"
+    evaluation_seed: int = 0
+    representation: str = "mean"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """``<model>-<12 hex>``: a hash of everything but the suite's name, so the same
+        experiment has the same id wherever it is listed."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.model}-{digest[:12]}"
+
+    @property
+    def strength(self) -> tuple[str, float] | None:
+        """The variant's regularisation-strength field and its value, for sweeps' x-axes."""
+        field_name = get_model(self.model).strength_field
+        if field_name is None:
+            return None
+        value = self.model_config.get(field_name, getattr(get_model(self.model).Config, field_name, None))
+        return field_name, value
+
+
+def list_suites() -> list[str]:
+    """Names of the suites shipped in benchmarks/suites."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SuiteError(f"suite file {path} does not exist")
+        return path
+    shipped = SUITES_DIR / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise UnknownNameError("suite", name_or_path, list_suites())
+    return shipped
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A shipped suite by name, or a user's TOML file by path."""
+    path = resolve_suite_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"suite {path} is not valid TOML: {exc}") from None
+    return parse_suite(raw, str(path))
+
+
+def _require(raw: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in raw:
+        raise SuiteError(f"{where}: missing required field {key!r}")
+    value = raw[key]
+    if not isinstance(value, kind):
+        raise SuiteError(f"{where}: field {key!r} must be {kind}; got {value!r}")
+    return value
+
+
+def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
+    from benchmarks.datasets import list_datasets
+    from metrics import get_metric, list_metrics
+
+    known_top = {"name", "description", "datasets", "seeds", "training", "models", "metrics"}
+    known_top |= {"dataset_source", "evaluation_seed"}
+    unknown = sorted(set(raw) - known_top)
+    if unknown:
+        raise SuiteError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known_top))}"
+        )
+    name = _require(raw, "name", str, where)
+    datasets = tuple(_require(raw, "datasets", list, where))
+    for d in datasets:
+        if d not in list_datasets():
+            raise UnknownNameError("dataset", d, list_datasets())
+    seeds = tuple(_require(raw, "seeds", list, where))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise SuiteError(
+            f"{where}: seeds must be a non-empty list of non-negative integers; got {list(seeds)}"
+        )
+    training_raw = dict(_require(raw, "training", dict, where))
+    valid_training = {f.name for f in dataclasses.fields(TrainingSettings)}
+    bad = sorted(set(training_raw) - valid_training)
+    if bad:
+        raise SuiteError(
+            f"{where}: unknown training field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid_training))}"
+        )
+    training = TrainingSettings(**training_raw)
+
+    models: dict[str, tuple[dict[str, Any], ...]] = {}
+    for model_name, grid in _require(raw, "models", dict, where).items():
+        cls = get_model(model_name)  # UnknownNameError lists valid names
+        if grid == "study":
+            models[model_name] = tuple(cls.study_grid)
+        elif isinstance(grid, list) and all(isinstance(p, dict) for p in grid) and grid:
+            models[model_name] = tuple(grid)
+        else:
+            raise SuiteError(
+                f'{where}: models.{model_name} must be "study" or a list of tables; got {grid!r}'
+            )
+
+    metrics_raw = dict(_require(raw, "metrics", dict, where))
+    settings = metrics_raw.pop("settings", "fast")
+    if settings not in ("fast", "study"):
+        raise SuiteError(f"{where}: metrics.settings must be 'fast' or 'study'; got {settings!r}")
+    names = metrics_raw.pop("names", "all")
+    names = list_metrics() if names == "all" else list(names)
+    overrides = metrics_raw.pop("overrides", {})
+    if metrics_raw:
+        raise SuiteError(f"{where}: unknown metrics field(s) {', '.join(sorted(metrics_raw))}")
+    metrics = {}
+    for metric_name in names:
+        spec = get_metric(metric_name)
+        metrics[metric_name] = {**getattr(spec, settings), **overrides.get(metric_name, {})}
+    for metric_name in overrides:
+        if metric_name not in metrics:
+            raise SuiteError(
+                f"{where}: metrics.overrides names {metric_name!r}, which is not in metrics.names"
+            )
+
+    source = raw.get("dataset_source", "auto")
+    if source not in ("auto", "official", "procedural"):
+        raise SuiteError(f"{where}: dataset_source must be auto, official or procedural; got {source!r}")
+    return Suite(
+        name=name,
+        description=raw.get("description", ""),
+        path=where,
+        datasets=datasets,
+        seeds=seeds,
+        models=models,
+        training=training,
+        metrics=metrics,
+        metric_settings=settings,
+        dataset_source=source,
+        evaluation_seed=int(raw.get("evaluation_seed", 0)),
+    )
+
+
+def override_suite(
+    suite: Suite,
+    *,
+    models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    seeds: list[int] | None = None,
+    steps: int | None = None,
+    metrics: list[str] | None = None,
+    dataset_source: str | None = None,
+) -> Suite:
+    """The CLI's --models/--datasets/--seeds/--steps/--metrics applied to a suite.
+
+    ``models`` may name variants the suite does not list (a plug-in, say): those
+    run with their default config, one grid point.
+    """
+    from benchmarks.datasets import list_datasets
+    from metrics import get_metric
+
+    changes: dict[str, Any] = {}
+    if models is not None:
+        chosen: dict[str, tuple[dict[str, Any], ...]] = {}
+        for name in models:
+            get_model(name)  # validates, listing valid names
+            chosen[name] = suite.models.get(name, ({},))
+        changes["models"] = chosen
+    if datasets is not None:
+        for d in datasets:
+            if d not in list_datasets():
+                raise UnknownNameError("dataset", d, list_datasets())
+        changes["datasets"] = tuple(datasets)
+    if seeds is not None:
+        if not seeds or any(s < 0 for s in seeds):
+            raise SuiteError(f"--seeds must be non-negative integers; got {seeds}")
+        changes["seeds"] = tuple(seeds)
+    if steps is not None:
+        if steps < 1:
+            raise SuiteError(f"--steps must be a positive integer; got {steps}")
+        changes["training"] = dataclasses.replace(
+            suite.training,
+            steps=steps,
+            log_every=min(suite.training.log_every, steps),
+            checkpoint_every=min(suite.training.checkpoint_every, steps),
+        )
+    if metrics is not None:
+        changes["metrics"] = {
+            m: suite.metrics.get(m, getattr(get_metric(m), suite.metric_settings)) for m in metrics
+        }
+    if dataset_source is not None:
+        if dataset_source not in ("auto", "official", "procedural"):
+            raise SuiteError(f"--source must be auto, official or procedural; got {dataset_source!r}")
+        changes["dataset_source"] = dataset_source
+    return dataclasses.replace(suite, **changes)
+
+
+def expand_suite(suite: Suite) -> list[RunSpec]:
+    """One spec per dataset x model x grid point x seed, each config validated before any training."""
+    from benchmarks.datasets import get_dataset_class
+
+    specs = []
+    t = suite.training
+    training = {
+        k: v
+        for k, v in dataclasses.asdict(t).items()
+        if k not in ("architecture", "latent_dim", "likelihood")
+    }
+    for dataset in suite.datasets:
+        dataset_cls = get_dataset_class(dataset)
+        likelihood = t.likelihood.get(dataset, dataset_cls.likelihood)
+        base = {
+            "architecture": t.architecture,
+            "latent_dim": t.latent_dim,
+            "likelihood": likelihood,
+            "in_channels": dataset_cls.observation_shape[0],
+            "dataset_size": math.prod(dataset_cls.factor_sizes),
+        }
+        for model, grid in suite.models.items():
+            for point in grid:
+                config = {**base, **point}
+                try:
+                    get_model(model)(**config)  # refuse an invalid hyperparameter now, not mid-sweep
+                except ConfigError as exc:
+                    raise SuiteError(f"{suite.path}: models.{model} grid point {point}: {exc}") from None
+                for seed in suite.seeds:
+                    specs.append(
+                        RunSpec(
+                            suite=suite.name,
+                            dataset=dataset,
+                            model=model,
+                            model_config=config,
+                            seed=seed,
+                            training=training,
+                            metrics=suite.metrics,
+                            dataset_source=suite.dataset_source,
+                            evaluation_seed=suite.evaluation_seed,
+                        )
+                    )
+    return specs

@@ -1,0 +1,227 @@
+"""The runner as a user drives it: the CLI, records, resume, failures and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from benchmarks.cli import app
+from vae_zoo import VAE, register_model
+
+TOY_CLI = Path(__file__).with_name("toy.py")
+runner = CliRunner()
+
+
+@register_model("nan_after_12")
+class NaNAfter12(VAE):
+    """Test variant whose regularizer turns NaN at step 12."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(VAE.Config):
+        pass
+
+    def regularizer(self, terms):
+        kl = terms.kl.mean()
+        return (kl * float("nan") if terms.step >= 12 else kl), {"kl": kl}
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def records(out, suite="toy"):
+    return {p.stem: json.loads(p.read_text()) for p in sorted((Path(out) / "runs" / suite).glob("*.json"))}
+
+
+def comparable(record):
+    """What must match between an interrupted-and-resumed run and an uninterrupted one."""
+    return {k: record[k] for k in ("run_id", "spec", "status", "metrics", "curve", "final", "mi_matrix")}
+
+
+def test_run_records_every_run_and_a_rerun_skips_everything(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    code, output = invoke("run", "--suite", toy_suite(), "--out", out)
+    assert code == 0, output
+    recs = records(out)
+    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs.values())
+    rec = next(iter(recs.values()))
+    assert {"mig", "sap"} <= set(rec["metrics"]) and len(rec["curve"]["step"]) == 6
+    prov = rec["provenance"]
+    for key in ("git_commit", "torch", "numpy", "scikit_learn", "device", "device_name", "dataset"):
+        assert key in prov
+    assert prov["dataset"]["source"] == "procedural"
+    assert (out / "artifacts" / "toy").is_dir() and (out / "checkpoints" / "toy").is_dir()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs" / "toy").glob("*.json")}
+    code, output = invoke("run", "--suite", toy_suite(), "--out", out)
+    assert code == 0 and "2 run(s) already recorded" in output and "Nothing to run" in output
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "runs" / "toy").glob("*.json")}
+
+
+def _run_cli(*args):
+    return subprocess.Popen(
+        [sys.executable, str(TOY_CLI), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_run_resumes_to_the_record_of_an_uninterrupted_run(toy_suite, tmp_path, sig):
+    suite = toy_suite(steps=200)
+    args = ("run", "--suite", suite, "--models", "vae", "--device", "cpu")
+    reference = _run_cli(*args, "--out", tmp_path / "ref")
+    assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
+
+    out = tmp_path / "killed"
+    proc = _run_cli(*args, "--out", out)
+    deadline = time.time() + 120
+    while not list((out / "checkpoints" / "toy").glob("*.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    log = proc.stdout.read().decode()
+    assert not records(out), "the killed run must not have written a record"
+    if sig == signal.SIGTERM:
+        assert code == 130 and "Run the same command again to resume" in log, log
+    resumed = _run_cli(*args, "--out", out)
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
+    (ref,), (res,) = records(tmp_path / "ref").values(), records(out).values()
+    assert res["timing"]["resumed_from_step"] > 0
+    assert comparable(res) == comparable(ref)
+
+
+def test_a_diverged_run_is_recorded_as_failed_and_the_sweep_goes_on(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    code, output = invoke("run", "--suite", toy_suite(), "--models", "nan_after_12,vae", "--out", out)
+    assert code == 1, output
+    by_model = {r["spec"]["model"]: r for r in records(out).values()}
+    assert by_model["vae"]["status"] == "ok"
+    failed = by_model["nan_after_12"]
+    assert failed["status"] == "failed" and failed["failure"]["step"] == 12
+    assert "regularizer" in failed["failure"]["reason"] or "loss" in failed["failure"]["reason"]
+    assert "step 12" in output and failed["run_id"] in output
+
+
+def test_eval_recomputes_metrics_from_the_checkpoint(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
+    ((run_id, rec),) = records(out).items()
+    code, output = invoke("eval", run_id, "--metrics", "mig", "--out", out, "--device", "cpu")
+    assert code == 0, output
+    updated = records(out)[run_id]
+    assert updated["metrics"]["mig"] == pytest.approx(rec["metrics"]["mig"], abs=1e-12)
+    ckpt = out / "checkpoints" / "toy" / f"{run_id}.pt"
+    assert invoke("eval", ckpt, "--metrics", "sap", "--out", out, "--device", "cpu")[0] == 0
+
+
+def test_tables_regenerate_byte_identically(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(), "--out", out)[0] == 0
+    assert invoke("table", "--out", out)[0] == 0
+    first = {p: p.read_bytes() for p in (out / "tables").iterdir()}
+    assert {p.suffix for p in first} == {".md", ".csv", ".tex"}
+    assert invoke("table", "--out", out, "--suite", "toy")[0] == 0
+    assert first == {p: p.read_bytes() for p in (out / "tables").iterdir()}
+    assert invoke("plot", "--out", out, "--suite", "toy")[0] == 0
+    assert list((out / "figures" / "toy").glob("*.png"))
+
+
+# -- bad input -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "beta-vae"], "Did you mean 'beta_vae'"),
+        (["--datasets", "dsprite"], "Known datasets:"),
+        (["--metrics", "mgi"], "Known metrics:"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
+    ],
+)
+def test_cli_errors_exit_2_and_name_the_valid_values(toy_suite, tmp_path, args, message):
+    code, output = invoke("run", "--suite", toy_suite(), "--out", tmp_path / "out", *args)
+    assert code == 2 and message in output, output
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_unknown_suite_lists_the_shipped_ones(tmp_path):
+    code, output = invoke("run", "--suite", "quik", "--out", tmp_path)
+    assert code == 2 and "Did you mean 'quick'" in output
+
+
+@pytest.mark.parametrize(
+    ("model_line", "field"),
+    [("beta_vae = [{ beta = -1.0 }]", "beta"), ("vae = [{ latent_dim = 0 }]", "latent_dim")],
+)
+def test_invalid_hyperparameters_are_refused_before_training(toy_suite, tmp_path, model_line, field):
+    suite = toy_suite()
+    text = suite.read_text().replace("beta_vae = [{ beta = 2.0 }]", model_line)
+    suite.write_text(text)
+    code, output = invoke("run", "--suite", suite, "--out", tmp_path / "out")
+    assert code == 2 and field in output, output
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_unwritable_output_directory_fails_before_training(toy_suite, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, output = invoke("run", "--suite", toy_suite(), "--out", blocker / "out")
+    assert code == 2 and "not writable" in output
+
+
+def test_corrupt_record_and_checkpoint_are_reported_and_never_overwritten(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(), "--out", out)[0] == 0
+    paths = sorted((out / "runs" / "toy").glob("*.json"))
+    paths[0].write_text("{ truncated")
+    code, output = invoke("run", "--suite", toy_suite(), "--out", out)
+    assert code == 1 and paths[0].name in output.replace("\n", "")
+    assert paths[0].read_text() == "{ truncated"
+    code, output = invoke("table", "--out", out)
+    assert paths[0].name in output.replace("\n", "")
+    # a corrupt checkpoint of a run that still has to train
+    paths[1].unlink()
+    ckpt = out / "checkpoints" / "toy" / f"{paths[1].stem}.pt"
+    ckpt.write_bytes(b"garbage")
+    code, output = invoke("run", "--suite", toy_suite(), "--out", out)
+    assert code == 1 and ckpt.name in output.replace("\n", "")
+    assert ckpt.read_bytes() == b"garbage"
+
+
+def test_force_reruns_from_scratch(toy_suite, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
+    before = records(out)
+    code, output = invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out, "--force")
+    assert code == 0 and "1 run(s) completed" in output
+    after = records(out)
+    assert comparable(next(iter(before.values()))) == comparable(next(iter(after.values())))
+
+
+def test_list_commands():
+    code, output = invoke("list", "models")
+    assert code == 0 and output.splitlines()[0].split()[0] == "annealed_vae"
+    assert {"vae", "beta_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae", "annealed_vae"} <= {
+        line.split()[0] for line in output.splitlines()
+    }
+    code, output = invoke("list", "suites")
+    assert code == 0 and {"smoke", "quick", "paper"} <= {line.split()[0] for line in output.splitlines()}
+
+
+def test_same_seed_same_numbers(toy_suite, tmp_path):
+    torch.manual_seed(123)  # global state must not leak into a run
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", a)[0] == 0
+    torch.manual_seed(456)
+    assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", b)[0] == 0
+    assert [comparable(r) for r in records(a).values()] == [comparable(r) for r in records(b).values()]
