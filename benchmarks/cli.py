@@ -188,7 +188,8 @@ def _check_suite_records(out: Path, suite: str | None) -> None:
     if suite is not None and not (runs / suite).is_dir():
         known = sorted(p.name for p in runs.iterdir() if p.is_dir())
         fail(
-            f"no records for suite {suite!r} under {runs}; suites with records: {', '.join(known) or '(none)'}"
+            f"no records for suite {suite!r} under {runs}; "
+            f"suites with records: {', '.join(known) or '(none)'}"
         )
 
 

@@ -174,7 +174,7 @@ def posterior_grid_factors(dataset: GroundTruthDataset, stride: dict[str, int] |
 
 @torch.no_grad()
 def traversals(model: VAE, reference_mean: np.ndarray, device: torch.device) -> np.ndarray:
-    """Decode z = reference mean with one latent swept over TRAVERSAL_VALUES: (D, n_steps, C, 64, 64) uint8."""
+    """Decode the reference mean, one latent swept over TRAVERSAL_VALUES: (D, n_steps, C, 64, 64) uint8."""
     d, n = model.config.latent_dim, len(TRAVERSAL_VALUES)
     z = torch.tensor(reference_mean, dtype=torch.float32, device=device).repeat(d, n, 1)  # (D, n, D)
     z[torch.arange(d), :, torch.arange(d)] = torch.tensor(

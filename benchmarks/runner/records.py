@@ -13,7 +13,8 @@ Record schema ``vaebench.run/1``::
     strength    {"field": "beta", "value": 4.0} or null (the variant's regularisation strength)
     metrics     flat {key: float} over every metric's outputs (NaN stored as null)
     metric_seconds  {metric name: seconds}
-    mi_matrix   {"codes_by_factors": [[...]], "factor_names": [...]}  (histogram MI, nats, on the train sample)
+    mi_matrix   {"codes_by_factors": [[...]], "factor_names": [...]}  (histogram MI in nats, train sample)
+    metric_warnings  {metric name: [messages]}  what a metric warned about (NaN causes, deviations)
     curve       {"step": [...], "<term>": [...]}   each term averaged over a log window
     final       {"<term>": float}                  the last window's averages
     failure     null, or {"step": int, "reason": str}

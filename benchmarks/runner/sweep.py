@@ -246,7 +246,8 @@ def run_sweep(
                 failure = record["failure"]
                 result.failed.append((spec.run_id, failure["step"], failure["reason"]))
                 console.print(
-                    f"[red]FAILED[/] {spec.run_id} {spec.model} {_hyper(spec)} seed {spec.seed}: {failure['reason']}"
+                    f"[red]FAILED[/] {spec.run_id} {spec.model} {_hyper(spec)} seed {spec.seed}: "
+                    f"{failure['reason']}"
                 )
             else:
                 result.completed.append(spec.run_id)
@@ -265,7 +266,8 @@ def _summary_line(spec: RunSpec, record: dict[str, Any]) -> str:
         f"[green]done[/] {spec.run_id} {spec.dataset}/{spec.model} {_hyper(spec)} seed {spec.seed}: "
         f"recon={f.get('reconstruction', float('nan')):.1f} kl={f.get('kl', float('nan')):.2f} "
         + " ".join(shown)
-        + f" ({t['train_seconds']:.0f}s train, {t['eval_seconds']:.0f}s eval, {t['images_per_second']:,.0f} img/s)"
+        + f" ({t['train_seconds']:.0f}s train, {t['eval_seconds']:.0f}s eval,"
+        f" {t['images_per_second']:,.0f} img/s)"
     )
 
 
