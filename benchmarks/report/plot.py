@@ -1,0 +1,434 @@
+"""Figures regenerated from the run records and artifacts: ``DIR/figures/<suite>/*.png``.
+
+Per dataset:
+
+* ``distributions_<dataset>.png``  each headline metric's distribution per model, pooled over
+  hyperparameters and seeds (box + every run as a point), as in Locatello et al. (2019);
+* ``strength_<dataset>.png``  every metric against the regularisation strength, one line per
+  model (mean ± std over seeds);
+* ``tradeoff_<dataset>.png``  final reconstruction against final KL, one colour per model,
+  each configuration's mean annotated with its hyperparameters;
+* ``traversals_<dataset>_<model>.png``  latent traversals of one run per model (from its artifact);
+* ``mi_<dataset>.png``  the codes-by-factors mutual-information matrix of one run per model.
+
+Failed runs and null metric values are left out of every plot. Figures are drawn with the
+Agg canvas on ``Figure`` objects (no pyplot, no global state) and saved without the
+software-version stamp, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from benchmarks.report.frame import (
+    HEADLINE_METRICS,
+    Config,
+    Run,
+    SuiteRuns,
+    configurations,
+    fmt,
+    fmt_param,
+    list_suites_with_records,
+    load_suite_runs,
+    metric_columns,
+    metric_directions,
+    metric_header,
+    summarise,
+)
+from benchmarks.runner.records import artifact_path
+
+__all__ = ["write_figures"]
+
+log = logging.getLogger(__name__)
+
+_PREFIXES = ("distributions_", "strength_", "tradeoff_", "traversals_", "mi_")
+_DPI = 100
+
+
+def write_figures(out_dir: Path, suite: str | None = None) -> list[Path]:
+    """Write the PNG figures of each suite with records (or the one named); returns the paths, sorted.
+
+    A figure with nothing to show (no strength sweep, no artifact for a model) is skipped
+    with a logged message. Figures of ours left over from an earlier regeneration that
+    the records no longer produce are removed, so the folder matches the records.
+    """
+    out_dir = Path(out_dir)
+    suites = list_suites_with_records(out_dir)
+    if suite is not None:
+        if suite not in suites:
+            raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
+        suites = [suite]
+    written: list[Path] = []
+    for name in suites:
+        runs = load_suite_runs(out_dir, name)
+        for skipped in runs.skipped:
+            log.warning("skipped unreadable run record %s: %s", skipped.path, skipped.reason)
+        folder = out_dir / "figures" / name
+        mine = _suite_figures(out_dir, runs, folder)
+        for stale in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+            if stale.name.startswith(_PREFIXES) and stale not in mine:
+                stale.unlink()
+        written += mine
+    return sorted(written)
+
+
+def _suite_figures(out_dir: Path, runs: SuiteRuns, folder: Path) -> list[Path]:
+    if not runs.ok_runs:
+        log.warning("suite %s has no successful runs: no figures", runs.suite)
+        return []
+    columns = metric_columns(runs.runs)
+    metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
+    directions = metric_directions(metric_names, columns)
+    models = sorted({r.model for r in runs.runs})
+    colours = {m: _colour(i) for i, m in enumerate(models)}
+    written = []
+    for dataset in runs.datasets:
+        cells = [c for c in configurations(runs.runs) if c.dataset == dataset]
+        if not cells:
+            log.warning("%s/%s: no successful runs, no figures", runs.suite, dataset)
+            continue
+        title = f"{runs.suite} / {dataset}"
+        figures = {
+            f"distributions_{dataset}": _distributions(title, cells, columns, directions, colours),
+            f"strength_{dataset}": _strength(title, cells, columns, directions, colours),
+            f"tradeoff_{dataset}": _tradeoff(title, cells, colours),
+            f"mi_{dataset}": _mi_matrices(title, _one_run_per_model(cells)),
+        }
+        for model, run in _one_run_per_model(cells).items():
+            figures[f"traversals_{dataset}_{model}"] = _traversals(out_dir, title, runs.suite, run)
+        for stem, fig in sorted(figures.items()):
+            if fig is None:
+                continue
+            path = folder / f"{_safe(stem)}.png"
+            _save(fig, path)
+            written.append(path)
+    return written
+
+
+# -- the figures -----------------------------------------------------------------------------------
+
+
+def _distributions(title, cells: list[Config], columns, directions, colours) -> Figure | None:
+    keys = [k for k in columns if k in HEADLINE_METRICS and any(c.values(k) for c in cells)]
+    if not keys:
+        log.warning("%s: no headline metric has a value; no distribution figure", title)
+        return None
+    models = sorted({c.model for c in cells})
+    width = 0.9 * len(models) + 1.6
+    fig, axes = _grid(len(keys), panel=(width, 3.2), ncols=max(1, int(16 // width)))
+    n_runs = len({r.run_id for c in cells for r in c.runs})
+    fig.suptitle(f"{title}: score per model over hyperparameters and seeds ({n_runs} runs)", fontsize=11)
+    for ax, key in zip(axes, keys):
+        per_model = [[v for c in cells if c.model == m for v in c.values(key)] for m in models]
+        positions = [i for i, vals in enumerate(per_model) if vals]
+        ax.boxplot(
+            [per_model[i] for i in positions],
+            positions=positions,
+            widths=0.55,
+            showfliers=False,  # every run is drawn as a point below
+            medianprops={"color": "black"},
+        )
+        for i, vals in enumerate(per_model):
+            # Even spread instead of random jitter: same picture every time.
+            offsets = np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
+            ax.scatter(i + offsets, vals, s=16, color=colours[models[i]], zorder=3, alpha=0.85)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(
+            [f"{m}\n(n={len(v)})" for m, v in zip(models, per_model)], rotation=30, ha="right", fontsize=8
+        )
+        ax.set_xlim(-0.6, len(models) - 0.4)
+        ax.set_title(metric_header(key, directions), fontsize=9)
+        ax.set_ylabel("score", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _strength(title, cells: list[Config], columns, directions, colours) -> Figure | None:
+    keys = [k for k in columns if any(c.values(k) for c in cells)]
+    swept = [c for c in cells if _strength_of(c) is not None]
+    if not swept or not keys:
+        log.warning("%s: no run has a regularisation strength; no strength figure", title)
+        return None
+    xs = [_strength_of(c) for c in swept]
+    log_x = min(xs) > 0 and max(xs) / min(xs) >= 10  # log only where the sweep spans a decade
+    lines = _lines(cells)
+    fig, axes = _grid(len(keys), panel=(3.6, 2.9))
+    fig.suptitle(f"{title}: metrics against regularisation strength (mean ± std over seeds)", fontsize=11)
+    handles: dict[str, object] = {}
+    for ax, key in zip(axes, keys):
+        for name, line in lines.items():
+            line_cells = [c for c, _ in line]
+            model = line_cells[0].model
+            stats = [(c, summarise(c.values(key))) for c in line_cells]
+            stats = [(c, s) for c, s in stats if s is not None]
+            if not stats:
+                continue
+            if _strength_of(line_cells[0]) is None:
+                # No strength: one horizontal reference line at the model's mean.
+                h = ax.axhline(stats[0][1].mean, color=colours[model], linestyle="--", linewidth=1.2)
+            else:
+                x = [_strength_of(c) for c, _ in stats]
+                y = [s.mean for _, s in stats]
+                err = [s.std or 0.0 for _, s in stats]
+                h = ax.errorbar(x, y, yerr=err, color=colours[model], marker="o", markersize=4, capsize=3)
+            handles.setdefault(name, h)
+        if log_x:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_title(metric_header(key, directions), fontsize=9)
+        ax.set_xlabel("regularisation strength" + (" (log scale)" if log_x else ""), fontsize=8)
+        ax.set_ylabel("mean over seeds", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    legend = {"handles": list(handles.values()), "labels": list(handles), "fontsize": 8, "frameon": False}
+    if len(axes) > len(keys):
+        # A free panel slot: the legend goes there instead of taking a strip under the figure.
+        spare = axes[len(keys)]
+        spare.set_visible(True)
+        spare.axis("off")
+        spare.legend(loc="center", title="model (strength field)", title_fontsize=8, **legend)
+    else:
+        fig.legend(loc="outside lower center", ncol=min(4, len(handles)), **legend)
+    return fig
+
+
+def _tradeoff(title, cells: list[Config], colours) -> Figure | None:
+    points = [(c, r.value("kl"), r.value("reconstruction")) for c in cells for r in c.runs]
+    points = [(c, k, rec) for c, k, rec in points if k is not None and rec is not None]
+    if not points:
+        log.warning("%s: no run has final reconstruction and KL; no trade-off figure", title)
+        return None
+    fig = Figure(figsize=(8.0, 5.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, line in _lines(cells).items():
+        colour = colours[line[0][0].model]
+        runs = np.array([(k, rec) for cell, _ in line for c, k, rec in points if c is cell])
+        if not len(runs):
+            continue
+        ax.scatter(*runs.T, s=14, color=colour, alpha=0.45, linewidths=0)
+        centres = []
+        for cell, short in line:
+            mine = np.array([(k, rec) for c, k, rec in points if c is cell])
+            if len(mine):
+                centres.append((*mine.mean(axis=0), short))
+        xy = np.array([(x, y) for x, y, _ in centres])
+        # Configuration means, joined in strength order and labelled with the strength value.
+        ax.plot(
+            *xy.T, color=colour, linewidth=1.0, marker="o", markersize=6, markeredgecolor="black", label=name
+        )
+        for x, y, short in centres:
+            if short:
+                ax.annotate(
+                    short, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color=colour
+                )
+    ax.set_xlabel("final KL (nats, last log window)", fontsize=9)
+    ax.set_ylabel("final reconstruction (last log window, lower is better)", fontsize=9)
+    ax.set_title(
+        f"{title}: reconstruction / KL trade-off\n"
+        "(faint points: runs; outlined: configuration means, labelled with the strength)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | None:
+    path = artifact_path(out_dir, suite, run.run_id)
+    where = path.relative_to(out_dir).as_posix() if path.is_relative_to(out_dir) else str(path)
+    if not path.is_file():
+        log.warning(
+            "no traversal artifact for %s seed %d at %s; skipping its traversals", run.label, run.seed, where
+        )
+        return None
+    try:
+        with np.load(path) as data:
+            images = np.asarray(data["traversals"])  # (n_latents, n_steps, C, 64, 64) uint8
+            values = np.asarray(data["traversal_values"], dtype=np.float64)  # (n_steps,)
+            kl = np.asarray(data["kl_per_dim"], dtype=np.float64)  # (n_latents,)
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("traversal artifact %s is unreadable (%s); skipping %s", where, exc, run.label)
+        return None
+    if images.ndim != 5 or images.shape[2] not in (1, 3) or images.shape[:2] != (len(kl), len(values)):
+        log.warning(
+            "traversal artifact %s has unexpected shapes %s; skipping %s", where, images.shape, run.label
+        )
+        return None
+    n_latents, n_steps, channels, h, w = images.shape
+    order = np.argsort(-kl, kind="stable")  # most active latent first
+    pad = 2
+    montage = np.full((n_latents * (h + pad) - pad, n_steps * (w + pad) - pad, channels), 255, dtype=np.uint8)
+    for row, i in enumerate(order):
+        for col in range(n_steps):
+            tile = images[i, col].transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+            montage[row * (h + pad) : row * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = tile
+    fig = Figure(figsize=(0.75 * n_steps + 2.2, 0.75 * n_latents + 1.3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if channels == 1:
+        ax.imshow(montage[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(montage, interpolation="nearest")
+    ax.set_yticks([r * (h + pad) + h / 2 for r in range(n_latents)])
+    ax.set_yticklabels([f"z{i}  KL {fmt(kl[i], 2)}" for i in order], fontsize=8)
+    ax.set_xticks([c * (w + pad) + w / 2 for c in range(n_steps)])
+    ax.set_xticklabels([f"{v:+.1f}" for v in values], fontsize=8)
+    ax.set_xlabel("traversal value (around the reference image's posterior mean)", fontsize=8)
+    ax.set_ylabel("latent (most active first)", fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(
+        f"{title}: traversals of {run.label}, seed {run.seed}\nrows ordered by KL per latent", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
+    mats = {}
+    for model, run in chosen.items():
+        mi = run.record.get("mi_matrix") or {}
+        matrix = np.asarray(mi.get("codes_by_factors") or [], dtype=np.float64)
+        if matrix.ndim == 2 and matrix.size:
+            names = list(mi.get("factor_names") or [f"factor {j}" for j in range(matrix.shape[1])])
+            mats[model] = (run, matrix, names)
+    if not mats:
+        log.warning("%s: no run has a mutual-information matrix; no MI figure", title)
+        return None
+    vmax = max(float(np.nanmax(m)) for _, m, _ in mats.values()) or 1.0
+    n_codes = max(m.shape[0] for _, m, _ in mats.values())
+    n_factors = max(m.shape[1] for _, m, _ in mats.values())
+    fig, axes = _grid(len(mats), panel=(0.55 * n_factors + 1.6, 0.32 * n_codes + 1.8), ncols=3)
+    fig.suptitle(
+        f"{title}: mutual information between codes and factors (nats), one run per model", fontsize=10
+    )
+    image = None
+    for ax, (run, matrix, names) in zip(axes, [mats[m] for m in sorted(mats)]):
+        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(matrix.shape[1]))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(matrix.shape[0]))
+        ax.set_yticklabels([f"z{i}" for i in range(matrix.shape[0])], fontsize=8)
+        ax.set_title(f"{run.label}, seed {run.seed}", fontsize=9)
+        ax.set_xlabel("factor", fontsize=8)
+        ax.set_ylabel("latent code", fontsize=8)
+        if matrix.size <= 150:
+            for (i, j), v in np.ndenumerate(matrix):
+                colour = "black" if v > 0.6 * vmax else "white"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5, color=colour)
+    fig.colorbar(image, ax=list(axes[: len(mats)]), shrink=0.8, label="MI (nats)")
+    return fig
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _one_run_per_model(cells: list[Config]) -> dict[str, Run]:
+    """Per model: the first grid point in sort order (lowest strength), then its lowest seed."""
+    chosen: dict[str, Run] = {}
+    for cell in cells:  # already sorted by model and hyperparameters; runs by seed
+        if cell.model not in chosen and cell.runs:
+            chosen[cell.model] = cell.runs[0]
+    return chosen
+
+
+def _strength_of(cell: Config) -> float | None:
+    value = cell.runs[0].strength_value if cell.runs else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _lines(cells: list[Config]) -> dict[str, list[tuple[Config, str]]]:
+    """One line per model (name "model (strength field)"), split further by any hyperparameter
+    that varies independently of the strength; each configuration with a short point label.
+
+    A hyperparameter set from the strength (DIP-VAE-I's lambda_d = 10 lambda_od) moves along
+    the line and neither splits it nor appears in the point label.
+    """
+    lines: dict[str, list[tuple[Config, str]]] = {}
+    for model in sorted({c.model for c in cells}):
+        own = [c for c in cells if c.model == model and c.runs]
+        if not own:
+            continue
+        field = own[0].runs[0].strength_field
+        tied = set()
+        for key in {k for c in own for k, _ in c.runs[0].hparams if k != field}:
+            seen: dict[str, set[str]] = {}
+            for c in own:
+                params = dict(c.runs[0].hparams)
+                seen.setdefault(repr(params.get(field)), set()).add(repr(params.get(key)))
+            if field is not None and all(len(v) == 1 for v in seen.values()):
+                tied.add(key)
+        for c in own:
+            rest = ", ".join(
+                f"{k}={fmt_param(v)}" for k, v in c.runs[0].hparams if k != field and k not in tied
+            )
+            name = model + (f" ({field})" if field else " (no strength)") + (f" [{rest}]" if rest else "")
+            strength = _strength_of(c)
+            lines.setdefault(name, []).append((c, "" if strength is None else f"{strength:g}"))
+    for line in lines.values():
+        line.sort(key=lambda cs: (_strength_of(cs[0]) is None, _strength_of(cs[0]) or 0.0))
+    return lines
+
+
+def _grid(n: int, panel: tuple[float, float], ncols: int = 4) -> tuple[Figure, Sequence]:
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _colour(i: int) -> tuple[float, float, float]:
+    palette = [
+        (0.122, 0.467, 0.706),
+        (1.000, 0.498, 0.055),
+        (0.173, 0.627, 0.173),
+        (0.839, 0.153, 0.157),
+        (0.580, 0.404, 0.741),
+        (0.549, 0.337, 0.294),
+        (0.890, 0.467, 0.761),
+        (0.498, 0.498, 0.498),
+        (0.737, 0.741, 0.133),
+        (0.090, 0.745, 0.812),
+    ]
+    return palette[i % len(palette)]
+
+
+def _safe(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """PNG without the software stamp, written beside the destination and renamed into place."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

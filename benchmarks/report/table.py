@@ -1,0 +1,495 @@
+"""Result tables regenerated from the run records alone: ``DIR/tables/<suite>.{md,csv,tex}``.
+
+Per dataset, one row per configuration (model and hyperparameters) and one column per
+metric, each cell the mean ± std over seeds (std with ddof=1) with n; then each model's
+best hyperparameter per metric by median over seeds; the failed runs; the protocol as
+the records state it; and notes computed from the numbers. Nothing is written that the
+records do not say: no timestamps, everything sorted, floats in fixed formats, so the
+same records always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report.frame import (
+    HEADLINE_METRICS,
+    Config,
+    Stats,
+    SuiteRuns,
+    configurations,
+    fmt,
+    fmt_param,
+    list_suites_with_records,
+    load_suite_runs,
+    metric_columns,
+    metric_directions,
+    metric_header,
+    summarise,
+)
+from benchmarks.runner.records import atomic_write_text
+
+__all__ = ["write_tables", "render_tables"]
+
+log = logging.getLogger(__name__)
+
+_LOCATELLO = (
+    "Locatello et al. (2019) found the variance across random seeds as large as the variance across models"
+)
+
+
+def write_tables(out_dir: Path, suite: str | None = None) -> list[Path]:
+    """Write ``tables/<suite>.md``, ``.csv`` and ``.tex`` for each suite with records (or the one named).
+
+    Unreadable records are logged (by path), listed in the tables and otherwise skipped;
+    they are never rewritten. Returns the paths written, sorted.
+    """
+    out_dir = Path(out_dir)
+    suites = list_suites_with_records(out_dir)
+    if suite is not None:
+        if suite not in suites:
+            raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
+        suites = [suite]
+    written = []
+    for name in suites:
+        runs = load_suite_runs(out_dir, name)
+        for skipped in runs.skipped:
+            log.warning("skipped unreadable run record %s: %s", skipped.path, skipped.reason)
+        for ext, text in sorted(render_tables(runs).items()):
+            path = out_dir / "tables" / f"{name}.{ext}"
+            atomic_write_text(path, text)
+            written.append(path)
+    return sorted(written)
+
+
+def render_tables(runs: SuiteRuns) -> dict[str, str]:
+    """The three renderings of one suite's tables: {"md": ..., "csv": ..., "tex": ...}."""
+    report = _build(runs)
+    return {"md": _markdown(report), "csv": _csv(report), "tex": _latex(report)}
+
+
+# -- the numbers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dataset:
+    name: str
+    cells: list[Config]
+    stats: dict[tuple[str, str], Stats | None]  # (cell label, metric key) -> stats over seeds
+    best: dict[str, dict[str, tuple[float, str] | None]]  # model -> key -> (median, hyperparameters)
+    notes: list[str]
+
+
+@dataclass
+class _Report:
+    runs: SuiteRuns
+    columns: list[str]
+    directions: dict[str, bool | None]
+    datasets: list[_Dataset]
+    protocol: list[tuple[str, str]]
+
+
+def _build(runs: SuiteRuns) -> _Report:
+    columns = metric_columns(runs.runs)
+    metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
+    directions = metric_directions(metric_names, columns)
+    datasets = []
+    for name in runs.datasets:
+        cells = [c for c in configurations(runs.runs) if c.dataset == name]
+        stats = {(c.label, k): summarise(c.values(k)) for c in cells for k in columns}
+        datasets.append(
+            _Dataset(
+                name=name,
+                cells=cells,
+                stats=stats,
+                best=_best(cells, stats, columns, directions),
+                notes=_notes(cells, stats, columns, directions),
+            )
+        )
+    return _Report(runs, columns, directions, datasets, _protocol(runs))
+
+
+def _best(
+    cells: list[Config],
+    stats: dict[tuple[str, str], Stats | None],
+    columns: list[str],
+    directions: dict[str, bool | None],
+) -> dict[str, dict[str, tuple[float, str] | None]]:
+    """Per model and metric, the configuration with the best median over seeds.
+
+    The median, not the mean, so that one diverging seed does not pick a grid point.
+    Ties go to the first configuration in sort order (lowest strength). Metrics with no
+    better direction have no best and are left out.
+    """
+    best: dict[str, dict[str, tuple[float, str] | None]] = {}
+    for model in sorted({c.model for c in cells}):
+        own = [c for c in cells if c.model == model]
+        best[model] = {}
+        for key in columns:
+            higher = directions.get(key)
+            if higher is None:
+                continue
+            choice: tuple[float, str] | None = None
+            for cell in own:
+                s = stats[(cell.label, key)]
+                if s is None:
+                    continue
+                if choice is None or (s.median > choice[0] if higher else s.median < choice[0]):
+                    choice = (s.median, cell.hparam_text)
+            best[model][key] = choice
+    return best
+
+
+def _notes(
+    cells: list[Config],
+    stats: dict[tuple[str, str], Stats | None],
+    columns: list[str],
+    directions: dict[str, bool | None],
+) -> list[str]:
+    """Statements computed from this dataset's numbers; nothing here is an opinion."""
+    notes = []
+    max_n = max((len(c.runs) for c in cells), default=0)
+    if cells and max_n < 2:
+        notes.append(
+            "Every configuration has a single seed: differences between models are not tested against "
+            f"seed noise. {_LOCATELLO}, so they may not be real."
+        )
+    for key in [k for k in columns if k in HEADLINE_METRICS]:
+        have = [(c, stats[(c.label, key)]) for c in cells if stats[(c.label, key)] is not None]
+        header = metric_header(key, directions)
+        if len(have) < 2:
+            where = f" ({have[0][0].label} only)" if have else ""
+            notes.append(
+                f"{header}: values for {len(have)} configuration{where}; no comparison between models."
+            )
+            continue
+        lo = min(have, key=lambda cs: cs[1].mean)
+        hi = max(have, key=lambda cs: cs[1].mean)
+        spread = hi[1].mean - lo[1].mean
+        text = (
+            f"{header}: configuration means range from {fmt(lo[1].mean)} ({lo[0].label}) to "
+            f"{fmt(hi[1].mean)} ({hi[0].label}), a spread of {fmt(spread)} across {len(have)} configurations."
+        )
+        seeded = [s for _, s in have if s.std is not None]
+        if seeded:
+            pooled = math.sqrt(sum(s.std**2 for s in seeded) / len(seeded))
+            verdict = "exceeds" if spread > pooled else "does not exceed"
+            ratio = f" ({spread / pooled:.1f}×)" if pooled > 0 else ""
+            text += f" The spread {verdict} the pooled seed std {fmt(pooled)}{ratio}"
+            single = len(have) - len(seeded)
+            if single:
+                text += (
+                    f"; {single} single-seed configuration{'s' if single > 1 else ''} not in the pooled std"
+                )
+            text += " (a descriptive comparison, not a significance test)."
+        else:
+            text += " Not tested against seed noise (one seed per configuration)."
+        notes.append(text)
+    nulls = sum(1 for c in cells for r in c.runs for k in columns if r.value(k) is None)
+    if nulls:
+        notes.append(
+            f"{nulls} value{'s are' if nulls > 1 else ' is'} null (not finite or not computed) "
+            "in successful runs and left out; n counts the values present."
+        )
+    return notes
+
+
+def _distinct(values: Iterable[Any]) -> str:
+    shown = sorted({fmt_param(v) for v in values if v is not None})
+    if not shown:
+        return "not recorded"
+    return shown[0] if len(shown) == 1 else " / ".join(shown) + " (differs between runs)"
+
+
+def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
+    """The settings behind the numbers, read from every record (failed ones included)."""
+    records = [r.record for r in runs.runs]
+    if not records:
+        return [("Runs", "no readable records")]
+    specs = [r["spec"] for r in records]
+    training = [s.get("training") or {} for s in specs]
+    prov = [r.get("provenance") or {} for r in records]
+    n_ok, n_failed = len(runs.ok_runs), len(runs.failed_runs)
+    lines = [
+        (
+            "Runs",
+            f"{len(records)} records ({n_ok} ok, {n_failed} failed); "
+            f"seeds {', '.join(str(s) for s in sorted({r.seed for r in runs.runs}))}; "
+            f"datasets {', '.join(runs.datasets)}; models {', '.join(sorted({r.model for r in runs.runs}))}",
+        ),
+        (
+            "Training",
+            f"steps {_distinct(t.get('steps') for t in training)}; "
+            f"batch size {_distinct(t.get('batch_size') for t in training)}; "
+            f"learning rate {_distinct(t.get('learning_rate') for t in training)}; "
+            f"optimizer {_distinct(t.get('optimizer') for t in training)}; "
+            f"precision {_distinct(p.get('precision') for p in prov)} "
+            f"(requested {_distinct(t.get('precision') for t in training)})",
+        ),
+    ]
+    settings: dict[str, set[str]] = {}
+    for spec in specs:
+        for name, kw in (spec.get("metrics") or {}).items():
+            text = ", ".join(f"{k}={fmt_param(v)}" for k, v in sorted((kw or {}).items())) or "defaults"
+            settings.setdefault(name, set()).add(text)
+    metric_text = "; ".join(f"{name}: {' / '.join(sorted(v))}" for name, v in sorted(settings.items()))
+    lines.append(("Metric settings", metric_text or "not recorded"))
+    lines.append(
+        (
+            "Evaluation",
+            f"representation {_distinct(s.get('representation') for s in specs)}; "
+            f"evaluation seed {_distinct(s.get('evaluation_seed') for s in specs)}",
+        )
+    )
+    migs = []
+    if "mig" in settings:
+        migs.append(
+            "`mig` is disentanglement_lib's MIG (histogram-discretised codes, plug-in MI, "
+            "normalised by the sampled factor's entropy)"
+        )
+    if "mig_chen" in settings:
+        migs.append("`mig_chen` is Chen et al. (2018)'s MIG (estimated MI, normalised by log K)")
+    lines.append(("Which MIG", "; ".join(migs) if migs else "no MIG in these runs"))
+    sources = []
+    for dataset in runs.datasets:
+        mine = [
+            (r.record["spec"], r.record.get("provenance") or {}) for r in runs.runs if r.dataset == dataset
+        ]
+        used = _distinct((p.get("dataset") or {}).get("source") for _, p in mine)
+        asked = _distinct(s.get("dataset_source") for s, _ in mine)
+        sources.append(f"{dataset}: {used} (requested {asked})")
+    lines.append(("Dataset source", "; ".join(sources)))
+    devices = sorted({f"{p.get('device', '?')} ({p.get('device_name', '?')})" for p in prov})
+    lines.append(("Device", "; ".join(devices)))
+    commits = sorted({str(p.get("git_commit")) for p in prov if p.get("git_commit")})
+    dirty = sum(1 for p in prov if p.get("git_dirty"))
+    code = ", ".join(c[:12] for c in commits) or "not recorded"
+    if dirty:
+        code += f" ({dirty} run{'s' if dirty > 1 else ''} from a tree with uncommitted changes)"
+    lines.append(("Git commit", code))
+    versions = []
+    for lib in ("vaebench", "torch", "numpy", "scikit_learn"):
+        versions.append(f"{lib} {_distinct(p.get(lib) for p in prov)}")
+    lines.append(("Versions", "; ".join(versions)))
+    return lines
+
+
+# -- renderings ------------------------------------------------------------------------------------
+
+
+def _cell_text(s: Stats | None) -> str:
+    if s is None:
+        return "—"
+    if s.std is None:
+        return f"{fmt(s.mean)} (n=1)"
+    return f"{fmt(s.mean)} ± {fmt(s.std)} (n={s.n})"
+
+
+def _best_text(choice: tuple[float, str] | None) -> str:
+    if choice is None:
+        return "—"
+    return f"{fmt(choice[0])} ({choice[1] or 'single config'})"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(title, header, rows, caption) of every table, shared by the Markdown and LaTeX renderings."""
+    headers = [metric_header(k, report.directions) for k in report.columns]
+    ranked = [k for k in report.columns if report.directions.get(k) is not None]
+    out = []
+    for ds in report.datasets:
+        rows = [[c.label] + [_cell_text(ds.stats[(c.label, k)]) for k in report.columns] for c in ds.cells]
+        out.append(
+            (
+                f"{ds.name}: mean ± std over seeds",
+                ["model"] + headers,
+                rows,
+                "std with ddof=1; n = seeds with a value; — = no value.",
+            )
+        )
+        best_rows = [[m] + [_best_text(ds.best[m].get(k)) for k in ranked] for m in sorted(ds.best)]
+        out.append(
+            (
+                f"{ds.name}: best hyperparameter per model and metric (median over seeds)",
+                ["model"] + [metric_header(k, report.directions) for k in ranked],
+                best_rows,
+                "Each cell: the best median over seeds among the model's configurations, and that "
+                "configuration's hyperparameters. Ties go to the first configuration in table order.",
+            )
+        )
+    failed = [
+        [
+            r.dataset,
+            r.label,
+            str(r.seed),
+            r.run_id,
+            str((r.record.get("failure") or {}).get("step", "?")),
+            str((r.record.get("failure") or {}).get("reason", "not recorded")),
+        ]
+        for r in report.runs.failed_runs
+    ]
+    if failed:
+        out.append(
+            (
+                "Failed runs (excluded from every number above)",
+                ["dataset", "model", "seed", "run", "step", "reason"],
+                failed,
+                "",
+            )
+        )
+    return out
+
+
+def _markdown(report: _Report) -> str:
+    lines = [
+        f"# Suite `{report.runs.suite}`",
+        "",
+        f"Regenerated from the run records in `runs/{report.runs.suite}/`. "
+        "↑ higher is better, ↓ lower is better, — neither. "
+        "Reconstruction and KL are the training objective's terms averaged over the last log window.",
+    ]
+    for title, header, rows, caption in _sections(report):
+        lines += ["", f"## {title}", ""]
+        lines += _md_table(header, rows) if rows else ["(no successful runs)"]
+        if caption:
+            lines += ["", caption]
+    if report.runs.skipped:
+        lines += ["", "## Unreadable records (skipped, left as they are)", ""]
+        lines += [f"- `{s.path}`: {_md_escape(s.reason)}" for s in report.runs.skipped]
+    lines += ["", "## Protocol (read from the records)", ""]
+    lines += [f"- **{k}:** {v}" for k, v in report.protocol]
+    lines += ["", "## Notes (computed from the records)", ""]
+    for ds in report.datasets:
+        lines += [f"- **{ds.name}:** {note}" for note in ds.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(report: _Report) -> str:
+    """One row per (dataset, configuration, metric) with full-precision numbers, for re-analysis."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        [
+            "suite",
+            "dataset",
+            "model",
+            "hyperparameters",
+            "config",
+            "metric",
+            "header",
+            "higher_is_better",
+            "n",
+            "mean",
+            "std",
+            "median",
+            "min",
+            "max",
+            "seeds",
+        ]
+    )
+    for ds in report.datasets:
+        for cell in ds.cells:
+            for key in report.columns:
+                s = ds.stats[(cell.label, key)]
+                higher = report.directions.get(key)
+                seeds = " ".join(str(r.seed) for r in cell.runs if r.value(key) is not None)
+                numbers = (
+                    [
+                        s.n,
+                        repr(s.mean),
+                        "" if s.std is None else repr(s.std),
+                        repr(s.median),
+                        repr(s.min),
+                        repr(s.max),
+                    ]
+                    if s is not None
+                    else [0, "", "", "", "", ""]
+                )
+                writer.writerow(
+                    [
+                        report.runs.suite,
+                        ds.name,
+                        cell.model,
+                        cell.hparam_text,
+                        cell.label,
+                        key,
+                        metric_header(key, report.directions),
+                        "" if higher is None else str(higher).lower(),
+                        *numbers,
+                        seeds,
+                    ]
+                )
+    return buf.getvalue()
+
+
+_TEX_REPLACE = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "—": "---",
+    "β": r"$\beta$",
+    "×": r"$\times$",
+    "`": "",
+}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX_REPLACE.get(ch, ch) for ch in text)
+
+
+def _latex(report: _Report) -> str:
+    lines = [
+        f"% Tables of suite {report.runs.suite}, regenerated from its run records.",
+        "% Needs \\usepackage{booktabs} and \\usepackage{graphicx}.",
+    ]
+    for title, header, rows, caption in _sections(report):
+        lines += [
+            "",
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\caption{" + _tex(title + (". " + caption if caption else "")) + "}",
+            r"\resizebox{\textwidth}{!}{%",
+            r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            r"\toprule",
+            " & ".join(_tex(h) for h in header) + r" \\",
+            r"\midrule",
+        ]
+        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
+        lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    if report.runs.skipped:
+        lines += ["", r"\paragraph{Unreadable records (skipped).}", r"\begin{itemize}"]
+        lines += [r"\item " + _tex(f"{s.path}: {s.reason}") for s in report.runs.skipped]
+        lines += [r"\end{itemize}"]
+    lines += ["", r"\paragraph{Protocol (read from the records).}", r"\begin{itemize}"]
+    lines += [r"\item \textbf{" + _tex(k) + ":} " + _tex(v) for k, v in report.protocol]
+    lines += [r"\end{itemize}", "", r"\paragraph{Notes (computed from the records).}", r"\begin{itemize}"]
+    for ds in report.datasets:
+        lines += [r"\item \textbf{" + _tex(ds.name) + ":} " + _tex(note) for note in ds.notes]
+    lines += [r"\end{itemize}"]
+    return "\n".join(lines) + "\n"

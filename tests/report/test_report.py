@@ -1,0 +1,360 @@
+"""Tables and figures from synthetic, schema-valid run records (no runner, no training)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from benchmarks.report import write_figures, write_tables
+from benchmarks.runner.records import SCHEMA, artifact_path, record_path, write_record
+
+SUITE = "synth"
+FACTORS = ["shape", "scale", "orientation", "pos_x", "pos_y"]
+METRIC_SETTINGS = {
+    "mig": {"num_train": 1000, "batch_size": 16, "num_bins": 20},
+    "mig_chen": {"num_samples": 2000},
+    "beta_vae": {"num_train": 500, "num_eval": 250, "batch_size": 64},
+    "dci": {"num_train": 1000, "num_test": 500},
+    "unsupervised": {"num_train": 1000},
+}
+
+# The grid of the main fixture: (model, strength field, strength values).
+GRID = [("vae", None, [None]), ("beta_vae", "beta", [1.0, 4.0]), ("factor_vae", "gamma", [10.0, 40.0])]
+SEEDS = [0, 1]
+# Exact values for one cell, checked in the tables: beta_vae (beta=4), mig, seeds 0 and 1.
+KNOWN_MIG = {0: 0.1234567, 1: 0.2345678}
+FAILED = ("factor_vae", 40.0, 1)  # model, strength, seed of the run that diverged
+NULL_METRIC = ("beta_vae", 4.0, 1, "mig_chen")  # this run's mig_chen is null
+
+
+def make_record(
+    model: str,
+    strength: tuple[str, float] | None,
+    seed: int,
+    metrics: dict[str, float | None],
+    *,
+    suite: str = SUITE,
+    dataset: str = "dsprites",
+    status: str = "ok",
+    failure: dict | None = None,
+    final: dict[str, float] | None = None,
+    n_latents: int = 4,
+) -> dict:
+    """A run record as the runner writes it (schema vaebench.run/1), with made-up numbers."""
+    config = {
+        "architecture": "locatello",
+        "latent_dim": n_latents,
+        "likelihood": "bernoulli",
+        "in_channels": 1,
+        "dataset_size": 737280,
+    }
+    if strength is not None:
+        config[strength[0]] = strength[1]
+    spec = {
+        "suite": suite,
+        "dataset": dataset,
+        "model": model,
+        "model_config": config,
+        "seed": seed,
+        "training": {
+            "steps": 300,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "learning_rate": 0.0005,
+            "precision": "auto",
+            "log_every": 100,
+            "checkpoint_every": 1000,
+        },
+        "metrics": METRIC_SETTINGS,
+        "dataset_source": "auto",
+        "evaluation_seed": 0,
+        "representation": "mean",
+    }
+    digest = hashlib.sha256(json.dumps({**spec, "suite": None}, sort_keys=True).encode()).hexdigest()
+    rng = np.random.default_rng([seed, len(model), int(strength[1]) if strength else 0])
+    mi = rng.uniform(0, 0.8, size=(n_latents, len(FACTORS))).round(4).tolist()
+    ok = status == "ok"
+    return {
+        "schema": SCHEMA,
+        "run_id": f"{model}-{digest[:12]}",
+        "suite": suite,
+        "status": status,
+        "spec": spec,
+        "strength": {"field": strength[0], "value": strength[1]} if strength else None,
+        "metrics": metrics if ok else {},
+        "metric_seconds": {k: 0.1 for k in METRIC_SETTINGS} if ok else {},
+        "mi_matrix": {"codes_by_factors": mi, "factor_names": FACTORS} if ok else None,
+        "curve": {"step": [100, 200, 300], "loss": [90.0, 70.0, 60.0]} if ok else {},
+        "final": (final or {}) if ok else {},
+        "failure": failure,
+        "timing": {"train_seconds": 12.0, "eval_seconds": 3.0, "images_per_second": 1600.0},
+        "provenance": {
+            "vaebench": "0.1.0",
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "git_dirty": False,
+            "python": "3.11.2",
+            "torch": "2.5.1",
+            "numpy": "2.4.6",
+            "scipy": "1.17.1",
+            "scikit_learn": "1.9.1",
+            "platform": "Linux",
+            "device": "cpu",
+            "device_name": "cpu",
+            "precision": "fp32",
+            "dataset": {"name": dataset, "source": "procedural"},
+            "created": f"2025-01-0{seed + 1}T00:00:00+00:00",
+        },
+    }
+
+
+def write_artifact(out_dir, record: dict, n_steps: int = 5) -> None:
+    """Traversal images: latent i draws a bar whose position moves with the step, brighter for low i."""
+    n_latents = record["spec"]["model_config"]["latent_dim"]
+    images = np.zeros((n_latents, n_steps, 1, 64, 64), dtype=np.uint8)
+    for i in range(n_latents):
+        for j in range(n_steps):
+            images[i, j, 0, 8 + 10 * j : 16 + 10 * j, 8 + 12 * i : 20 + 12 * i] = 255 - 40 * i
+    path = artifact_path(out_dir, record["suite"], record["run_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        traversals=images,
+        traversal_values=np.linspace(-2.0, 2.0, n_steps),
+        kl_per_dim=np.array([0.1, 2.5, 0.02, 1.2])[:n_latents],
+    )
+
+
+def synthetic_metrics(model: str, strength: float | None, seed: int) -> dict[str, float | None]:
+    base = {"vae": 0.1, "beta_vae": 0.2, "factor_vae": 0.3}[model] + 0.004 * (strength or 0.0)
+    values: dict[str, float | None] = {
+        "mig": base + 0.05 * seed,
+        "mig_chen": base / 2 + 0.03 * seed,
+        "beta_vae_train_accuracy": 0.7 + base / 2,
+        "beta_vae_eval_accuracy": 0.65 + base / 2 + 0.01 * seed,
+        "dci_disentanglement": base + 0.1 - 0.02 * seed,
+        "dci_completeness": base + 0.05,
+        "gaussian_total_correlation": 2.0 - base + 0.1 * seed,
+    }
+    if model == "beta_vae" and strength == 4.0:
+        values["mig"] = KNOWN_MIG[seed]
+    if (model, strength, seed, "mig_chen") == NULL_METRIC:
+        values["mig_chen"] = None
+    return values
+
+
+def write_synthetic_suite(out_dir):
+    """A suite of 9 ok runs and 1 failed run (3 models, 5 configurations, 2 seeds), with artifacts."""
+    for model, field, values in GRID:
+        for value in values:
+            for seed in SEEDS:
+                strength = (field, value) if field else None
+                if (model, value, seed) == FAILED:
+                    record = make_record(
+                        model,
+                        strength,
+                        seed,
+                        {},
+                        status="failed",
+                        failure={"step": 120, "reason": "loss is nan"},
+                    )
+                else:
+                    final = {
+                        "loss": 60.0,
+                        "reconstruction": 50.0 + 2 * (value or 0) + seed,
+                        "kl": 20.0 - (value or 0) / 4,
+                    }
+                    record = make_record(
+                        model, strength, seed, synthetic_metrics(model, value, seed), final=final
+                    )
+                    write_artifact(out_dir, record)
+                write_record(record_path(out_dir, SUITE, record["run_id"]), record)
+    return out_dir
+
+
+@pytest.fixture
+def results(tmp_path):
+    return write_synthetic_suite(tmp_path)
+
+
+def read_csv_rows(path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def test_tables_are_byte_identical_across_regenerations(results):
+    first = write_tables(results)
+    assert [p.name for p in first] == [f"{SUITE}.csv", f"{SUITE}.md", f"{SUITE}.tex"]
+    contents = [p.read_bytes() for p in first]
+    second = write_tables(results, suite=SUITE)
+    assert second == first
+    assert [p.read_bytes() for p in second] == contents
+
+
+def test_known_mean_and_std_in_markdown_and_exact_numbers_in_csv(results):
+    write_tables(results)
+    values = list(KNOWN_MIG.values())
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| beta_vae (beta=4) |"))
+    # MIG (histogram) is the first metric column.
+    assert row.split(" | ")[1] == f"{mean:.3f} ± {std:.3f} (n=2)" == "0.179 ± 0.079 (n=2)"
+
+    rows = read_csv_rows(results / "tables" / f"{SUITE}.csv")
+    cell = next(r for r in rows if r["config"] == "beta_vae (beta=4)" and r["metric"] == "mig")
+    assert cell["n"] == "2" and cell["seeds"] == "0 1"
+    assert float(cell["mean"]) == pytest.approx(mean, rel=1e-12, abs=0)
+    assert float(cell["std"]) == pytest.approx(std, rel=1e-12, abs=0)
+    assert float(cell["min"]) == KNOWN_MIG[0] and float(cell["max"]) == KNOWN_MIG[1]
+
+
+def test_null_metric_lowers_n_and_single_value_shows_n1(results):
+    write_tables(results)
+    rows = read_csv_rows(results / "tables" / f"{SUITE}.csv")
+    cell = next(r for r in rows if r["config"] == "beta_vae (beta=4)" and r["metric"] == "mig_chen")
+    assert cell["n"] == "1" and cell["std"] == "" and cell["seeds"] == "0"
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| beta_vae (beta=4) |"))
+    assert row.split(" | ")[2] == f"{float(cell['mean']):.3f} (n=1)"
+
+
+def test_failed_run_listed_with_step_and_reason_and_excluded(results):
+    write_tables(results)
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    failed_section = markdown.split("## Failed runs")[1].split("\n## ")[0]
+    assert "| dsprites | factor_vae (gamma=40) | 1 |" in failed_section
+    assert "| 120 | loss is nan |" in failed_section
+    rows = read_csv_rows(results / "tables" / f"{SUITE}.csv")
+    cell = next(r for r in rows if r["config"] == "factor_vae (gamma=40)" and r["metric"] == "mig")
+    assert cell["n"] == "1" and cell["seeds"] == "0"
+    assert "10 records (9 ok, 1 failed)" in markdown
+
+
+def test_headers_say_which_mig_and_direction(results):
+    write_tables(results)
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| model | MIG"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[1:3] == ["MIG (histogram, dlib) ↑", "MIG (Chen et al., log K) ↑"]
+    assert columns[-2:] == ["Reconstruction (final) ↓", "KL (final) ↓"]
+    assert "gaussian_total_correlation ↓" in columns
+    # Headline scores first, in the documented order; other metrics after them.
+    assert columns.index("DCI disentanglement ↑") < columns.index("beta_vae_train_accuracy ↑")
+    tex = (results / "tables" / f"{SUITE}.tex").read_text()
+    assert "MIG (histogram, dlib) $\\uparrow$" in tex and "MIG (Chen et al., log K) $\\uparrow$" in tex
+
+
+def test_best_hyperparameter_is_chosen_by_median_not_mean(tmp_path):
+    # beta=1: seeds give 0.0, 0.6, 0.6 (mean 0.4, median 0.6); beta=2: 0.5 each (mean 0.5, median 0.5).
+    # Total correlation is lower-is-better: beta=2 has the lower median there.
+    per_point = {1.0: [0.0, 0.6, 0.6], 2.0: [0.5, 0.5, 0.5]}
+    tc = {1.0: [9.0, 1.0, 3.0], 2.0: [2.0, 2.0, 2.0]}  # medians 3.0 vs 2.0, means 4.33 vs 2.0
+    for beta, mig in per_point.items():
+        for seed, value in enumerate(mig):
+            metrics = {"mig": value, "gaussian_total_correlation": tc[beta][seed]}
+            record = make_record("beta_vae", ("beta", beta), seed, metrics, suite="median", final={"kl": 1.0})
+            write_record(record_path(tmp_path, "median", record["run_id"]), record)
+    write_tables(tmp_path, suite="median")
+    markdown = (tmp_path / "tables" / "median.md").read_text()
+    best = markdown.split("best hyperparameter per model")[1].split("\n## ")[0]
+    row = next(line for line in best.splitlines() if line.startswith("| beta_vae |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "0.600 (beta=1)"
+    assert cells[2] == "2.000 (beta=2)"
+    mean_row = next(line for line in markdown.splitlines() if line.startswith("| beta_vae (beta=1) |"))
+    assert "0.400 ± 0.346 (n=3)" in mean_row
+
+
+def test_single_seed_says_differences_are_not_tested(tmp_path):
+    for model, value in (("vae", None), ("beta_vae", 4.0)):
+        record = make_record(model, ("beta", value) if value else None, 0, {"mig": 0.1 + (value or 0) / 10})
+        write_record(record_path(tmp_path, "one", record["run_id"]), record)
+    write_tables(tmp_path)
+    markdown = (tmp_path / "tables" / "one.md").read_text()
+    assert "differences between models are not tested against seed noise" in markdown
+    means = markdown.split("best hyperparameter")[0]
+    rows = [line for line in means.splitlines() if line.startswith(("| vae |", "| beta_vae (beta=4) |"))]
+    assert rows == ["| beta_vae (beta=4) | 0.500 (n=1) |", "| vae | 0.100 (n=1) |"]
+
+
+def test_two_seed_notes_compare_spread_with_seed_std(results):
+    write_tables(results)
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    note = next(
+        line for line in markdown.splitlines() if "MIG (histogram, dlib) ↑: configuration means" in line
+    )
+    assert "pooled seed std" in note and ("exceeds" in note or "does not exceed" in note)
+    assert "not tested against seed noise" not in markdown
+
+
+def test_corrupt_record_is_reported_by_path_and_left_alone(results, caplog):
+    bad = results / "runs" / SUITE / "broken-000000000000.json"
+    bad.write_text('{"schema": "vaebench.run/1", "run_id": ')
+    before = bad.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
+        write_tables(results)
+        write_figures(results)
+    assert bad.read_bytes() == before
+    assert any("runs/synth/broken-000000000000.json" in m for m in caplog.messages)
+    markdown = (results / "tables" / f"{SUITE}.md").read_text()
+    assert "`runs/synth/broken-000000000000.json`" in markdown
+    assert "10 records (9 ok, 1 failed)" in markdown
+
+
+def test_unknown_suite_is_refused(results):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        write_tables(results, suite="nope")
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+def test_figures_are_written(results):
+    paths = write_figures(results)
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        [
+            "distributions_dsprites.png",
+            "strength_dsprites.png",
+            "tradeoff_dsprites.png",
+            "mi_dsprites.png",
+            "traversals_dsprites_beta_vae.png",
+            "traversals_dsprites_factor_vae.png",
+            "traversals_dsprites_vae.png",
+        ]
+    )
+    for path in paths:
+        assert path.parent == results / "figures" / SUITE
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_figures_without_artifacts_skip_traversals_with_a_message(results, caplog):
+    for path in (results / "artifacts" / SUITE).glob("*.npz"):
+        path.unlink()
+    with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
+        paths = write_figures(results, suite=SUITE)
+    assert not any(p.name.startswith("traversals_") for p in paths)
+    assert len(paths) == 4
+    assert sum("no traversal artifact" in m for m in caplog.messages) == 3
+
+
+def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
+    record = make_record(
+        "vae", None, 0, {"mig": 0.2, "sap": None}, suite="tiny", final={"reconstruction": 1, "kl": 2}
+    )
+    write_record(record_path(tmp_path, "tiny", record["run_id"]), record)
+    paths = write_figures(tmp_path)
+    assert {p.name for p in paths} == {
+        "distributions_dsprites.png",
+        "tradeoff_dsprites.png",
+        "mi_dsprites.png",
+    }  # no strength figure: no run has a regularisation strength
+    write_tables(tmp_path)
+    assert "| vae | 0.200 (n=1) | — |" in (tmp_path / "tables" / "tiny.md").read_text()
