@@ -75,7 +75,7 @@ _LABELS = {
 # in order against the flat record key, so prefixed keys ("dci_completeness") are found too.
 # None means neither direction is better (counts, diagnostics).
 _FALLBACK_DIRECTIONS: tuple[tuple[str, bool | None], ...] = (
-    (r"num_active_dims$", None),
+    (r"active_dims$", None),
     (r"(total_correlation|wasserstein_correlation(_norm)?|mutual_info_score)$", False),
     (r"^(reconstruction|kl|loss)$", False),
     (r"(accuracy|informativeness(_train|_test)?|explicitness(_score)?(_train|_test)?)$", True),
@@ -292,8 +292,9 @@ def metric_label(key: str) -> str:
 def metric_directions(metric_names: Iterable[str], keys: Iterable[str]) -> dict[str, bool | None]:
     """Per output key: True if higher is better, False if lower is, None if neither or unknown.
 
-    The metric registry is asked first (``metrics.get_metric(name)`` for each metric the
-    records ran); keys it does not declare fall back to the built-in rules above.
+    The metric registry is asked first (``metrics.get_metric(name).higher_is_better`` for
+    each metric the records ran); keys it does not declare fall back to the built-in rules
+    above. ``reconstruction`` and ``kl`` are training terms, always lower-is-better.
     """
     declared = _registry_directions(metric_names)
     out: dict[str, bool | None] = {}
@@ -310,12 +311,10 @@ def metric_directions(metric_names: Iterable[str], keys: Iterable[str]) -> dict[
 
 
 def _registry_directions(metric_names: Iterable[str]) -> dict[str, bool | None]:
-    """What the metric registry declares, read defensively: the registry's shape is still settling.
+    """``MetricSpec.higher_is_better`` ({flat output key: bool | None}) of each metric the records ran.
 
-    Accepted shapes on the registered entry: ``higher_is_better`` as a bool (one output
-    named like the metric) or a mapping {output key: bool | None}; or ``outputs`` as a
-    mapping {output key: object with ``higher_is_better``}. Output keys are matched
-    both as given and prefixed with the metric's name, as records flatten them.
+    Read defensively: tables of past runs must still render when the metrics package cannot
+    be imported, a metric has since been renamed or removed, or a plug-in fails to load.
     """
     try:
         from metrics import get_metric
@@ -324,25 +323,11 @@ def _registry_directions(metric_names: Iterable[str]) -> dict[str, bool | None]:
     found: dict[str, bool | None] = {}
     for name in sorted(set(metric_names)):
         try:
-            entry = get_metric(name)
-        except Exception:  # an unknown or broken metric must not stop a report of past runs
+            declared = get_metric(name).higher_is_better
+        except Exception:  # unknown name, broken plug-in, or an entry without the attribute
             continue
-        declared = getattr(entry, "higher_is_better", None)
-        pairs: list[tuple[str, Any]] = []
-        if isinstance(declared, bool):
-            pairs.append((name, declared))
-        elif isinstance(declared, Mapping):
-            pairs.extend(declared.items())
-        outputs = getattr(entry, "outputs", None)
-        if isinstance(outputs, Mapping):
-            for key, out in outputs.items():
-                value = out if isinstance(out, bool) or out is None else getattr(out, "higher_is_better", "?")
-                if value != "?":
-                    pairs.append((key, value))
-        for key, value in pairs:
-            if value is None or isinstance(value, bool):
-                found.setdefault(str(key), value)
-                found.setdefault(f"{name}_{key}", value)
+        if isinstance(declared, Mapping):
+            found.update({str(k): v for k, v in declared.items() if v is None or isinstance(v, bool)})
     return found
 
 

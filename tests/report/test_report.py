@@ -7,11 +7,14 @@ import hashlib
 import io
 import json
 import logging
+import types
 
 import numpy as np
 import pytest
 
+import metrics
 from benchmarks.report import write_figures, write_tables
+from benchmarks.report.frame import metric_directions
 from benchmarks.runner.records import SCHEMA, artifact_path, record_path, write_record
 
 SUITE = "synth"
@@ -251,6 +254,30 @@ def test_headers_say_which_mig_and_direction(results):
     assert "MIG (histogram, dlib) $\\uparrow$" in tex and "MIG (Chen et al., log K) $\\uparrow$" in tex
 
 
+def test_directions_come_from_the_registry_then_the_fallback(monkeypatch):
+    declared = {"odd": types.SimpleNamespace(higher_is_better={"odd_score": False, "odd_accuracy": None})}
+
+    def fake_get_metric(name):
+        if name not in declared:
+            raise LookupError(name)
+        return declared[name]
+
+    monkeypatch.setattr(metrics, "get_metric", fake_get_metric)
+    keys = [
+        "odd_score",
+        "odd_accuracy",
+        "plugin_accuracy",
+        "factor_vae_active_dims",
+        "mutual_info_score",
+        "x",
+    ]
+    got = metric_directions(["odd", "not_registered"], keys + ["kl"])
+    # The registry overrides the name-based fallback ("accuracy" would say higher is better).
+    assert got["odd_score"] is False and got["odd_accuracy"] is None
+    assert got["plugin_accuracy"] is True and got["factor_vae_active_dims"] is None
+    assert got["mutual_info_score"] is False and got["x"] is None and got["kl"] is False
+
+
 def test_best_hyperparameter_is_chosen_by_median_not_mean(tmp_path):
     # beta=1: seeds give 0.0, 0.6, 0.6 (mean 0.4, median 0.6); beta=2: 0.5 each (mean 0.5, median 0.5).
     # Total correlation is lower-is-better: beta=2 has the lower median there.
@@ -294,18 +321,28 @@ def test_two_seed_notes_compare_spread_with_seed_std(results):
     assert "not tested against seed noise" not in markdown
 
 
-def test_corrupt_record_is_reported_by_path_and_left_alone(results, caplog):
-    bad = results / "runs" / SUITE / "broken-000000000000.json"
+def test_corrupt_record_is_reported_by_path_and_left_alone(tmp_path, caplog):
+    for seed in (0, 1):
+        record = make_record("vae", None, seed, {"mig": 0.1 * (seed + 1)}, suite="c", final={"kl": 3.0})
+        write_record(record_path(tmp_path, "c", record["run_id"]), record)
+    bad = tmp_path / "runs" / "c" / "broken-000000000000.json"
     bad.write_text('{"schema": "vaebench.run/1", "run_id": ')
-    before = bad.read_bytes()
+    wrong = tmp_path / "runs" / "c" / "other-000000000000.json"
+    wrong.write_text('{"schema": "something/2"}')
+    before = bad.read_bytes(), wrong.read_bytes()
     with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
-        write_tables(results)
-        write_figures(results)
-    assert bad.read_bytes() == before
-    assert any("runs/synth/broken-000000000000.json" in m for m in caplog.messages)
-    markdown = (results / "tables" / f"{SUITE}.md").read_text()
-    assert "`runs/synth/broken-000000000000.json`" in markdown
-    assert "10 records (9 ok, 1 failed)" in markdown
+        tables = write_tables(tmp_path)
+        figures = write_figures(tmp_path)
+    assert (bad.read_bytes(), wrong.read_bytes()) == before
+    assert len(tables) == 3 and figures  # the readable records still give tables and figures
+    for name in ("broken", "other"):
+        path = f"runs/c/{name}-000000000000.json"
+        # Reported twice (tables, figures) by its path relative to the output directory.
+        assert sum(path in m for m in caplog.messages) == 2
+        assert f"`{path}`" in (tmp_path / "tables" / "c.md").read_text()
+    markdown = (tmp_path / "tables" / "c.md").read_text()
+    assert "2 records (2 ok, 0 failed)" in markdown and "0.150 ± 0.071 (n=2)" in markdown
+    assert "expected schema 'vaebench.run/1', found 'something/2'" in markdown
 
 
 def test_unknown_suite_is_refused(results):
