@@ -1,0 +1,342 @@
+"""The ground-truth dataset abstraction, its registry, and fast training access.
+
+A dataset is declarative: its factor names and sizes, observation shape,
+default likelihood, the official files it can read and a procedural
+generator (``render`` for a few images, ``generate`` for the whole grid).
+Images come from one flat uint8 cache ``(N, C, 64, 64)`` in the grid's order,
+built from whichever source was chosen (see ``storage`` for the layout):
+
+* ``"official"`` - the file published by the dataset's authors, verified by
+  checksum and converted once;
+* ``"procedural"`` - generated here, deterministically, keyed by a generator
+  version so that a change to the generator rebuilds the cache;
+* ``"auto"`` (default) - official when present and verified, else procedural.
+
+Pixels are uint8 0-255 for every dataset (dSprites: 0 or 255), so one helper,
+``sample_batch``, turns any of them into floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from vaebench.registry import Registry
+
+from .grid import FactorGrid
+from .storage import (
+    KNOWN_CHECKSUMS,
+    Checksum,
+    DatasetFileError,
+    FlatCache,
+    OfficialFileMissingError,
+    data_root,
+    progress_bar,
+    verify_checksum,
+)
+
+__all__ = [
+    "DATASETS",
+    "SOURCES",
+    "GroundTruthDataset",
+    "OfficialFile",
+    "get_dataset_class",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+    "sample_batch",
+    "to_float",
+]
+
+DATASETS: Registry[type[GroundTruthDataset]] = Registry(
+    "dataset",
+    "vaebench.datasets",
+    builtin_modules=("benchmarks.datasets.dsprites", "benchmarks.datasets.shapes3d"),
+)
+register_dataset = DATASETS.register
+
+SOURCES = ("auto", "official", "procedural")
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Registered dataset names matching a shell-style wildcard, sorted."""
+    return DATASETS.names(pattern)
+
+
+def get_dataset_class(name: str) -> type[GroundTruthDataset]:
+    """The dataset class registered as ``name`` (UnknownNameError lists close names)."""
+    return DATASETS.get(name)
+
+
+def load_dataset(
+    name: str, source: str = "auto", root: str | os.PathLike | None = None, *, progress: bool = True
+) -> GroundTruthDataset:
+    """The dataset ``name`` with its cache ready (generated or converted on first use)."""
+    return get_dataset_class(name)(source=source, root=root, progress=progress).prepare()
+
+
+def to_float(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0-255) -> float32 in [0, 1] on the same device."""
+    return images_u8.to(torch.float32).div_(255.0)
+
+
+def sample_batch(images_u8: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """A float32 training batch ``(B, C, H, W)`` in [0, 1] gathered from ``(N, C, H, W)`` uint8.
+
+    Gather and convert happen on ``images_u8``'s device, one batch at a time,
+    so the whole dataset stays uint8 (4x smaller than float) and no Python
+    loop touches single items. dSprites comes out as exactly {0, 1}.
+    """
+    return to_float(images_u8.index_select(0, indices.to(images_u8.device)))
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    """A file the dataset's authors published, and how to read it.
+
+    ``check(path, dataset)`` inspects keys, shapes and dtypes without reading
+    the pixels and raises DatasetFileError naming what it expected and found;
+    ``convert(path, dataset, out, progress)`` writes every image into ``out``
+    ``(N, C, H, W)`` uint8 at its flat index.
+    """
+
+    filename: str
+    url: str
+    check: Callable[[Path, GroundTruthDataset], None]
+    convert: Callable[[Path, GroundTruthDataset, np.ndarray, bool], None]
+
+    @property
+    def checksum(self) -> Checksum:
+        try:
+            return KNOWN_CHECKSUMS[self.filename]
+        except KeyError:
+            raise DatasetFileError(f"no known checksum for {self.filename!r}; cannot verify it") from None
+
+
+class GroundTruthDataset:
+    """A dataset whose images are the full grid of a few discrete ground-truth factors.
+
+    Subclasses declare the class attributes below and implement
+    ``factor_values`` and ``render``; they may override ``generate`` with a
+    faster whole-grid generator.
+
+    Args:
+        source: "auto", "official" or "procedural".
+        root: data directory (default ``$VAEBENCH_DATA`` or ``~/.cache/vaebench``).
+        progress: show rich progress bars while verifying, converting or generating.
+
+    Construction does no I/O; ``prepare()`` (called by ``load_dataset`` and on
+    first access to the images) resolves the source and builds the cache.
+    """
+
+    name: ClassVar[str]
+    factor_names: ClassVar[tuple[str, ...]]
+    factor_sizes: ClassVar[tuple[int, ...]]
+    observation_shape: ClassVar[tuple[int, int, int]]  # (C, H, W)
+    likelihood: ClassVar[str]  # the default reconstruction likelihood for training
+    official_files: ClassVar[tuple[OfficialFile, ...]] = ()
+    generator_version: ClassVar[str]  # bump when procedural images change
+    render_batch: ClassVar[int] = 4096  # images per chunk in the default ``generate``
+
+    def __init__(self, source: str = "auto", root: str | os.PathLike | None = None, *, progress: bool = True):
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        self.requested_source = source
+        self.root = data_root(root)
+        self.progress = progress
+        self._source: str | None = None
+        self._cache: FlatCache | None = None
+        self._images: np.ndarray | None = None  # (N, C, H, W) uint8 memmap once prepared
+        self._provenance: dict = {}
+
+    # -- declared structure -----------------------------------------------------
+    @cached_property
+    def grid(self) -> FactorGrid:
+        return FactorGrid(self.factor_names, self.factor_sizes)
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    def __len__(self) -> int:
+        return self.grid.num_total
+
+    def __repr__(self) -> str:
+        source = self._source or f"{self.requested_source} (not prepared)"
+        return f"{type(self).__name__}(name={self.name!r}, source={source!r}, grid={self.grid})"
+
+    def factor_values(self) -> tuple[np.ndarray, ...]:
+        """The physical value of every index of every factor (in the official files' units)."""
+        raise NotImplementedError
+
+    # -- sampling (the metrics' duck-typed sampler protocol) ------------------------
+    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
+        """``n`` factor vectors drawn uniformly, ``(n, n_factors)`` int64."""
+        return self.grid.sample_factors(n, rng)
+
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator | np.random.RandomState | None = None
+    ) -> np.ndarray:
+        """``images(factors)``; ``rng`` is unused because every grid point has exactly one image."""
+        return self.images(factors)
+
+    # -- images ---------------------------------------------------------------
+    def images(self, factors: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, C, H, W)`` images of the factor indices ``(n, n_factors)``."""
+        return self.images_at(self.grid.factors_to_indices(factors))
+
+    def images_at(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, C, H, W)`` images at flat indices ``(n,)`` (gathered from the memmap cache)."""
+        indices = self.grid.validate_indices(indices)
+        return np.asarray(self._ready_images()[indices])
+
+    def as_tensor(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """The whole dataset as one uint8 tensor ``(N, C, H, W)`` on ``device`` (for training)."""
+        self.prepare()
+        return torch.from_numpy(self._cache.load()).to(device)
+
+    def render(self, factors: np.ndarray) -> np.ndarray:
+        """Procedural uint8 ``(n, C, H, W)`` images for ``factors``, without any cache."""
+        raise NotImplementedError
+
+    def generate(self, out: np.ndarray, progress: bool = True) -> None:
+        """Write the procedural image of every grid point into ``out`` ``(N, C, H, W)``.
+
+        Default: ``render`` over chunks of flat indices. Subclasses override it
+        with generators that share work across the grid.
+        """
+        total = self.grid.num_total
+        with progress_bar(disable=not progress) as bar:
+            task = bar.add_task(f"generating {self.name}", total=total)
+            for start in range(0, total, self.render_batch):
+                stop = min(start + self.render_batch, total)
+                out[start:stop] = self.render(self.grid.indices_to_factors(np.arange(start, stop)))
+                bar.advance(task, stop - start)
+
+    # -- sources --------------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def source(self) -> str:
+        """The source actually used, "official" or "procedural" (prepares the dataset)."""
+        self.prepare()
+        return self._source
+
+    def provenance(self) -> dict:
+        """Where the images come from: source, cache path, and file + checksum or generator version."""
+        self.prepare()
+        return dict(self._provenance)
+
+    def prepare(self, *, rebuild: bool = False) -> GroundTruthDataset:
+        """Resolve the source and make sure its cache exists; returns ``self``."""
+        if self._images is not None and not rebuild:
+            return self
+        _PREPARERS[self.requested_source](self, rebuild)
+        self._images = self._cache.open()
+        return self
+
+    def _ready_images(self) -> np.ndarray:
+        self.prepare()
+        return self._images
+
+    def procedural_cache(self) -> FlatCache:
+        identity = {
+            "dataset": self.name,
+            "factor_sizes": list(self.factor_sizes),
+            "source": "procedural",
+            "generator_version": self.generator_version,
+        }
+        stem = f"{self.name}-procedural-v{self.generator_version}"
+        return FlatCache(self.cache_dir, stem, (self.grid.num_total, *self.observation_shape), identity)
+
+    def official_cache(self, official: OfficialFile) -> FlatCache:
+        identity = {
+            "dataset": self.name,
+            "factor_sizes": list(self.factor_sizes),
+            "source": "official",
+            "source_file": official.filename,
+            "source_checksum": str(official.checksum),
+        }
+        return FlatCache(
+            self.cache_dir, f"{self.name}-official", (self.grid.num_total, *self.observation_shape), identity
+        )
+
+    def find_official_file(self) -> tuple[OfficialFile, Path] | None:
+        """The first official file present in the data directory, if any."""
+        for official in self.official_files:
+            path = self.root / official.filename
+            if path.is_file():
+                return official, path
+        return None
+
+    def missing_official_message(self) -> str:
+        names = " or ".join(f"{self.root / f.filename}" for f in self.official_files)
+        urls = "; ".join(f.url for f in self.official_files)
+        return (
+            f"no official {self.name} file in {self.root}: put {names} there by hand (from {urls}), "
+            f"run `vaebench data fetch {self.name}`, or use --source procedural, which works offline."
+        )
+
+    def _prepare_official(self, rebuild: bool) -> None:
+        found = self.find_official_file()
+        if found is None:
+            # A valid cache converted earlier from a verified official file is enough.
+            for official in self.official_files:
+                cache = self.official_cache(official)
+                if cache.is_valid() and not rebuild:
+                    self._use(cache, "official", {"official_file": official.filename})
+                    return
+            raise OfficialFileMissingError(self.missing_official_message())
+        official, path = found
+        cache = self.official_cache(official)
+        verified = verify_checksum(path, official.checksum, self.cache_dir, progress=self.progress)
+        if rebuild or not cache.is_valid():
+            official.check(path, self)
+            cache.build(
+                lambda out: official.convert(path, self, out, self.progress),
+                extra={"source_path": str(path)},
+            )
+        self._use(
+            cache,
+            "official",
+            {"official_file": str(path), "checksum": str(official.checksum), "hashed_now": verified},
+        )
+
+    def _prepare_procedural(self, rebuild: bool) -> None:
+        cache = self.procedural_cache()
+        if rebuild or not cache.is_valid():
+            cache.build(lambda out: self.generate(out, self.progress))
+        self._use(cache, "procedural", {"generator_version": self.generator_version})
+
+    def _prepare_auto(self, rebuild: bool) -> None:
+        official_ready = self.find_official_file() is not None or any(
+            self.official_cache(f).is_valid() for f in self.official_files
+        )
+        if official_ready:
+            try:
+                self._prepare_official(rebuild)
+                return
+            except DatasetFileError as exc:
+                warnings.warn(f"{exc}\nFalling back to the procedural {self.name}.", stacklevel=3)
+        self._prepare_procedural(rebuild)
+
+    def _use(self, cache: FlatCache, source: str, details: dict) -> None:
+        self._cache, self._source = cache, source
+        self._provenance = {"dataset": self.name, "source": source, "cache": str(cache.array_path), **details}
+
+
+_PREPARERS: dict[str, Callable[[GroundTruthDataset, bool], None]] = {
+    "auto": GroundTruthDataset._prepare_auto,
+    "official": GroundTruthDataset._prepare_official,
+    "procedural": GroundTruthDataset._prepare_procedural,
+}
