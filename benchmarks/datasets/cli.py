@@ -1,0 +1,236 @@
+"""``vaebench data``: inspect, prepare, fetch, verify and look at the ground-truth datasets.
+
+The main ``vaebench`` app mounts ``data_app`` as ``vaebench data``::
+
+    vaebench data info dsprites
+    vaebench data prepare shapes3d --source procedural
+    vaebench data fetch dsprites
+    vaebench data verify dsprites
+    vaebench data show shapes3d --out shapes3d.png
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vaebench.registry import UnknownNameError
+
+from .base import SOURCES, GroundTruthDataset, get_dataset_class, list_datasets
+from .official import fetch_file
+from .storage import DatasetFileError, OfficialFileMissingError, verify_checksum
+
+__all__ = ["data_app"]
+
+data_app = typer.Typer(
+    help="Ground-truth datasets (dsprites, shapes3d): info, prepare, fetch, verify, show.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+_SOURCE_HELP = f"where images come from: {', '.join(SOURCES)} (auto: official if present and verified)"
+NameArg = Annotated[str, typer.Argument(help="dataset name (see `vaebench data list`)")]
+SourceOpt = Annotated[str, typer.Option(help=_SOURCE_HELP)]
+RootOpt = Annotated[
+    Path | None, typer.Option(help="data directory (default: $VAEBENCH_DATA or ~/.cache/vaebench)")
+]
+
+
+@contextmanager
+def _friendly_errors():
+    """Known failures become a one-line message and a non-zero exit code, not a traceback."""
+    try:
+        yield
+    except UnknownNameError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (DatasetFileError, OfficialFileMissingError, ConnectionError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _dataset(name: str, source: str, root: Path | None) -> GroundTruthDataset:
+    return get_dataset_class(name)(source=source, root=root)
+
+
+@data_app.command("list")
+def list_command(pattern: Annotated[str, typer.Argument(help="shell-style wildcard")] = "*") -> None:
+    """List the registered datasets."""
+    for name in list_datasets(pattern):
+        cls = get_dataset_class(name)
+        sizes = ", ".join(f"{n} {s}" for n, s in zip(cls.factor_names, cls.factor_sizes))
+        console.print(f"{name}: {sizes}")
+
+
+@data_app.command()
+def info(
+    name: NameArg,
+    source: SourceOpt = "auto",
+    root: RootOpt = None,
+) -> None:
+    """Factors, shapes, files and caches of a dataset (reads nothing big, builds nothing)."""
+    with _friendly_errors():
+        ds = _dataset(name, source, root)
+        table = Table(
+            title=f"{ds.name}: {len(ds):,} images of shape {ds.observation_shape}", show_header=False
+        )
+        table.add_row("factors", ", ".join(f"{n} ({s})" for n, s in zip(ds.factor_names, ds.factor_sizes)))
+        table.add_row("likelihood", ds.likelihood)
+        table.add_row("data root", str(ds.root))
+        for official in ds.official_files:
+            path = ds.root / official.filename
+            state = "present" if path.is_file() else "absent"
+            table.add_row(
+                f"official {official.filename}", f"{state}; expects {official.checksum}; {official.url}"
+            )
+            cache = ds.official_cache(official)
+            table.add_row("  its cache", _cache_state(cache))
+        table.add_row(f"procedural v{ds.generator_version}", _cache_state(ds.procedural_cache()))
+        ready = ds.find_official_file() is not None or any(
+            ds.official_cache(f).is_valid() for f in ds.official_files
+        )
+        auto = "official" if ready else "procedural"
+        table.add_row("--source auto uses", f"{auto} (if the official file verifies)" if ready else auto)
+        console.print(table)
+
+
+def _cache_state(cache) -> str:
+    manifest = cache.manifest()
+    if manifest is None:
+        return f"not built ({cache.array_path})"
+    size = manifest["file_size"] / 2**30
+    return f"ready, {size:.2f} GiB, built in {manifest.get('build_seconds', '?')} s ({cache.array_path})"
+
+
+@data_app.command()
+def prepare(
+    name: NameArg,
+    source: SourceOpt = "auto",
+    root: RootOpt = None,
+    rebuild: Annotated[bool, typer.Option(help="rebuild the cache even if a valid one exists")] = False,
+) -> None:
+    """Build the flat image cache (convert the official file or generate procedurally)."""
+    with _friendly_errors():
+        ds = _dataset(name, source, root)
+        started = time.perf_counter()
+        ds.prepare(rebuild=rebuild)
+        elapsed = time.perf_counter() - started
+        console.print(f"{ds.name}: {ds.source} images ready in {elapsed:.1f} s")
+        for key, value in ds.provenance().items():
+            console.print(f"  {key}: {value}")
+
+
+@data_app.command()
+def fetch(
+    name: NameArg,
+    root: RootOpt = None,
+    timeout: Annotated[float, typer.Option(help="network timeout in seconds")] = 10.0,
+) -> None:
+    """Download the official file into the data directory (verified, then renamed into place)."""
+    with _friendly_errors():
+        ds = _dataset(name, "official", root)
+        if not ds.official_files:
+            raise ValueError(f"{ds.name} has no official file to fetch")
+        official = ds.official_files[0]
+        destination = ds.root / official.filename
+        if destination.is_file():
+            verify_checksum(destination, official.checksum, ds.cache_dir)
+            console.print(f"{destination} is already here and verified")
+            return
+        fetch_file(official.url, destination, official.checksum, ds.cache_dir, timeout=timeout)
+        console.print(f"fetched and verified {destination}")
+
+
+@data_app.command()
+def verify(
+    name: NameArg,
+    source: SourceOpt = "auto",
+    root: RootOpt = None,
+    samples: Annotated[
+        int, typer.Option(help="procedural: images re-rendered and compared with the cache")
+    ] = 64,
+    seed: Annotated[int, typer.Option(help="which images to compare")] = 0,
+) -> None:
+    """Re-check a dataset: re-hash the official file, or re-render procedural samples against the cache."""
+    with _friendly_errors():
+        ds = _dataset(name, source, root)
+        found = ds.find_official_file()
+        if found is not None and source != "procedural":
+            official, path = found
+            verify_checksum(path, official.checksum, ds.cache_dir, force=True)
+            official.check(path, ds)
+            console.print(f"{path}: checksum ({official.checksum}) and layout OK")
+        ds.prepare()
+        console.print(f"{ds.name}: using the {ds.source} cache {ds.provenance()['cache']}")
+        if ds.source == "procedural":
+            rng = np.random.default_rng(seed)
+            factors = ds.sample_factors(samples, rng)
+            cached, fresh = ds.images(factors).astype(np.int16), ds.render(factors).astype(np.int16)
+            worst = int(np.abs(cached - fresh).max(initial=0))
+            if worst > 1:  # float reductions may round a pixel the other way, never more
+                raise DatasetFileError(
+                    f"{ds.provenance()['cache']}: {samples} re-rendered images differ from the cache "
+                    f"by up to {worst} grey levels; rebuild: `vaebench data prepare {ds.name} --rebuild`"
+                )
+            console.print(f"{samples} re-rendered images match the cache (max difference {worst})")
+
+
+@data_app.command()
+def show(
+    name: NameArg,
+    source: SourceOpt = "auto",
+    root: RootOpt = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: <name>-<source>.png here)")] = None,
+    seed: Annotated[int, typer.Option(help="random samples and traversal base point")] = 0,
+    steps: Annotated[int, typer.Option(help="images per factor traversal (evenly spaced values)")] = 10,
+) -> None:
+    """Write a PNG: random samples, then one traversal per factor."""
+    with _friendly_errors():
+        ds = _dataset(name, source, root).prepare()
+        path = out or Path(f"{ds.name}-{ds.source}.png")
+        write_overview(ds, path, seed=seed, steps=steps)
+        console.print(f"wrote {path}")
+
+
+def write_overview(ds: GroundTruthDataset, path: Path, *, seed: int = 0, steps: int = 10) -> None:
+    """PNG of 2 x ``steps`` random samples and, per factor, ``steps`` values with the others fixed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[str, np.ndarray]] = []
+    samples = ds.images(ds.sample_factors(2 * steps, rng))
+    rows += [("random", samples[:steps]), ("random", samples[steps:])]
+    base = ds.sample_factors(1, rng)[0]
+    for j, (factor, size) in enumerate(zip(ds.factor_names, ds.factor_sizes)):
+        values = np.unique(np.linspace(0, size - 1, min(steps, size)).round().astype(np.int64))
+        factors = np.repeat(base[None], len(values), axis=0)
+        factors[:, j] = values
+        rows.append((f"{factor} ({size})", ds.images(factors)))
+
+    fig, axes = plt.subplots(len(rows), steps, figsize=(steps * 1.1, len(rows) * 1.15), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(steps):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                image = images[c].transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"{ds.name} ({ds.source})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
