@@ -288,7 +288,10 @@ def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | Non
     ax.set_yticklabels([f"z{i}  KL {fmt(kl[i], 2)}" for i in order], fontsize=8)
     ax.set_xticks([c * (w + pad) + w / 2 for c in range(n_steps)])
     ax.set_xticklabels([f"{v:+.1f}" for v in values], fontsize=8)
-    ax.set_xlabel("traversal value (around the reference image's posterior mean)", fontsize=8)
+    # The runner sets the traversed latent to each value; the others stay at the reference image's mean.
+    ax.set_xlabel(
+        "value of the traversed latent (others fixed at a reference image's posterior mean)", fontsize=8
+    )
     ax.set_ylabel("latent (most active first)", fontsize=8)
     ax.tick_params(length=0)
     for side in ax.spines.values():

@@ -208,6 +208,11 @@ def _distinct(values: Iterable[Any]) -> str:
     return shown[0] if len(shown) == 1 else " / ".join(shown) + " (differs between runs)"
 
 
+def _clip(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
     """The settings behind the numbers, read from every record (failed ones included)."""
     records = [r.record for r in runs.runs]
@@ -241,6 +246,22 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
             settings.setdefault(name, set()).add(text)
     metric_text = "; ".join(f"{name}: {' / '.join(sorted(v))}" for name, v in sorted(settings.items()))
     lines.append(("Metric settings", metric_text or "not recorded"))
+    warned: dict[str, list[str]] = {}
+    for record in records:
+        for name, messages in sorted((record.get("metric_warnings") or {}).items()):
+            if messages:
+                warned.setdefault(name, []).append(str(messages[0]))
+    if warned:
+        # Warnings (non-convergence, degenerate codes) qualify the numbers; say where they happened.
+        lines.append(
+            (
+                "Metric warnings",
+                "; ".join(
+                    f'{name} warned in {len(first)} of {len(records)} runs (e.g. "{_clip(min(first))}")'
+                    for name, first in sorted(warned.items())
+                ),
+            )
+        )
     lines.append(
         (
             "Evaluation",

@@ -175,6 +175,8 @@ def write_synthetic_suite(out_dir):
                     record = make_record(
                         model, strength, seed, synthetic_metrics(model, value, seed), final=final
                     )
+                    if model == "vae":
+                        record["metric_warnings"] = {"dci": ["lbfgs failed to converge (status=1)"]}
                     write_artifact(out_dir, record)
                 write_record(record_path(out_dir, SUITE, record["run_id"]), record)
     return out_dir
@@ -238,6 +240,7 @@ def test_failed_run_listed_with_step_and_reason_and_excluded(results):
     cell = next(r for r in rows if r["config"] == "factor_vae (gamma=40)" and r["metric"] == "mig")
     assert cell["n"] == "1" and cell["seeds"] == "0"
     assert "10 records (9 ok, 1 failed)" in markdown
+    assert 'dci warned in 2 of 10 runs (e.g. "lbfgs failed to converge (status=1)")' in markdown
 
 
 def test_headers_say_which_mig_and_direction(results):
