@@ -7,6 +7,6 @@ nothing else, so a result can be re-tabulated and re-plotted anywhere.
 """
 
 from benchmarks.report.plot import write_figures
-from benchmarks.report.table import render_tables, write_tables
+from benchmarks.report.table import write_tables
 
-__all__ = ["write_tables", "write_figures", "render_tables"]
+__all__ = ["write_tables", "write_figures"]

@@ -197,23 +197,31 @@ def load_suite_runs(out_dir: Path, suite: str) -> SuiteRuns:
         except RecordError as exc:
             skipped.append(SkippedRecord(relative, str(exc).replace(str(path), relative)))
             continue
-        spec = record["spec"] if isinstance(record["spec"], dict) else {}
-        strength = record.get("strength") or {}
-        runs.append(
-            Run(
-                record=record,
-                run_id=str(record["run_id"]),
-                dataset=str(spec.get("dataset", "?")),
-                model=str(spec.get("model", "?")),
-                seed=int(spec.get("seed", -1)),
-                ok=record["status"] == "ok",
-                strength_field=strength.get("field"),
-                strength_value=strength.get("value"),
-            )
-        )
+        try:
+            runs.append(_run(record))
+        except (TypeError, ValueError, AttributeError) as exc:
+            # Valid JSON with the right schema tag but fields of the wrong type: skip it the same way.
+            skipped.append(SkippedRecord(relative, f"run record {relative}: malformed field ({exc})"))
     _assign_hparams(runs)
     runs.sort(key=lambda r: (r.sort_key, r.seed, r.run_id))
     return SuiteRuns(suite, runs, skipped)
+
+
+def _run(record: dict[str, Any]) -> Run:
+    spec = record["spec"]
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be an object, not {type(spec).__name__}")
+    strength = record.get("strength") or {}
+    return Run(
+        record=record,
+        run_id=str(record["run_id"]),
+        dataset=str(spec["dataset"]),
+        model=str(spec["model"]),
+        seed=int(spec["seed"]),
+        ok=record["status"] == "ok",
+        strength_field=strength.get("field"),
+        strength_value=strength.get("value"),
+    )
 
 
 def _flat_spec(spec: dict[str, Any]) -> dict[str, str]:

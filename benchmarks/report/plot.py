@@ -314,7 +314,8 @@ def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
     if not mats:
         log.warning("%s: no run has a mutual-information matrix; no MI figure", title)
         return None
-    vmax = max(float(np.nanmax(m)) for _, m, _ in mats.values()) or 1.0
+    finite = [float(m[np.isfinite(m)].max()) for _, m, _ in mats.values() if np.isfinite(m).any()]
+    vmax = max(finite, default=0.0) or 1.0
     n_codes = max(m.shape[0] for _, m, _ in mats.values())
     n_factors = max(m.shape[1] for _, m, _ in mats.values())
     fig, axes = _grid(len(mats), panel=(0.55 * n_factors + 1.6, 0.32 * n_codes + 1.8), ncols=3)

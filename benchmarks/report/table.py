@@ -82,7 +82,7 @@ def render_tables(runs: SuiteRuns) -> dict[str, str]:
 class _Dataset:
     name: str
     cells: list[Config]
-    stats: dict[tuple[str, str], Stats | None]  # (cell label, metric key) -> stats over seeds
+    stats: dict[tuple[tuple, str], Stats | None]  # (cell sort key, metric key) -> stats over seeds
     best: dict[str, dict[str, tuple[float, str] | None]]  # model -> key -> (median, hyperparameters)
     notes: list[str]
 
@@ -103,7 +103,7 @@ def _build(runs: SuiteRuns) -> _Report:
     datasets = []
     for name in runs.datasets:
         cells = [c for c in configurations(runs.runs) if c.dataset == name]
-        stats = {(c.label, k): summarise(c.values(k)) for c in cells for k in columns}
+        stats = {(c.sort_key, k): summarise(c.values(k)) for c in cells for k in columns}
         datasets.append(
             _Dataset(
                 name=name,
@@ -118,7 +118,7 @@ def _build(runs: SuiteRuns) -> _Report:
 
 def _best(
     cells: list[Config],
-    stats: dict[tuple[str, str], Stats | None],
+    stats: dict[tuple[tuple, str], Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
 ) -> dict[str, dict[str, tuple[float, str] | None]]:
@@ -138,7 +138,7 @@ def _best(
                 continue
             choice: tuple[float, str] | None = None
             for cell in own:
-                s = stats[(cell.label, key)]
+                s = stats[(cell.sort_key, key)]
                 if s is None:
                     continue
                 if choice is None or (s.median > choice[0] if higher else s.median < choice[0]):
@@ -149,7 +149,7 @@ def _best(
 
 def _notes(
     cells: list[Config],
-    stats: dict[tuple[str, str], Stats | None],
+    stats: dict[tuple[tuple, str], Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
 ) -> list[str]:
@@ -162,7 +162,7 @@ def _notes(
             f"seed noise. {_LOCATELLO}, so they may not be real."
         )
     for key in [k for k in columns if k in HEADLINE_METRICS]:
-        have = [(c, stats[(c.label, key)]) for c in cells if stats[(c.label, key)] is not None]
+        have = [(c, stats[(c.sort_key, key)]) for c in cells if stats[(c.sort_key, key)] is not None]
         header = metric_header(key, directions)
         if len(have) < 2:
             where = f" ({have[0][0].label} only)" if have else ""
@@ -335,7 +335,7 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
     ranked = [k for k in report.columns if report.directions.get(k) is not None]
     out = []
     for ds in report.datasets:
-        rows = [[c.label] + [_cell_text(ds.stats[(c.label, k)]) for k in report.columns] for c in ds.cells]
+        rows = [[c.label] + [_cell_text(ds.stats[(c.sort_key, k)]) for k in report.columns] for c in ds.cells]
         out.append(
             (
                 f"{ds.name}: mean ± std over seeds",
@@ -427,7 +427,7 @@ def _csv(report: _Report) -> str:
     for ds in report.datasets:
         for cell in ds.cells:
             for key in report.columns:
-                s = ds.stats[(cell.label, key)]
+                s = ds.stats[(cell.sort_key, key)]
                 higher = report.directions.get(key)
                 seeds = " ".join(str(r.seed) for r in cell.runs if r.value(key) is not None)
                 numbers = (

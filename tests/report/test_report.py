@@ -332,13 +332,16 @@ def test_corrupt_record_is_reported_by_path_and_left_alone(tmp_path, caplog):
     bad.write_text('{"schema": "vaebench.run/1", "run_id": ')
     wrong = tmp_path / "runs" / "c" / "other-000000000000.json"
     wrong.write_text('{"schema": "something/2"}')
+    malformed = make_record("vae", None, 0, {"mig": 0.9}, suite="c")
+    malformed["spec"]["seed"] = "zero"
+    write_record(tmp_path / "runs" / "c" / "typed-000000000000.json", malformed)
     before = bad.read_bytes(), wrong.read_bytes()
     with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
         tables = write_tables(tmp_path)
         figures = write_figures(tmp_path)
     assert (bad.read_bytes(), wrong.read_bytes()) == before
     assert len(tables) == 3 and figures  # the readable records still give tables and figures
-    for name in ("broken", "other"):
+    for name in ("broken", "other", "typed"):
         path = f"runs/c/{name}-000000000000.json"
         # Reported twice (tables, figures) by its path relative to the output directory.
         assert sum(path in m for m in caplog.messages) == 2
@@ -346,6 +349,7 @@ def test_corrupt_record_is_reported_by_path_and_left_alone(tmp_path, caplog):
     markdown = (tmp_path / "tables" / "c.md").read_text()
     assert "2 records (2 ok, 0 failed)" in markdown and "0.150 ± 0.071 (n=2)" in markdown
     assert "expected schema 'vaebench.run/1', found 'something/2'" in markdown
+    assert "malformed field (invalid literal for int() with base 10: 'zero')" in markdown
 
 
 def test_unknown_suite_is_refused(results):
@@ -375,14 +379,25 @@ def test_figures_are_written(results):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_figures_without_artifacts_skip_traversals_with_a_message(results, caplog):
-    for path in (results / "artifacts" / SUITE).glob("*.npz"):
-        path.unlink()
+def test_missing_artifact_skips_that_models_traversals_with_a_message(tmp_path, caplog):
+    # Two models, one seed; only beta_vae has its artifact. A stale traversal figure of vae from
+    # an earlier regeneration must go, so the folder matches the records.
+    for model, strength in (("vae", None), ("beta_vae", ("beta", 4.0))):
+        record = make_record(
+            model, strength, 0, {"mig": 0.3}, suite="part", final={"kl": 1.0, "reconstruction": 9}
+        )
+        write_record(record_path(tmp_path, "part", record["run_id"]), record)
+        if model == "beta_vae":
+            write_artifact(tmp_path, record)
+    stale = tmp_path / "figures" / "part" / "traversals_dsprites_vae.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
-        paths = write_figures(results, suite=SUITE)
-    assert not any(p.name.startswith("traversals_") for p in paths)
-    assert len(paths) == 4
-    assert sum("no traversal artifact" in m for m in caplog.messages) == 3
+        paths = write_figures(tmp_path, suite="part")
+    assert [p.name for p in paths if p.name.startswith("traversals_")] == ["traversals_dsprites_beta_vae.png"]
+    assert len(paths) == 5 and not stale.exists()
+    missing = [m for m in caplog.messages if "no traversal artifact" in m]
+    assert len(missing) == 1 and "vae seed 0 at artifacts/part/vae-" in missing[0]
 
 
 def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
