@@ -32,6 +32,7 @@ import torch
 from vaebench.registry import Registry
 
 from .grid import FactorGrid
+from .parallel import run_tasks
 from .storage import (
     KNOWN_CHECKSUMS,
     Checksum,
@@ -39,7 +40,6 @@ from .storage import (
     FlatCache,
     OfficialFileMissingError,
     data_root,
-    progress_bar,
     verify_checksum,
 )
 
@@ -210,16 +210,32 @@ class GroundTruthDataset:
     def generate(self, out: np.ndarray, progress: bool = True) -> None:
         """Write the procedural image of every grid point into ``out`` ``(N, C, H, W)``.
 
-        Default: ``render`` over chunks of flat indices. Subclasses override it
-        with generators that share work across the grid.
+        Default: ``render`` over chunks of flat indices, on every core (see
+        ``parallel``). Subclasses override it with generators that share work
+        across the grid.
         """
         total = self.grid.num_total
-        with progress_bar(disable=not progress) as bar:
-            task = bar.add_task(f"generating {self.name}", total=total)
-            for start in range(0, total, self.render_batch):
-                stop = min(start + self.render_batch, total)
-                out[start:stop] = self.render(self.grid.indices_to_factors(np.arange(start, stop)))
-                bar.advance(task, stop - start)
+        batch = self.render_batch
+        chunks = [(start, min(start + batch, total)) for start in range(0, total, batch)]
+        run_tasks(
+            _render_chunk,
+            [(self.worker_spec(), output_target(out), start, stop) for start, stop in chunks],
+            description=f"generating {self.name}",
+            weights=[stop - start for start, stop in chunks],
+            processes=None if isinstance(out, np.memmap) else 1,
+            progress=progress,
+        )
+
+    def worker_spec(self) -> tuple[type[GroundTruthDataset], tuple[int, ...]]:
+        """What a worker process needs to rebuild this dataset's generator: class and grid sizes."""
+        return type(self), tuple(self.factor_sizes)
+
+    @staticmethod
+    def from_worker_spec(spec: tuple[type[GroundTruthDataset], tuple[int, ...]]) -> GroundTruthDataset:
+        cls, sizes = spec
+        dataset = cls(progress=False)
+        dataset.factor_sizes = tuple(sizes)  # the grid the parent asked for (tests shrink it)
+        return dataset
 
     # -- sources --------------------------------------------------------------
     @property
@@ -333,6 +349,22 @@ class GroundTruthDataset:
     def _use(self, cache: FlatCache, source: str, details: dict) -> None:
         self._cache, self._source = cache, source
         self._provenance = {"dataset": self.name, "source": source, "cache": str(cache.array_path), **details}
+
+
+def output_target(out: np.ndarray) -> str | np.ndarray:
+    """How a worker finds ``out``: a memory-mapped ``.npy`` by its path, anything else as is (in-process)."""
+    return str(out.filename) if isinstance(out, np.memmap) and out.filename else out
+
+
+def open_output(target: str | np.ndarray) -> np.ndarray:
+    return np.load(target, mmap_mode="r+") if isinstance(target, str) else target
+
+
+def _render_chunk(task) -> int:
+    spec, target, start, stop = task
+    dataset = GroundTruthDataset.from_worker_spec(spec)
+    open_output(target)[start:stop] = dataset.render(dataset.grid.indices_to_factors(np.arange(start, stop)))
+    return stop - start
 
 
 _PREPARERS: dict[str, Callable[[GroundTruthDataset, bool], None]] = {

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset
+from .base import GroundTruthDataset, OfficialFile, open_output, output_target, register_dataset
 from .grid import FactorGrid
 from .official import (
     NpzMember,
@@ -40,6 +40,7 @@ from .official import (
     rows_to_flat_indices,
     write_rows,
 )
+from .parallel import run_tasks, torch_threads
 from .storage import DatasetFileError, progress_bar
 
 __all__ = ["DSprites", "SPRITE_OUTLINES", "rasterize_rows", "row_crossings", "screen_outlines"]
@@ -122,21 +123,26 @@ _SPAN_ROWS = torch.from_numpy(
 )
 
 
-def rasterize_rows(crossings: torch.Tensor, centre_x: torch.Tensor) -> torch.Tensor:
+def rasterize_rows(
+    crossings: torch.Tensor, centre_x: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pixel rows ``(..., 64)`` uint8 0/255 from crossings ``(..., K)`` and sprite centres x ``(...)``.
 
     Column ``c`` is on when its centre ``c + 0.5`` lies inside a span, i.e.
-    ``crossing[2i] <= c + 0.5 - centre_x < crossing[2i + 1]``.
+    ``crossing[2i] <= c + 0.5 - centre_x < crossing[2i + 1]``. ``out``, if
+    given, receives the rows (e.g. a view of the memory-mapped cache).
     """
     edges = torch.ceil(crossings + (centre_x[..., None] - 0.5))  # broadcasts centres over crossings
     edges = edges.clamp_(0, CANVAS).to(torch.int64)  # +inf padding -> 64 -> empty span
-    spans = edges[..., 0::2] * (CANVAS + 1) + edges[..., 1::2]  # (..., K/2) table rows
+    spans = edges[..., 0::2] * (CANVAS + 1) + edges[..., 1::2]  # (..., K/2) rows of the span table
+    shape = (*spans.shape[:-1], CANVAS)
+    out = torch.empty(shape, dtype=torch.uint8) if out is None else out.view(shape)
     if spans.shape[-1] == 0:
-        return torch.zeros((*spans.shape[:-1], CANVAS), dtype=torch.uint8)
-    rows = _SPAN_ROWS[spans[..., 0]]
+        return out.zero_()
+    torch.index_select(_SPAN_ROWS, 0, spans[..., 0].reshape(-1), out=out.view(-1, CANVAS))
     for i in range(1, spans.shape[-1]):  # a second span only for the heart's two lobes
-        rows = torch.maximum(rows, _SPAN_ROWS[spans[..., i]])
-    return rows
+        torch.maximum(out, _SPAN_ROWS[spans[..., i]], out=out)
+    return out
 
 
 def sprite_centres(positions: np.ndarray) -> np.ndarray:
@@ -245,37 +251,75 @@ class DSprites(GroundTruthDataset):
         shapes, scales, angles, pos_x, pos_y = (v[factors[:, j]] for j, v in enumerate(self.factor_values()))
         out = torch.zeros((len(factors), CANVAS, CANVAS), dtype=torch.uint8)
         rows_centres = np.arange(CANVAS) + 0.5
-        for shape in np.unique(shapes):  # at most one pass per shape, never per image
-            which = np.flatnonzero(shapes == shape)
-            outline = SPRITE_OUTLINES[int(shape)]()
-            polys = screen_outlines(outline, scales[which], angles[which])  # (m, V, 2)
-            dy = torch.from_numpy(rows_centres[None, :] - sprite_centres(pos_y[which])[:, None])  # (m, 64)
-            crossings = row_crossings(polys, dy)  # (m, 64, K)
-            centre_x = torch.from_numpy(sprite_centres(pos_x[which]))[:, None]  # (m, 1)
-            out[torch.from_numpy(which)] = rasterize_rows(crossings, centre_x)
+        with torch_threads(1):  # small work: threads would only wait on each other (see ``parallel``)
+            for shape in np.unique(shapes):  # at most one pass per shape, never per image
+                which = np.flatnonzero(shapes == shape)
+                outline = SPRITE_OUTLINES[int(shape)]()
+                polys = screen_outlines(outline, scales[which], angles[which])  # (m, V, 2)
+                dy = torch.from_numpy(
+                    rows_centres[None, :] - sprite_centres(pos_y[which])[:, None]
+                )  # (m, 64)
+                crossings = row_crossings(polys, dy)  # (m, 64, K)
+                centre_x = torch.from_numpy(sprite_centres(pos_x[which]))[:, None]  # (m, 1)
+                out[torch.from_numpy(which)] = rasterize_rows(crossings, centre_x)
         return out[:, None].numpy()
 
     def generate(self, out: np.ndarray, progress: bool = True) -> None:
-        """All images in grid order; work shared across positions (see the module docstring).
+        """All images in grid order, one task per (shape, scale), on every core.
 
-        One step renders every (orientation, posX, posY) image of one (shape,
-        scale): 40 * 32 * 32 images, a contiguous block of the flat order.
+        A task renders every (orientation, posX, posY) image of its (shape,
+        scale), a contiguous block of 40 * 32 * 32 images of the flat order,
+        sharing the crossings across posX (see the module docstring).
+        """
+        n_shapes, n_scales = self.factor_sizes[:2]
+        tasks = [
+            (self.worker_spec(), output_target(out), s, c) for s in range(n_shapes) for c in range(n_scales)
+        ]
+        run_tasks(
+            _generate_block,
+            tasks,
+            description=f"generating {self.name}",
+            weights=[len(out) // len(tasks)] * len(tasks),
+            processes=None if isinstance(out, np.memmap) else 1,
+            progress=progress,
+        )
+
+    def render_block(
+        self, shape_index: int, scale_index: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """uint8 ``(orientations * posX * posY, 1, 64, 64)``: all images of one (shape, scale), in order.
+
+        Only the rows a sprite can reach are intersected: for each posY a
+        window of rows around the centre, as tall as the outline's largest
+        radius allows, then spread back to all 64 rows (empty elsewhere).
         """
         shape_values, scales, angles, pos_x, pos_y = self.factor_values()
-        dy = np.arange(CANVAS)[None, :] + 0.5 - sprite_centres(pos_y)[:, None]  # (Y, 64)
-        dy = torch.from_numpy(dy.reshape(-1)).expand(len(angles), -1)  # (A, Y * 64)
-        centre_x = torch.from_numpy(sprite_centres(pos_x))  # (X,)
-        block = len(angles) * len(pos_x) * len(pos_y)
-        with progress_bar(disable=not progress) as bar:
-            task = bar.add_task(f"generating {self.name}", total=len(out))
-            for s, shape in enumerate(shape_values):
-                polys = screen_outlines(
-                    SPRITE_OUTLINES[int(shape)](), scales[:, None], angles
-                )  # (S, A, V, 2)
-                for c in range(len(scales)):
-                    crossings = row_crossings(polys[c], dy)  # (A, Y * 64, K)
-                    crossings = crossings.reshape(len(angles), 1, len(pos_y), CANVAS, -1)
-                    rows = rasterize_rows(crossings, centre_x[None, :, None, None])  # (A, X, Y, 64, 64)
-                    start = (s * len(scales) + c) * block
-                    out[start : start + block] = rows.reshape(block, 1, CANVAS, CANVAS).numpy()
-                    bar.advance(task, block)
+        outline = SPRITE_OUTLINES[int(shape_values[shape_index])]()
+        polys = screen_outlines(outline, scales[scale_index], angles)  # (A, V, 2)
+        reach = float(np.sqrt((outline**2).sum(1)).max() * scales[scale_index])  # any rotation stays inside
+        centre_y = sprite_centres(pos_y)  # (Y,)
+        first_row = np.ceil(centre_y - reach - 0.5).astype(np.int64)  # (Y,) first row that can be crossed
+        window = int(np.ceil(2 * reach)) + 2
+        rows_in_window = first_row[:, None] + np.arange(window)[None, :]  # (Y, W)
+        dy = torch.from_numpy((rows_in_window + 0.5 - centre_y[:, None]).reshape(-1)).expand(len(angles), -1)
+        crossings = row_crossings(polys, dy).reshape(len(angles), len(pos_y), window, -1)  # (A, Y, W, K)
+        # spread the window back over the 64 rows: row r of posY p is window slot r - first_row[p]
+        slot = torch.from_numpy(np.arange(CANVAS)[None, :] - first_row[:, None])  # (Y, 64)
+        inside = (slot >= 0) & (slot < window)
+        index = slot.clamp(0, window - 1)[None, :, :, None].expand(len(angles), -1, -1, crossings.shape[-1])
+        crossings = torch.where(inside[None, :, :, None], torch.gather(crossings, 2, index), torch.inf)
+        centre_x = torch.from_numpy(sprite_centres(pos_x))[None, :, None, None]  # (1, X, 1, 1)
+        rows = rasterize_rows(crossings[:, None], centre_x, out)  # (A, X, Y, 64 rows, 64 columns)
+        return rows.view(-1, 1, CANVAS, CANVAS)
+
+
+def _generate_block(task) -> int:
+    spec, target, shape_index, scale_index = task
+    dataset = GroundTruthDataset.from_worker_spec(spec)
+    block = int(np.prod(dataset.factor_sizes[2:]))
+    start = (shape_index * dataset.factor_sizes[1] + scale_index) * block
+    # the rows go straight into the cache file's pages, no intermediate copy
+    dataset.render_block(
+        shape_index, scale_index, out=torch.from_numpy(open_output(target)[start : start + block])
+    )
+    return block

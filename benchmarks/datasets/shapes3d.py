@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset
-from .grid import FactorGrid
+from .base import GroundTruthDataset, OfficialFile, open_output, output_target, register_dataset
 from .official import (
     check_array,
     h5_member,
@@ -49,13 +48,14 @@ from .official import (
     rows_to_flat_indices,
     write_rows,
 )
-from .shapes3d_scene import SCENE, Scene, ShadingMaps, hue_to_rgb, shading_maps
+from .parallel import run_tasks, torch_threads
+from .shapes3d_scene import OBJECT_SHAPES, SCENE, Scene, ShadingMaps, hue_to_rgb, shading_maps
 from .storage import progress_bar
 
 __all__ = ["Shapes3D"]
 
 _URL = "https://storage.googleapis.com/3d-shapes/3dshapes.h5"
-_GEOMETRY_CHUNK = 16  # geometries traced at once: (16, 64*64*16 rays) keeps memory near 1 GB
+_GEOMETRY_CHUNK = 15  # geometries traced at once: 15 * 64 * 64 * 9 rays, a few hundred MB of temporaries
 
 
 def _check_h5(path: Path, dataset: GroundTruthDataset) -> None:
@@ -103,29 +103,33 @@ class Shapes3D(GroundTruthDataset):
         )
 
     # -- procedural ---------------------------------------------------------------
-    def geometry_maps(self, geometry: np.ndarray, progress: bool = False) -> ShadingMaps:
-        """Shading maps of geometries ``(G, 3)`` = (scale, shape, orientation) indices, traced in chunks."""
-        _, _, _, scales, shapes, orientations = self.factor_values()
-        parts = []
-        with progress_bar(disable=not progress) as bar:
-            task = bar.add_task(f"tracing {self.name} geometries", total=len(geometry))
-            for start in range(0, len(geometry), _GEOMETRY_CHUNK):
-                chunk = geometry[start : start + _GEOMETRY_CHUNK]
-                parts.append(
-                    shading_maps(
-                        torch.from_numpy(scales[chunk[:, 0]]),
-                        torch.from_numpy(shapes[chunk[:, 1]]).long(),
-                        # the camera orbits the opposite way to the orientation value
-                        torch.from_numpy(-np.deg2rad(orientations[chunk[:, 2]])),
-                        self.scene,
-                    )
-                )
-                bar.advance(task, len(chunk))
-        return ShadingMaps(
-            *(torch.cat([getattr(p, k) for p in parts]) for k in ("floor", "wall", "object", "constant"))
-        )
+    def geometry_maps(self, geometry: np.ndarray) -> ShadingMaps:
+        """Shading maps ``(G, ...)`` of geometries ``(G, 3)`` = (scale, shape, orientation) indices.
 
-    def _hue_colours(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        Traced per shape (each shape has its own intersector), in chunks to bound memory.
+        """
+        _, _, _, scales, _, orientations = self.factor_values()
+        shape_names = list(OBJECT_SHAPES)
+        g, (h, w) = len(geometry), self.observation_shape[1:]
+        maps = ShadingMaps(
+            torch.empty(g, h, w), torch.empty(g, h, w), torch.empty(g, h, w), torch.empty(g, 3, h, w)
+        )
+        for shape in np.unique(geometry[:, 1]):
+            rows = np.flatnonzero(geometry[:, 1] == shape)
+            for start in range(0, len(rows), _GEOMETRY_CHUNK):
+                chunk = rows[start : start + _GEOMETRY_CHUNK]
+                part = shading_maps(
+                    torch.from_numpy(scales[geometry[chunk, 0]]),
+                    shape_names[int(shape)],
+                    # the camera orbits the opposite way to the orientation value
+                    torch.from_numpy(-np.deg2rad(orientations[geometry[chunk, 2]])),
+                    self.scene,
+                )
+                for field in ("floor", "wall", "object", "constant"):
+                    getattr(maps, field)[torch.from_numpy(chunk)] = getattr(part, field)
+        return maps
+
+    def hue_colours(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """RGB ``(n_values, 3)`` of every floor, wall and object hue index."""
         floor, wall, obj = self.factor_values()[:3]
         return tuple(hue_to_rgb(torch.from_numpy(v).float()) for v in (floor, wall, obj))
@@ -135,43 +139,64 @@ class Shapes3D(GroundTruthDataset):
         factors = self.grid.validate_factors(factors)
         geometry, which = np.unique(
             factors[:, 3:], axis=0, return_inverse=True
-        )  # distinct (scale, shape, orientation)
-        maps = self.geometry_maps(geometry)
-        floor_rgb, wall_rgb, object_rgb = self._hue_colours()
-        g = torch.from_numpy(which.reshape(-1))
-        image = (
-            maps.floor[g, None] * floor_rgb[factors[:, 0], :, None, None]
-            + maps.wall[g, None] * wall_rgb[factors[:, 1], :, None, None]
-            + maps.object[g, None] * object_rgb[factors[:, 2], :, None, None]
-            + maps.constant[g]
-        )
-        return image.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+        )  # (scale, shape, orientation)
+        with torch_threads(1):  # small work: threads would only wait on each other (see ``parallel``)
+            maps = self.geometry_maps(geometry)
+            floor_rgb, wall_rgb, object_rgb = self.hue_colours()
+            g = torch.from_numpy(which.reshape(-1))
+            image = (
+                maps.floor[g, None] * floor_rgb[factors[:, 0], :, None, None]
+                + maps.wall[g, None] * wall_rgb[factors[:, 1], :, None, None]
+                + maps.object[g, None] * object_rgb[factors[:, 2], :, None, None]
+                + maps.constant[g]
+            )
+            return image.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
 
     def generate(self, out: np.ndarray, progress: bool = True) -> None:
-        """All images in grid order: trace each geometry once, then tint it with every hue triple.
+        """All images in grid order, one task per (scale, shape) on every core.
 
-        The flat order is (floor, wall, object hue, geometry), so each (floor,
-        wall) pair is one contiguous block of n_object_hues * n_geometries images.
+        A task traces its geometries (one per orientation) once and tints them
+        with every hue triple. The flat order is (hue triple, geometry), so the
+        task's images are one column of ``out`` viewed as (hue triples, geometries).
         """
-        n_floor, n_wall, n_object = self.factor_sizes[:3]
-        geometry_grid = FactorGrid(self.factor_names[3:], self.factor_sizes[3:]).all_factors()  # (G, 3)
-        maps = self.geometry_maps(geometry_grid, progress)
-        floor_rgb, wall_rgb, object_rgb = self._hue_colours()
-        # in 0-255 units, with the rounding offset folded into the hue-independent part
-        tinted_objects = (
-            255.0 * maps.object[None, :, None] * object_rgb[:, None, :, None, None]
-        )  # (O, G, 3, H, W)
-        constant = 255.0 * maps.constant + 0.5
-        block = n_object * len(geometry_grid)
-        with progress_bar(disable=not progress) as bar:
-            task = bar.add_task(f"tinting {self.name} images", total=len(out))
-            for f in range(n_floor):
-                floor_part = (
-                    255.0 * maps.floor[:, None] * floor_rgb[f, :, None, None] + constant
-                )  # (G, 3, H, W)
-                for w in range(n_wall):
-                    base = floor_part + 255.0 * maps.wall[:, None] * wall_rgb[w, :, None, None]
-                    images = (tinted_objects + base[None]).clamp_(0, 255).to(torch.uint8)
-                    start = (f * n_wall + w) * block
-                    out[start : start + block] = images.reshape(block, *self.observation_shape).numpy()
-                    bar.advance(task, block)
+        n_scales, n_shapes = self.factor_sizes[3:5]
+        tasks = [
+            (self.worker_spec(), output_target(out), c, s) for c in range(n_scales) for s in range(n_shapes)
+        ]
+        run_tasks(
+            _generate_block,
+            tasks,
+            description=f"generating {self.name}",
+            weights=[len(out) // len(tasks)] * len(tasks),
+            processes=None if isinstance(out, np.memmap) else 1,
+            progress=progress,
+        )
+
+    def tint(self, maps: ShadingMaps, floor: int, walls: np.ndarray, objects: np.ndarray) -> torch.Tensor:
+        """uint8 ``(len(walls), len(objects), G, 3, 64, 64)``: G geometries' maps, floor hue ``floor``."""
+        floor_rgb, wall_rgb, object_rgb = self.hue_colours()
+        # 0-255 units, rounding offset folded into the hue-independent part: (..., G, 3, H, W)
+        base = 255.0 * (maps.constant + maps.floor[:, None] * floor_rgb[floor, :, None, None]) + 0.5
+        walls_part = 255.0 * maps.wall[None, :, None] * wall_rgb[walls, None, :, None, None]
+        objects_part = 255.0 * maps.object[None, :, None] * object_rgb[objects, None, :, None, None]
+        image = walls_part[:, None] + objects_part[None] + base
+        return image.clamp_(0, 255).to(torch.uint8)
+
+
+def _generate_block(task) -> int:
+    spec, target, scale_index, shape_index = task
+    dataset = GroundTruthDataset.from_worker_spec(spec)
+    n_floor, n_wall, n_object, _, n_shapes, n_orientations = dataset.factor_sizes
+    orientations = np.arange(n_orientations)
+    geometry = np.stack(
+        [np.full_like(orientations, scale_index), np.full_like(orientations, shape_index), orientations], 1
+    )
+    maps = dataset.geometry_maps(geometry)
+    out = open_output(target)
+    # (hue triples, geometries, C, H, W) view of the flat order; this task owns a run of geometries
+    by_geometry = out.reshape(n_floor, n_wall, n_object, -1, *out.shape[1:])
+    first = (scale_index * n_shapes + shape_index) * n_orientations
+    for floor in range(n_floor):  # one floor hue at a time bounds memory (~0.3 GB of floats)
+        images = dataset.tint(maps, floor, np.arange(n_wall), np.arange(n_object))
+        by_geometry[floor, :, :, first : first + n_orientations] = images.numpy()
+    return n_floor * n_wall * n_object * n_orientations

@@ -3,9 +3,10 @@
 The scene (read off the official animation, see ``shared/DATA.md`` and
 ``shared/reference/shapes3d_official_*.png``): an object standing on the floor
 in the middle of a square room whose walls stop below a light-blue sky; the
-camera orbits the object at the given azimuth, close to it and a little above
-its top; a key light near the camera, up and to the left, lights every
-surface; a light high above the object casts a soft shadow to its lower right.
+camera orbits the object at the given azimuth, level, a little above the top
+of a small object; a key light near the camera, up and to the left, lights
+every surface; a light above and behind the object casts a soft shadow to its
+lower right.
 
 Because hues only tint (every surface is a fully saturated hue scaled by its
 shading), a rendered image is linear in three colours::
@@ -14,13 +15,14 @@ shading), a rendered image is linear in three colours::
             + object_map * rgb(object_hue) + constant_map
 
 where the maps ``(G, H, W)`` (and ``constant_map`` ``(G, 3, H, W)``: sky and
-specular highlights) depend only on the geometry (scale, shape, orientation).
-``shading_maps`` traces them once per geometry, supersampled for
-anti-aliasing and a soft shadow; ``compose`` tints them for any hues.
+specular highlight) depend only on the geometry (scale, shape, orientation).
+``shading_maps`` traces them once per geometry, with ``supersample^2`` rays
+per pixel for anti-aliasing and a soft shadow; ``compose`` tints them.
 
 Units: the room is 2 x 2 (walls at x, z = +-1), y is up, the object stands on
-the floor at the origin. Everything is torch, batched over geometries and
-rays; there is no per-pixel or per-image Python loop.
+the floor at the origin. Vectors are stored component-first, ``(3, G, S, N)``
+for G geometries, S sub-pixel samples and N pixels, so every operation runs
+on contiguous planes; there is no per-pixel or per-image Python loop.
 """
 
 from __future__ import annotations
@@ -30,40 +32,50 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SCENE", "OBJECT_SHAPES", "Scene", "ShadingMaps", "compose", "hue_to_rgb", "shading_maps"]
+__all__ = [
+    "OBJECT_SHAPES",
+    "SCENE",
+    "Scene",
+    "ShadingMaps",
+    "compose",
+    "hue_to_rgb",
+    "shading_maps",
+    "trace",
+]
 
 INF = float("inf")
 EPS = 1e-4
+Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
 class Scene:
-    """Camera, room, object sizes and lights. Lengths in room units, angles in radians."""
+    """Camera, room, object sizes and lights. Lengths in room units (walls at +-1), angles in radians."""
 
     image_size: int = 64
-    supersample: int = 4  # rays per pixel along each axis (anti-aliasing, soft shadow)
+    supersample: int = 3  # rays per pixel along each axis (anti-aliasing, soft shadow)
     wall_height: float = 0.574
     camera_distance: float = 0.661  # horizontal distance from the object's axis
     camera_height: float = 0.201
-    camera_pitch: float = 0.0  # positive looks down
+    camera_pitch: float = 0.0  # positive looks down; the official camera is level
     tan_half_fov: float = 0.479
-    # object sizes at scale 1 (multiplied by the scale factor)
+    # object sizes at scale 1 (multiplied by the scale factor 0.75-1.25)
     cube_side: float = 0.183
     cylinder_radius: float = 0.092
     cylinder_height: float = 0.198
     sphere_radius: float = 0.113
     capsule_radius: float = 0.084
     capsule_length: float = 0.185  # of the straight part; total height is length + 2 * radius
-    # lights, positions in the camera frame (right, up, back) relative to the camera
-    key_light: tuple[float, float, float] = (-0.6, 0.5, 0.3)
-    top_light: tuple[float, float, float] = (-0.12, 0.9, -0.42)  # above the object, a little back-left
-    top_light_radius: float = 0.06  # area light: soft shadow edges
-    ambient: float = 0.33
-    key_strength: float = 0.72
-    top_strength: float = 0.62
+    # lights, positions relative to the camera as (right, up, back), orbiting with it
+    key_light: tuple[float, float, float] = (-0.15, 0.15, 0.5)
+    top_light: tuple[float, float, float] = (-0.1, 0.9, -0.6)
+    top_light_radius: float = 0.1  # area light: soft shadow edges
+    ambient: float = 0.3
+    key_strength: float = 0.7
+    top_strength: float = 0.6
     specular: float = 0.10
     shininess: float = 24.0
-    seam_darkening: float = 0.45  # where walls meet the floor (ambient occlusion)
+    seam_darkening: float = 0.45  # where the walls meet the floor (ambient occlusion)
     seam_width: float = 0.012
     sky_rgb: tuple[float, float, float] = (153 / 255, 226 / 255, 249 / 255)
 
@@ -75,142 +87,149 @@ SCENE = Scene()
 class ShadingMaps:
     """Hue-independent maps of G geometries.
 
-    ``floor``, ``wall``, ``object``: ``(G, H, W)`` shading of each surface; ``constant``: ``(G, 3, H, W)``.
+    ``floor``, ``wall``, ``object``: ``(G, H, W)`` shading of each surface
+    (0 where the surface is not seen); ``constant``: ``(G, 3, H, W)`` sky and highlight.
     """
 
-    floor: torch.Tensor
-    wall: torch.Tensor
-    object: torch.Tensor
-    constant: torch.Tensor
+    floor: Tensor
+    wall: Tensor
+    object: Tensor
+    constant: Tensor
 
 
-def hue_to_rgb(hues: torch.Tensor) -> torch.Tensor:
+def hue_to_rgb(hues: Tensor) -> Tensor:
     """Fully saturated, full-value HSV colours ``(..., 3)`` in [0, 1] for hues in [0, 1)."""
     k = (torch.tensor([5.0, 3.0, 1.0], dtype=hues.dtype) + hues[..., None] * 6.0) % 6.0
     return 1.0 - torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-# -- ray-primitive intersections: origins (..., 3), unit directions (..., 3) -> t (...), inf on a miss -----
+# -- ray-primitive intersections ----------------------------------------------------------
+# o: ray origins (3, ...), d: unit directions (3, ...), sizes broadcastable to (...);
+# each returns the distance t (...) to the first hit beyond EPS, inf on a miss.
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum(-1)
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
-def _first_root(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Smallest t > EPS solving t^2 + 2 b t + c = 0 (unit direction), inf if none."""
+def _inf_like(x: Tensor) -> Tensor:
+    return torch.full_like(x, INF)
+
+
+def _first_root(b: Tensor, c: Tensor) -> Tensor:
+    """Smallest t > EPS solving t^2 + 2 b t + c = 0, inf if none."""
     disc = b * b - c
     root = torch.sqrt(torch.clamp(disc, min=0.0))
     near, far = -b - root, -b + root
-    t = torch.where(near > EPS, near, torch.where(far > EPS, far, torch.full_like(near, INF)))
-    return torch.where(disc >= 0, t, torch.full_like(t, INF))
+    t = torch.where(near > EPS, near, torch.where(far > EPS, far, _inf_like(near)))
+    return torch.where(disc >= 0, t, _inf_like(t))
 
 
-def _sphere(o: torch.Tensor, d: torch.Tensor, centre_y: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    oc = o.clone()
-    oc[..., 1] = oc[..., 1] - centre_y
-    return _first_root(_dot(oc, d), _dot(oc, oc) - radius * radius)
+def _sphere(o: Tensor, d: Tensor, centre_y: Tensor, radius: Tensor) -> Tensor:
+    oy = o[1] - centre_y
+    b = o[0] * d[0] + oy * d[1] + o[2] * d[2]
+    c = o[0] * o[0] + oy * oy + o[2] * o[2] - radius * radius
+    return _first_root(b, c)
 
 
-def _vertical_tube(o: torch.Tensor, d: torch.Tensor, radius, y0, y1) -> torch.Tensor:
+def _vertical_tube(o: Tensor, d: Tensor, radius: Tensor, y0: Tensor | float, y1: Tensor) -> Tensor:
     """Side of the vertical cylinder x^2 + z^2 = r^2 between heights y0 and y1 (open ends)."""
-    a = d[..., 0] ** 2 + d[..., 2] ** 2
-    a_safe = torch.where(a > 1e-12, a, torch.ones_like(a))
-    b = (o[..., 0] * d[..., 0] + o[..., 2] * d[..., 2]) / a_safe
-    c = (o[..., 0] ** 2 + o[..., 2] ** 2 - radius * radius) / a_safe
+    a = (d[0] * d[0] + d[2] * d[2]).clamp_min(1e-12)  # vertical rays never hit the side
+    b = (o[0] * d[0] + o[2] * d[2]) / a
+    c = (o[0] * o[0] + o[2] * o[2] - radius * radius) / a
     disc = b * b - c
     root = torch.sqrt(torch.clamp(disc, min=0.0))
-    best = torch.full_like(b, INF)
+    best = _inf_like(b)
     for t in (-b + root, -b - root):  # far first, so the near root wins where both are valid
-        y = o[..., 1] + t * d[..., 1]
-        ok = (disc >= 0) & (a > 1e-12) & (t > EPS) & (y >= y0) & (y <= y1)
-        best = torch.where(ok, t, best)
+        y = o[1] + t * d[1]
+        best = torch.where((disc >= 0) & (t > EPS) & (y >= y0) & (y <= y1), t, best)
     return best
 
 
-def _disc(o: torch.Tensor, d: torch.Tensor, y, radius) -> torch.Tensor:
-    """Horizontal disc of ``radius`` at height ``y`` centred on the vertical axis."""
-    dy = torch.where(d[..., 1].abs() > 1e-12, d[..., 1], torch.full_like(d[..., 1], 1e-12))
-    t = (y - o[..., 1]) / dy
-    x, z = o[..., 0] + t * d[..., 0], o[..., 2] + t * d[..., 2]
-    return torch.where((t > EPS) & (x * x + z * z <= radius * radius), t, torch.full_like(t, INF))
+def _disc(o: Tensor, d: Tensor, y: Tensor | float, radius: Tensor) -> Tensor:
+    """Horizontal disc of ``radius`` at height ``y``, centred on the vertical axis."""
+    t = (y - o[1]) / torch.where(d[1].abs() > 1e-12, d[1], torch.full_like(d[1], 1e-12))
+    x, z = o[0] + t * d[0], o[2] + t * d[2]
+    return torch.where((t > EPS) & (x * x + z * z <= radius * radius), t, _inf_like(t))
 
 
-def _box(o: torch.Tensor, d: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-    """Axis-aligned cube of half side ``half`` standing on the floor (y from 0 to 2 half)."""
-    lo = torch.stack([-half, torch.zeros_like(half), -half], -1)
-    hi = torch.stack([half, 2 * half, half], -1)
-    inv = 1.0 / torch.where(d.abs() > 1e-12, d, torch.full_like(d, 1e-12))
-    t1, t2 = (lo - o) * inv, (hi - o) * inv
-    t_near = torch.minimum(t1, t2).amax(-1)
-    t_far = torch.maximum(t1, t2).amin(-1)
+def _box(o: Tensor, d: Tensor, half: Tensor) -> Tensor:
+    """Axis-aligned cube of half side ``half`` standing on the floor (y from 0 to 2 * half)."""
+    t_near, t_far = None, None
+    for axis, (lo, hi) in enumerate(((-half, half), (0.0 * half, 2 * half), (-half, half))):
+        inv = 1.0 / torch.where(d[axis].abs() > 1e-12, d[axis], torch.full_like(d[axis], 1e-12))
+        t1, t2 = (lo - o[axis]) * inv, (hi - o[axis]) * inv
+        near, far = torch.minimum(t1, t2), torch.maximum(t1, t2)
+        t_near = near if t_near is None else torch.maximum(t_near, near)
+        t_far = far if t_far is None else torch.minimum(t_far, far)
     t = torch.where(t_near > EPS, t_near, t_far)
-    return torch.where((t_far >= t_near) & (t > EPS), t, torch.full_like(t, INF))
+    return torch.where((t_far >= t_near) & (t > EPS), t, _inf_like(t))
 
 
-# -- the four objects: (hit, normal) given the scale (...,) -----------------------------------
+def _up_like(p: Tensor) -> Tensor:
+    n = torch.zeros_like(p)
+    n[1] = 1.0
+    return n
+
+
+def _normalised(v: Tensor) -> Tensor:
+    return v / torch.sqrt(_dot(v, v)).clamp_min(1e-9)
+
+
+# -- the four objects ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ObjectShape:
-    """How to intersect one object shape and find its surface normal, both at a given scale."""
+    """How to intersect one object shape and find its surface normal, at a scale ``(G, 1, 1)``."""
 
-    hit: Callable[[Scene, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-    normal: Callable[[Scene, torch.Tensor, torch.Tensor], torch.Tensor]
+    hit: Callable[[Scene, Tensor, Tensor, Tensor], Tensor]
+    normal: Callable[[Scene, Tensor, Tensor], Tensor]
 
 
-def _cube_hit(scene, o, d, scale):
+def _cube_hit(scene: Scene, o: Tensor, d: Tensor, scale: Tensor) -> Tensor:
     return _box(o, d, 0.5 * scene.cube_side * scale)
 
 
-def _cube_normal(scene, p, scale):
+def _cube_normal(scene: Scene, p: Tensor, scale: Tensor) -> Tensor:
     half = 0.5 * scene.cube_side * scale
-    q = torch.stack([p[..., 0] / half, (p[..., 1] - half) / half, p[..., 2] / half], -1)
-    axis = q.abs().argmax(-1, keepdim=True)
-    n = torch.zeros_like(p).scatter_(-1, axis, 1.0)
-    return n * torch.sign(q)
+    q = torch.stack([p[0], p[1] - half, p[2]]) / half  # in [-1, 1] inside the cube
+    largest = q.abs().amax(dim=0)
+    return torch.where(q.abs() >= largest, torch.sign(q), torch.zeros_like(q))
 
 
-def _cylinder_hit(scene, o, d, scale):
+def _cylinder_hit(scene: Scene, o: Tensor, d: Tensor, scale: Tensor) -> Tensor:
     r, h = scene.cylinder_radius * scale, scene.cylinder_height * scale
     t = torch.minimum(_vertical_tube(o, d, r, 0.0, h), _disc(o, d, h, r))
-    return torch.minimum(t, _disc(o, d, torch.zeros_like(h), r))
+    return torch.minimum(t, _disc(o, d, 0.0, r))  # the bottom, for shadow rays from under the rim
 
 
-def _cylinder_normal(scene, p, scale):
+def _cylinder_normal(scene: Scene, p: Tensor, scale: Tensor) -> Tensor:
     h = scene.cylinder_height * scale
-    radial = torch.stack([p[..., 0], torch.zeros_like(p[..., 0]), p[..., 2]], -1)
-    radial = radial / radial.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    up = torch.zeros_like(p)
-    up[..., 1] = 1.0
-    on_top = (p[..., 1] > h - 1e-3 * h.clamp_min(1e-6) - 1e-5)[..., None]
-    return torch.where(on_top, up, radial)
+    radial = torch.stack([p[0], torch.zeros_like(p[0]), p[2]])
+    return torch.where(p[1] > h - 1e-4, _up_like(p), _normalised(radial))
 
 
-def _sphere_hit(scene, o, d, scale):
+def _sphere_hit(scene: Scene, o: Tensor, d: Tensor, scale: Tensor) -> Tensor:
     r = scene.sphere_radius * scale
     return _sphere(o, d, r, r)
 
 
-def _sphere_normal(scene, p, scale):
+def _sphere_normal(scene: Scene, p: Tensor, scale: Tensor) -> Tensor:
     r = scene.sphere_radius * scale
-    n = p.clone()
-    n[..., 1] = n[..., 1] - r
-    return n / r[..., None]
+    return torch.stack([p[0], p[1] - r, p[2]]) / r
 
 
-def _capsule_hit(scene, o, d, scale):
+def _capsule_hit(scene: Scene, o: Tensor, d: Tensor, scale: Tensor) -> Tensor:
     r, length = scene.capsule_radius * scale, scene.capsule_length * scale
     t = torch.minimum(_sphere(o, d, r, r), _sphere(o, d, r + length, r))
     return torch.minimum(t, _vertical_tube(o, d, r, r, r + length))
 
 
-def _capsule_normal(scene, p, scale):
+def _capsule_normal(scene: Scene, p: Tensor, scale: Tensor) -> Tensor:
     r, length = scene.capsule_radius * scale, scene.capsule_length * scale
-    axis_y = torch.minimum(torch.maximum(p[..., 1], r), r + length)  # nearest point of the axis segment
-    n = p.clone()
-    n[..., 1] = n[..., 1] - axis_y
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    axis_y = torch.minimum(torch.maximum(p[1], r), r + length)  # nearest point of the axis segment
+    return _normalised(torch.stack([p[0], p[1] - axis_y, p[2]]))
 
 
 #: The object shapes in the official order of the shape factor.
@@ -222,191 +241,167 @@ OBJECT_SHAPES: dict[str, ObjectShape] = {
 }
 
 
-# -- camera and room --------------------------------------------------------------------
+# -- camera and room -----------------------------------------------------------------------
 
 
-def _camera(scene: Scene, azimuth: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Camera position, forward, right, up and level (horizontal forward), each ``(G, 3)``.
+def _camera(scene: Scene, azimuth: Tensor) -> tuple[Tensor, ...]:
+    """Camera position, forward, right, up and level (horizontal forward), each ``(3, G)``.
 
     ``azimuth`` ``(G,)`` in radians turns the camera about the object's vertical axis.
     """
     sin, cos = torch.sin(azimuth), torch.cos(azimuth)
     zeros, ones = torch.zeros_like(sin), torch.ones_like(sin)
     position = torch.stack(
-        [-scene.camera_distance * sin, scene.camera_height * ones, scene.camera_distance * cos], -1
+        [-scene.camera_distance * sin, scene.camera_height * ones, scene.camera_distance * cos]
     )
-    level = torch.stack([sin, zeros, -cos], -1)  # horizontal forward, towards the object's axis
-    right = torch.stack([cos, zeros, sin], -1)
-    world_up = torch.stack([zeros, ones, zeros], -1)
+    level = torch.stack([sin, zeros, -cos])  # towards the object's axis
+    right = torch.stack([cos, zeros, sin])
+    world_up = torch.stack([zeros, ones, zeros])
     pitch = torch.tensor(scene.camera_pitch, dtype=sin.dtype)
     forward = torch.cos(pitch) * level - torch.sin(pitch) * world_up
-    up = torch.linalg.cross(right, forward)
+    up = torch.linalg.cross(right, forward, dim=0)
     return position, forward, right, up, level
 
 
-def _pixel_offsets(scene: Scene, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image-plane coordinates ``(P,)`` of every sub-pixel sample, P = (size * supersample)^2, row-major."""
-    n = scene.image_size * scene.supersample
-    u = ((torch.arange(n, dtype=dtype) + 0.5) / n * 2 - 1) * scene.tan_half_fov
-    v, u = torch.meshgrid(-u, u, indexing="ij")
-    return u.reshape(-1), v.reshape(-1)
+def _image_plane(scene: Scene, dtype) -> tuple[Tensor, Tensor]:
+    """Image-plane coordinates (u right, v up) of every ray, each ``(S, N)``: sub-sample, pixel."""
+    n, k = scene.image_size, scene.supersample
+    offsets = (torch.arange(k, dtype=dtype) + 0.5) / k  # within a pixel
+    coord = (
+        (torch.arange(n, dtype=dtype)[None, :] + offsets[:, None]) / n * 2 - 1
+    ) * scene.tan_half_fov  # (k, n)
+    # (sub-row, sub-col, row, col) -> (S, N)
+    u = coord[None, :, None, :].expand(k, k, n, n).reshape(k * k, n * n)
+    v = -coord[:, None, :, None].expand(k, k, n, n).reshape(k * k, n * n)
+    return u, v
 
 
-def _light_jitter(scene: Scene, dtype) -> torch.Tensor:
-    """Offsets ``(P, 3)`` on a horizontal disc, one per sub-pixel sample, for a soft shadow.
+def _light_jitter(scene: Scene, dtype) -> Tensor:
+    """Offsets ``(3, 1, S, 1)`` on a horizontal disc, one per sub-pixel sample, for a soft shadow.
 
-    Samples within a pixel get different points of the area light (a
-    Fibonacci spiral over the ss x ss samples), so averaging a pixel blurs the
-    shadow edge.
+    Each sample of a pixel sees a different point of the area light (a
+    Fibonacci spiral), so averaging the pixel blurs the shadow's edge.
     """
-    k = scene.supersample
-    i = torch.arange(k * k, dtype=dtype)
-    radius = scene.top_light_radius * torch.sqrt((i + 0.5) / (k * k))
-    angle = i * 2.399963
-    per_sample = torch.stack([radius * torch.cos(angle), torch.zeros_like(i), radius * torch.sin(angle)], -1)
-    n = scene.image_size
-    grid = per_sample.reshape(k, k, 3)[None, :, None, :, :].expand(
-        n, k, n, k, 3
-    )  # rows, sub-rows, cols, sub-cols
-    return grid.reshape(-1, 3)
+    s = scene.supersample**2
+    i = torch.arange(s, dtype=dtype)
+    radius = scene.top_light_radius * torch.sqrt((i + 0.5) / s)
+    angle = i * 2.399963  # the golden angle
+    return torch.stack([radius * torch.cos(angle), torch.zeros_like(i), radius * torch.sin(angle)])[
+        :, None, :, None
+    ]
 
 
-def _room(scene: Scene, o: torch.Tensor, d: torch.Tensor):
+def _room(scene: Scene, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Nearest room surface hit by rays from inside the room.
 
-    Returns t ``(G, P)`` (inf for the sky), surface kind ``(G, P)`` (0 sky, 1 floor, 2 wall) and normal.
+    Returns t (inf for the sky), kind (0 sky, 1 floor, 2 wall) and the normal ``(3, ...)``.
     """
-    inv = 1.0 / torch.where(d.abs() > 1e-12, d, torch.full_like(d, 1e-12))
-    t_x = (torch.sign(d[..., 0]) - o[..., 0]) * inv[..., 0]  # the wall x = +-1 the ray heads for
-    t_z = (torch.sign(d[..., 2]) - o[..., 2]) * inv[..., 2]
+    sign_x, sign_z = torch.sign(d[0]), torch.sign(d[2])
+    t_x = (sign_x - o[0]) / torch.where(d[0].abs() > 1e-12, d[0], torch.full_like(d[0], 1e-12))
+    t_z = (sign_z - o[2]) / torch.where(d[2].abs() > 1e-12, d[2], torch.full_like(d[2], 1e-12))
     t_wall = torch.minimum(t_x, t_z)
-    y_wall = o[..., 1] + t_wall * d[..., 1]
-    t_floor = torch.where(d[..., 1] < 0, -o[..., 1] * inv[..., 1], torch.full_like(t_wall, INF))
-    floor = t_floor < t_wall
-    wall = ~floor & (y_wall <= scene.wall_height)
-    t = torch.where(floor, t_floor, torch.where(wall, t_wall, torch.full_like(t_wall, INF)))
-    kind = torch.where(floor, 1, torch.where(wall, 2, 0))
-    hit_x = (t_x < t_z)[..., None]
-    wall_normal = torch.where(
-        hit_x,
-        torch.stack([-torch.sign(d[..., 0]), torch.zeros_like(t), torch.zeros_like(t)], -1),
-        torch.stack([torch.zeros_like(t), torch.zeros_like(t), -torch.sign(d[..., 2])], -1),
+    t_floor = torch.where(
+        d[1] < 0, -o[1] / torch.where(d[1] < 0, d[1], -torch.ones_like(d[1])), _inf_like(t_wall)
     )
-    up = torch.zeros_like(d)
-    up[..., 1] = 1.0
-    normal = torch.where(floor[..., None], up, wall_normal)
+    floor = t_floor < t_wall
+    wall = ~floor & (o[1] + t_wall * d[1] <= scene.wall_height)
+    t = torch.where(floor, t_floor, torch.where(wall, t_wall, _inf_like(t_wall)))
+    kind = torch.where(floor, 1, torch.where(wall, 2, 0))
+    facing_x = t_x < t_z  # which wall the ray reaches first; its normal points back into the room
+    zeros = torch.zeros_like(t)
+    normal = torch.stack(
+        [
+            torch.where(facing_x & ~floor, -sign_x, zeros),
+            floor.to(t.dtype),
+            torch.where(~facing_x & ~floor, -sign_z, zeros),
+        ]
+    )
     return t, kind, normal
 
 
-def _lambert(normal: torch.Tensor, point: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+def _lambert(normal: Tensor, point: Tensor, light: Tensor) -> Tensor:
     to_light = light - point
-    return torch.clamp(_dot(normal, to_light) / to_light.norm(dim=-1).clamp_min(1e-9), min=0.0)
+    return torch.clamp(_dot(normal, to_light) / torch.sqrt(_dot(to_light, to_light)).clamp_min(1e-9), min=0.0)
 
 
 @dataclass
 class RaySamples:
-    """What each of the P = (size * supersample)^2 rays of G geometries sees; tensors ``(G, P, ...)``."""
+    """What each ray sees; tensors ``(G, S, N)`` (vectors ``(3, G, S, N)``)."""
 
-    kind: torch.Tensor  # (G, P) int: 0 sky, 1 floor, 2 wall, 3 object
-    direction: torch.Tensor  # (G, P, 3) unit ray directions
-    point: torch.Tensor  # (G, P, 3) hit points (the camera position for the sky)
-    normal: torch.Tensor  # (G, P, 3)
-    key_light: torch.Tensor  # (G, 1, 3)
-    top_light: torch.Tensor  # (G, P, 3): one point of the area light per sample
-    lit: torch.Tensor  # (G, P) bool: the top light reaches the point (no shadow)
-
-
-def _object_hits(scene, shapes, o, d, scale, with_normal: bool):
-    """Object intersection per geometry's own shape: t ``(G, P)`` and normals ``(G, P, 3)``."""
-    t_obj = torch.full(d.shape[:2], INF, dtype=d.dtype)
-    normal = torch.zeros_like(d) if with_normal else None
-    for index, shape in enumerate(OBJECT_SHAPES.values()):  # four shapes, never a loop over rays
-        rows = torch.nonzero(shapes == index).flatten()
-        if len(rows) == 0:
-            continue
-        t = shape.hit(scene, o[rows], d[rows], scale[rows])
-        t_obj[rows] = t
-        if with_normal:
-            point = o[rows] + torch.where(torch.isfinite(t), t, torch.zeros_like(t))[..., None] * d[rows]
-            normal[rows] = shape.normal(scene, point, scale[rows])
-    return t_obj, normal
+    kind: Tensor  # 0 sky, 1 floor, 2 wall, 3 object
+    direction: Tensor  # unit ray directions
+    point: Tensor  # hit points (undefined for the sky)
+    normal: Tensor
+    key_light: Tensor  # (3, G, 1, 1)
+    top_light: Tensor  # (3, G, S, 1): one point of the area light per sub-sample
+    lit: Tensor  # bool: the top light reaches the point (no shadow)
 
 
-def trace(
-    scales: torch.Tensor, shapes: torch.Tensor, azimuths: torch.Tensor, scene: Scene = SCENE
-) -> RaySamples:
-    """Cast every camera ray of G geometries and the shadow ray from where it lands.
+def trace(scales: Tensor, shape: str, azimuths: Tensor, scene: Scene = SCENE) -> RaySamples:
+    """Cast every camera ray of G geometries of one object shape, and the shadow rays.
 
     Args:
         scales: ``(G,)`` object scale factors (official values, 0.75-1.25).
-        shapes: ``(G,)`` indices into ``OBJECT_SHAPES`` (cube, cylinder, sphere, capsule).
+        shape: a key of ``OBJECT_SHAPES``.
         azimuths: ``(G,)`` camera orbit angles in radians.
     """
     dtype = torch.float32
-    scales, azimuths = scales.to(dtype), azimuths.to(dtype)
-    position, forward, right, up, level = _camera(scene, azimuths)  # (G, 3) each
-    u, v = _pixel_offsets(scene, dtype)  # (P,)
-    d = forward[:, None, :] + u[None, :, None] * right[:, None, :] + v[None, :, None] * up[:, None, :]
-    d = d / d.norm(dim=-1, keepdim=True)  # (G, P, 3)
-    o = position[:, None, :].expand_as(d)
-    scale = scales[:, None].expand(d.shape[:2])  # (G, P)
+    obj = OBJECT_SHAPES[shape]
+    scale = scales.to(dtype)[:, None, None]  # (G, 1, 1)
+    position, forward, right, up, level = (v[:, :, None, None] for v in _camera(scene, azimuths.to(dtype)))
+    u, v = _image_plane(scene, dtype)  # (S, N)
+    d = _normalised(forward + u * right + v * up)  # (3, G, S, N)
+    o = position  # (3, G, 1, 1) broadcasts against the rays
 
-    t_obj, normal_obj = _object_hits(scene, shapes, o, d, scale, with_normal=True)
+    t_obj = obj.hit(scene, o, d, scale)
     t_room, kind, normal_room = _room(scene, o, d)
     on_object = t_obj < t_room
     kind = torch.where(on_object, 3, kind)
     t_hit = torch.where(on_object, t_obj, t_room)
-    normal = torch.where(on_object[..., None], normal_obj, normal_room)
-    point = o + torch.where(torch.isfinite(t_hit), t_hit, torch.zeros_like(t_hit))[..., None] * d
+    point = o + torch.where(torch.isfinite(t_hit), t_hit, torch.zeros_like(t_hit)) * d
+    normal = torch.where(on_object, obj.normal(scene, point, scale), normal_room)
 
     # lights orbit with the camera: offsets (right, up, back) from it -> world positions
-    world_up = torch.tensor([0.0, 1.0, 0.0], dtype=dtype)
+    world_up = torch.tensor([0.0, 1.0, 0.0], dtype=dtype)[:, None, None, None]
 
-    def light_position(offset: tuple[float, float, float]) -> torch.Tensor:
-        return (position + offset[0] * right + offset[1] * world_up - offset[2] * level)[:, None, :]
+    def light_position(offset: tuple[float, float, float]) -> Tensor:
+        return position + offset[0] * right + offset[1] * world_up - offset[2] * level
 
-    key = light_position(scene.key_light)  # (G, 1, 3)
-    top = light_position(scene.top_light) + _light_jitter(scene, dtype)[None]  # (G, P, 3)
+    key = light_position(scene.key_light)  # (3, G, 1, 1)
+    top = light_position(scene.top_light) + _light_jitter(scene, dtype)  # (3, G, S, 1)
 
     # the object's shadow from the top light on floor and walls (a convex object cannot shadow itself)
     to_top = top - point
-    distance = to_top.norm(dim=-1)
-    t_block, _ = _object_hits(scene, shapes, point, to_top / distance[..., None], scale, with_normal=False)
-    lit = (t_block >= distance) | (kind == 3)
+    distance = torch.sqrt(_dot(to_top, to_top))
+    lit = (obj.hit(scene, point, to_top / distance, scale) >= distance) | on_object
     return RaySamples(kind, d, point, normal, key, top, lit)
 
 
-def shading_maps(
-    scales: torch.Tensor, shapes: torch.Tensor, azimuths: torch.Tensor, scene: Scene = SCENE
-) -> ShadingMaps:
-    """The hue-independent maps ``(G, H, W)`` of G geometries (arguments as for ``trace``).
+def shading_maps(scales: Tensor, shape: str, azimuths: Tensor, scene: Scene = SCENE) -> ShadingMaps:
+    """The hue-independent maps of G geometries of one shape (arguments as for ``trace``).
 
     Each pixel is the mean of its ``supersample^2`` rays.
     """
-    rays = trace(scales, shapes, azimuths, scene)
+    rays = trace(scales, shape, azimuths, scene)
     kind, point, normal = rays.kind, rays.point, rays.normal
     value = (
         scene.ambient
         + scene.key_strength * _lambert(normal, point, rays.key_light)
         + scene.top_strength * _lambert(normal, point, rays.top_light) * rays.lit
     )
-    # where the walls meet the floor, the seam is darker (ambient occlusion)
-    seam_distance = torch.where(
-        kind == 1, 1.0 - torch.maximum(point[..., 0].abs(), point[..., 2].abs()), point[..., 1]
-    )
-    value = value * (1.0 - scene.seam_darkening * torch.exp(-seam_distance.clamp_min(0) / scene.seam_width))
+    # where the walls meet the floor the seam is darker (ambient occlusion): distance to the seam
+    seam = torch.where(kind == 1, 1.0 - torch.maximum(point[0].abs(), point[2].abs()), point[1])
+    value = value * (1.0 - scene.seam_darkening * torch.exp(-seam.clamp_min(0) / scene.seam_width))
     value = torch.clamp(value, 0.0, 1.0)
 
-    # white specular highlight of the key light on the object (does not depend on the object's hue)
-    to_key = rays.key_light - point
-    half_vector = to_key / to_key.norm(dim=-1, keepdim=True) - rays.direction
-    half_vector = half_vector / half_vector.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    # white highlight of the key light on the object (independent of the object's hue)
+    half_vector = _normalised(_normalised(rays.key_light - point) - rays.direction)
     highlight = scene.specular * torch.clamp(_dot(normal, half_vector), min=0.0) ** scene.shininess
 
-    g, k, n = kind.shape[0], scene.supersample, scene.image_size
+    g, n = kind.shape[0], scene.image_size
 
-    def pixel_mean(x: torch.Tensor) -> torch.Tensor:  # (G, P) samples -> (G, n, n) pixels
-        return x.reshape(g, n, k, n, k).mean(dim=(2, 4))
+    def pixel_mean(x: Tensor) -> Tensor:  # (G, S, N) samples -> (G, n, n) pixels
+        return x.mean(dim=1).reshape(g, n, n)
 
     sky_rgb = torch.tensor(scene.sky_rgb, dtype=value.dtype)
     return ShadingMaps(
@@ -418,9 +413,7 @@ def shading_maps(
     )
 
 
-def compose(
-    maps: ShadingMaps, floor_rgb: torch.Tensor, wall_rgb: torch.Tensor, object_rgb: torch.Tensor
-) -> torch.Tensor:
+def compose(maps: ShadingMaps, floor_rgb: Tensor, wall_rgb: Tensor, object_rgb: Tensor) -> Tensor:
     """uint8 images ``(G, 3, H, W)``: geometry g tinted by colours ``(G, 3)`` (see the module docstring)."""
     image = (
         maps.floor[:, None] * floor_rgb[:, :, None, None]
@@ -428,9 +421,4 @@ def compose(
         + maps.object[:, None] * object_rgb[:, :, None, None]
         + maps.constant
     )
-    return to_uint8(image)
-
-
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats -> uint8 0-255, rounded."""
-    return image.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return image.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
