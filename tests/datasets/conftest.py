@@ -7,23 +7,28 @@ readers all derive from it) and write small files in the official formats.
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from benchmarks.datasets import KNOWN_CHECKSUMS, Checksum
-from benchmarks.datasets.dsprites import DSprites
-from benchmarks.datasets.shapes3d import Shapes3D
+sys.path.insert(0, str(Path(__file__).parent))
+from dataset_fakes import (  # noqa: E402
+    DSPRITES_HDF5,
+    DSPRITES_NPZ,
+    SHAPES3D_H5,
+    TINY_DSPRITES,
+    TINY_SHAPES3D,
+    fake_dsprites_arrays,
+    fake_shapes3d_labels,
+    sha256_of,
+)
 
-DSPRITES_NPZ = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
-DSPRITES_HDF5 = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5"
-SHAPES3D_H5 = "3dshapes.h5"
-
-TINY_DSPRITES = (3, 2, 4, 3, 3)  # 216 images
-TINY_SHAPES3D = (2, 2, 2, 2, 4, 2)  # 16 geometries x 8 hue triples = 128 images
+from benchmarks.datasets import KNOWN_CHECKSUMS, Checksum  # noqa: E402
+from benchmarks.datasets.dsprites import DSprites  # noqa: E402
+from benchmarks.datasets.shapes3d import Shapes3D  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +51,6 @@ def tiny_shapes3d(monkeypatch):
     return Shapes3D
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def trust(monkeypatch):
     """``trust(path)``: make ``path``'s current bytes the known checksum for its file name."""
@@ -60,19 +61,6 @@ def trust(monkeypatch):
         return checksum
 
     return trust_file
-
-
-def fake_dsprites_arrays(seed=0) -> dict[str, np.ndarray]:
-    """Arrays in the official dSprites layout for the current (tiny) grid, random 0/1 pixels."""
-    rng = np.random.default_rng(seed)
-    factors = DSprites(root="/nonexistent").grid.all_factors()  # constructing does no I/O
-    n = len(factors)
-    classes = np.concatenate([np.zeros((n, 1), np.int64), factors], axis=1)  # colour column first
-    return {
-        "imgs": rng.integers(0, 2, size=(n, 64, 64), dtype=np.uint8),
-        "latents_classes": classes,
-        "latents_values": classes.astype(np.float64),
-    }
 
 
 @pytest.fixture
@@ -111,22 +99,15 @@ def write_dsprites_hdf5(data_root, tiny_dsprites):
     return write
 
 
-def fake_shapes3d_labels() -> np.ndarray:
-    """Float factor values (N, 6) as the official file stores them, with float32-style noise."""
-    ds = Shapes3D(root="/nonexistent")
-    factors = ds.grid.all_factors()
-    values = ds.factor_values()
-    labels = np.stack([values[j][factors[:, j]] for j in range(6)], axis=1)
-    # written by someone else's float code: not exactly our values, so == would fail
-    return labels.astype(np.float32).astype(np.float64) + 1e-9
-
-
 @pytest.fixture
 def write_shapes3d_h5(data_root, tiny_shapes3d):
     def write(shuffle: bool = False, labels: np.ndarray | None = None, **overrides) -> tuple[Path, dict]:
         rng = np.random.default_rng(2)
         labels = fake_shapes3d_labels() if labels is None else labels
-        arrays = {"images": rng.integers(0, 256, size=(len(labels), 64, 64, 3), dtype=np.uint8), "labels": labels}
+        arrays = {
+            "images": rng.integers(0, 256, size=(len(labels), 64, 64, 3), dtype=np.uint8),
+            "labels": labels,
+        }
         if shuffle:
             order = rng.permutation(len(labels))
             arrays = {k: v[order] for k, v in arrays.items()}

@@ -31,7 +31,7 @@ def test_dsprites_order_matches_the_official_file():
     grid = DSprites().grid
     # index 1 is posY 1, index 32 is posX 1 (posY varies fastest)
     assert grid.indices_to_factors([1, 32]).tolist() == [[0, 0, 0, 0, 1], [0, 0, 0, 1, 0]]
-    # the official formula on real official latents: index = latents_classes @ [737280, 245760, 40960, 1024, 32, 1]
+    # the official formula on real official latents
     classes = np.load(REFERENCE)["latents_classes"]
     official = classes @ np.array([737280, 245760, 40960, 1024, 32, 1])
     assert np.array_equal(grid.factors_to_indices(classes[:, 1:]), official)

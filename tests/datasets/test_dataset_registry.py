@@ -16,7 +16,12 @@ from benchmarks.datasets import (
 from vaebench.registry import UnknownNameError
 
 EXPECTED = {
-    "dsprites": (("shape", "scale", "orientation", "posX", "posY"), (3, 6, 40, 32, 32), (1, 64, 64), "bernoulli"),
+    "dsprites": (
+        ("shape", "scale", "orientation", "posX", "posY"),
+        (3, 6, 40, 32, 32),
+        (1, 64, 64),
+        "bernoulli",
+    ),
     "shapes3d": (
         ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"),
         (10, 10, 10, 8, 4, 15),
