@@ -179,18 +179,18 @@ def _notes(
         )
         seeded = [s for _, s in have if s.std is not None]
         if seeded:
-            pooled = math.sqrt(sum(s.std**2 for s in seeded) / len(seeded))
+            # Pooled within-configuration variance: sum (n_i - 1) s_i^2 / sum (n_i - 1).
+            pooled = math.sqrt(sum((s.n - 1) * s.std**2 for s in seeded) / sum(s.n - 1 for s in seeded))
             verdict = "exceeds" if spread > pooled else "does not exceed"
             ratio = f" ({spread / pooled:.1f}×)" if pooled > 0 else ""
             text += f" The spread {verdict} the pooled seed std {fmt(pooled)}{ratio}"
             single = len(have) - len(seeded)
             if single:
-                text += (
-                    f"; {single} single-seed configuration{'s' if single > 1 else ''} not in the pooled std"
-                )
+                plural = "s" if single > 1 else ""
+                text += f"; {single} configuration{plural} with one value not in the pooled std"
             text += " (a descriptive comparison, not a significance test)."
         else:
-            text += " Not tested against seed noise (one seed per configuration)."
+            text += " Not tested against seed noise (one value per configuration)."
         notes.append(text)
     nulls = sum(1 for c in cells for r in c.runs for k in columns if r.value(k) is None)
     if nulls:
@@ -276,7 +276,10 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
             "normalised by the sampled factor's entropy)"
         )
     if "mig_chen" in settings:
-        migs.append("`mig_chen` is Chen et al. (2018)'s MIG (estimated MI, normalised by log K)")
+        migs.append(
+            "`mig_chen` is Chen et al. (2018)'s MIG (Monte Carlo MI from the Gaussian posterior over "
+            "the factor grid, normalised by log K); the two are not comparable number for number"
+        )
     lines.append(("Which MIG", "; ".join(migs) if migs else "no MIG in these runs"))
     sources = []
     for dataset in runs.datasets:
