@@ -19,7 +19,6 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from vaebench.registry import UnknownNameError
 
@@ -79,27 +78,24 @@ def info(
     """Factors, shapes, files and caches of a dataset (reads nothing big, builds nothing)."""
     with _friendly_errors():
         ds = _dataset(name, source, root)
-        table = Table(
-            title=f"{ds.name}: {len(ds):,} images of shape {ds.observation_shape}", show_header=False
-        )
-        table.add_row("factors", ", ".join(f"{n} ({s})" for n, s in zip(ds.factor_names, ds.factor_sizes)))
-        table.add_row("likelihood", ds.likelihood)
-        table.add_row("data root", str(ds.root))
+        lines = [
+            f"[bold]{ds.name}[/bold]: {len(ds):,} images {ds.observation_shape}, likelihood {ds.likelihood}",
+            "factors: " + ", ".join(f"{n} ({s})" for n, s in zip(ds.factor_names, ds.factor_sizes)),
+            f"data root: {ds.root}",
+        ]
         for official in ds.official_files:
-            path = ds.root / official.filename
-            state = "present" if path.is_file() else "absent"
-            table.add_row(
-                f"official {official.filename}", f"{state}; expects {official.checksum}; {official.url}"
+            state = "present" if (ds.root / official.filename).is_file() else "absent"
+            lines.append(
+                f"official file {official.filename}: {state} (expects {official.checksum}; {official.url})"
             )
-            cache = ds.official_cache(official)
-            table.add_row("  its cache", _cache_state(cache))
-        table.add_row(f"procedural v{ds.generator_version}", _cache_state(ds.procedural_cache()))
-        ready = ds.find_official_file() is not None or any(
+            lines.append(f"  its cache: {_cache_state(ds.official_cache(official))}")
+        lines.append(f"procedural generator v{ds.generator_version}: {_cache_state(ds.procedural_cache())}")
+        official_ready = ds.find_official_file() is not None or any(
             ds.official_cache(f).is_valid() for f in ds.official_files
         )
-        auto = "official" if ready else "procedural"
-        table.add_row("--source auto uses", f"{auto} (if the official file verifies)" if ready else auto)
-        console.print(table)
+        lines.append(f"--source auto uses: {'official (once verified)' if official_ready else 'procedural'}")
+        for line in lines:
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _cache_state(cache) -> str:
