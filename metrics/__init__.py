@@ -1,0 +1,176 @@
+"""metrics: disentanglement scores on arrays, with disentanglement_lib's definitions.
+
+Public functions take codes ``(n_samples, n_codes)`` float and factors
+``(n_samples, n_factors)`` int and return a flat ``dict[str, float]``:
+
+>>> import numpy as np, metrics
+>>> rng = np.random.default_rng(0)
+>>> factors = rng.integers(0, 10, size=(2000, 3))
+>>> codes = factors + 0.01 * rng.standard_normal((2000, 3))
+>>> round(metrics.mig(codes, factors)["mig"], 2)
+0.99
+>>> metrics.list_metrics("dci*")
+['dci', 'dci_fast']
+
+Every metric is registered (``METRICS``, ``register_metric``, ``get_metric``,
+``list_metrics``) with its inputs kind, the direction of each output key, and
+the study's and a fast setting; ``evaluate_metric`` samples what a metric
+needs from a :class:`GroundTruthSampler`. Intervention metrics (BetaVAE,
+FactorVAE) take the sampler and an ``encode`` function themselves, with the
+sampling (``sample_*``) apart from the scoring (``*_from_*``).
+
+Keys name their estimator: ``mig`` is dlib's histogram MIG, ``mig_chen`` Chen
+et al.'s original (posterior-based, whole grid, shape excluded on dSprites).
+
+Agreement with disentanglement_lib (commit 86a644d4, scikit-learn 1.9, see
+tests/metrics and tests/data/dlib/README.md): MIG, SAP (both modes),
+modularity, explicitness, the unsupervised scores and IRS equal dlib's to
+1e-9 on its fixtures (bit for bit where checked); DCI to dlib's own run-to-run
+spread (its trees draw ties from numpy's global RNG, ours from ``rng``); with
+a ``np.random.RandomState`` and a deterministic encoder the samplers draw
+exactly dlib's points, so even the sampled protocol reproduces dlib's scores.
+
+Deviations from disentanglement_lib, all deliberate (each with a MetricWarning
+where a number changes):
+
+* Key names: dlib's ``discrete_mig`` -> ``mig``; ``SAP_score`` -> ``sap``;
+  ``disentanglement``/``completeness``/``informativeness_*`` -> ``dci_*``;
+  ``modularity_score`` -> ``modularity``; ``explicitness_score_*`` ->
+  ``explicitness_*``; ``IRS`` -> ``irs``; BetaVAE and FactorVAE keys get a
+  ``beta_vae_``/``factor_vae_`` prefix.
+* MIG with a factor that takes one value: dlib divides by a zero entropy (NaN,
+  or +inf with old scikit-learn) -> NaN. MIG needs >= 2 codes (dlib: IndexError).
+* SAP with a factor that takes one value: dlib raises (discrete) or returns NaN
+  (continuous) -> NaN.
+* DCI with a factor that takes one value: dlib raises -> NaN for all four keys.
+  The trees' tie-breaking is seeded from ``rng`` instead of the global RNG.
+* Modularity/explicitness: a constant code makes dlib divide by a zero standard
+  deviation and crash, losing modularity as well; we z-score the constant code
+  to 0 (scikit-learn's StandardScaler convention) and return both. A factor
+  with one training value (dlib raises) -> explicitness NaN; test values other
+  than the training classes (dlib raises) -> ``explicitness_test`` NaN.
+* Unsupervised scores: dlib returns a complex Wasserstein correlation when the
+  covariance is singular (sqrtm round-off) -> we return its real part, which
+  equals dlib's real part. A constant code makes dlib's total correlation NaN
+  (log 0) -> we return the total correlation of the non-constant codes (a
+  constant is independent of everything). A singular covariance with a
+  positive diagonal keeps dlib's +inf total correlation. All codes constant:
+  the normalised Wasserstein score is NaN (0/0), as in dlib.
+* IRS: dlib's ``num_active_dims`` sums the active codes' values (not a count);
+  it is left out.
+* FactorVAE: dlib's ``num_active_dims`` is ``len(mask)``, the total number of
+  codes; ``factor_vae_active_dims`` is the number of codes kept by the
+  prune threshold.
+* BetaVAE: a training set whose labels hold a single factor -> NaN (dlib's
+  classifier raises).
+* Classifier convergence warnings (LinearSVC in SAP, LogisticRegression in
+  explicitness and BetaVAE, all at scikit-learn's default iterations as in
+  dlib) are silenced: dlib's numbers are those non-converged fits.
+* ``dci_fast`` (HistGradientBoostingClassifier, gain importances) is an extra
+  metric under its own name; it does not reproduce dlib's DCI.
+"""
+
+from metrics._validation import MetricWarning, check_arrays
+from metrics.chen_mig import gaussian_mixture_entropy, mig_chen
+from metrics.dci_score import dci, dci_fast, disentanglement_completeness
+from metrics.interventions import (
+    beta_vae_score,
+    beta_vae_score_from_features,
+    factor_vae_score,
+    factor_vae_score_from_variances,
+    sample_beta_vae_features,
+    sample_factor_vae_global_variances,
+    sample_factor_vae_local_variances,
+)
+from metrics.irs_score import irs, irs_matrix
+from metrics.modularity import explicitness_per_factor, modularity_explicitness, modularity_from_mutual_info
+from metrics.mutual_info_gap import mig, mig_from_mutual_info
+from metrics.registry import (
+    INPUT_KINDS,
+    METRICS,
+    MetricSpec,
+    evaluate_metric,
+    get_metric,
+    list_metrics,
+    register_metric,
+)
+from metrics.sampling import (
+    Encoder,
+    GroundTruthSampler,
+    RandomGenerator,
+    check_rng,
+    factor_grid,
+    rng_integers,
+    rng_normal,
+    rng_seed,
+    sample_codes_and_factors,
+)
+from metrics.sap_score import sap, sap_from_score_matrix, sap_score_matrix
+from metrics.unsupervised_scores import (
+    gaussian_total_correlation,
+    gaussian_wasserstein_correlation,
+    unsupervised,
+)
+from metrics.utils import (
+    discrete_entropy,
+    discrete_mutual_info,
+    histogram_discretize,
+    mutual_info,
+    split_train_test,
+)
+
+__all__ = [
+    # registry
+    "METRICS",
+    "INPUT_KINDS",
+    "MetricSpec",
+    "register_metric",
+    "get_metric",
+    "list_metrics",
+    "evaluate_metric",
+    # metrics
+    "mig",
+    "mig_chen",
+    "sap",
+    "dci",
+    "dci_fast",
+    "modularity_explicitness",
+    "unsupervised",
+    "irs",
+    "beta_vae_score",
+    "factor_vae_score",
+    # sampling
+    "GroundTruthSampler",
+    "Encoder",
+    "RandomGenerator",
+    "check_rng",
+    "rng_integers",
+    "rng_normal",
+    "rng_seed",
+    "sample_codes_and_factors",
+    "sample_beta_vae_features",
+    "sample_factor_vae_global_variances",
+    "sample_factor_vae_local_variances",
+    "factor_grid",
+    # scoring pieces
+    "beta_vae_score_from_features",
+    "factor_vae_score_from_variances",
+    "disentanglement_completeness",
+    "mig_from_mutual_info",
+    "modularity_from_mutual_info",
+    "explicitness_per_factor",
+    "sap_score_matrix",
+    "sap_from_score_matrix",
+    "irs_matrix",
+    "gaussian_total_correlation",
+    "gaussian_wasserstein_correlation",
+    "gaussian_mixture_entropy",
+    # helpers
+    "histogram_discretize",
+    "mutual_info",
+    "discrete_mutual_info",
+    "discrete_entropy",
+    "split_train_test",
+    "check_arrays",
+    "MetricWarning",
+]

@@ -1,0 +1,205 @@
+"""The metric registry: ``register_metric``, ``get_metric``, ``list_metrics``.
+
+Each entry is a :class:`MetricSpec` recording the function, what it takes
+(``inputs``), which direction is better for each output key, and two keyword
+settings: ``study`` (disentanglement_lib's unsupervised_study_v1 sample sizes)
+and ``fast`` (small sizes for smoke tests). :func:`evaluate_metric` turns a
+spec, a ground-truth sampler and an encoder into scores, doing the sampling
+that the ``inputs`` kind calls for.
+
+Built-in metrics register when their modules are imported; the registry
+imports them lazily. Third-party metrics register with the decorator or the
+entry-point group ``vaebench.metrics`` (the entry point names a MetricSpec).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from metrics.sampling import Encoder, GroundTruthSampler, RandomGenerator, check_rng, factor_grid
+from metrics.sampling import sample_codes_and_factors as _sample
+from vaebench.registry import Registry
+
+__all__ = [
+    "INPUT_KINDS",
+    "MetricSpec",
+    "METRICS",
+    "register_metric",
+    "get_metric",
+    "list_metrics",
+    "evaluate_metric",
+]
+
+# What a metric function takes, and what evaluate_metric samples for it:
+INPUT_KINDS = {
+    "codes_factors": "fn(codes, factors, **kw); sampled: n_train points (batch_size)",
+    "train_test": "fn(codes_train, factors_train, codes_test, factors_test, **kw); n_train, then n_test",
+    "codes_only": "fn(codes, **kw); n_train points, factors unused",
+    "sampler": "fn(sampler, encode, rng, **kw): interventions, the metric samples itself",
+    "posterior_grid": "fn(mean, logvar, factors, factor_sizes, rng=..., **kw) on the factor grid "
+    "(grid_max_values thins it); needs encode_posterior",
+}
+# Keys of the settings that steer the sampling rather than the metric function.
+_SAMPLING_KEYS = {
+    "codes_factors": ("n_train", "batch_size"),
+    "codes_only": ("n_train", "batch_size"),
+    "train_test": ("n_train", "n_test", "batch_size"),
+    "sampler": (),
+    "posterior_grid": ("grid_max_values", "batch_size"),
+}
+BUILTIN_MODULES = (
+    "metrics.mutual_info_gap",
+    "metrics.chen_mig",
+    "metrics.sap_score",
+    "metrics.dci_score",
+    "metrics.modularity",
+    "metrics.unsupervised_scores",
+    "metrics.irs_score",
+    "metrics.interventions",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """One registered metric.
+
+    Attributes:
+        name: registry name.
+        function: the public pure function.
+        inputs: one of ``INPUT_KINDS``.
+        higher_is_better: per output key, True/False, or None for a count that is no score.
+        study: keyword settings of disentanglement_lib's study (sampling sizes and metric kwargs).
+        fast: small settings that run in a second or two (plus encoding) for smoke tests.
+        description: one line for listings.
+    """
+
+    name: str
+    function: Callable[..., dict[str, float]]
+    inputs: str
+    higher_is_better: Mapping[str, bool | None]
+    study: Mapping[str, Any]
+    fast: Mapping[str, Any]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUT_KINDS:
+            raise ValueError(f"inputs must be one of {', '.join(INPUT_KINDS)}; got {self.inputs!r}")
+        if not self.higher_is_better:
+            raise ValueError(f"metric {self.name!r} must declare its output keys in higher_is_better")
+        # Read-only views: a spec is shared by every caller.
+        for field in ("higher_is_better", "study", "fast"):
+            object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The output keys, in the order the function returns them."""
+        return tuple(self.higher_is_better)
+
+    def settings(self, which: str) -> dict[str, Any]:
+        """A copy of the ``"study"`` or ``"fast"`` settings."""
+        if which not in ("study", "fast"):
+            raise ValueError(f"settings must be 'study' or 'fast'; got {which!r}")
+        return dict(getattr(self, which))
+
+    def __repr__(self) -> str:
+        # No "<...>" inside: the shared Registry treats equal reprs of re-imported modules as the same entry.
+        fn = f"{self.function.__module__}.{self.function.__qualname__}"
+        return (
+            f"MetricSpec(name={self.name!r}, function={fn}, inputs={self.inputs!r}, keys={list(self.keys)})"
+        )
+
+
+METRICS: Registry[MetricSpec] = Registry("metric", "vaebench.metrics", builtin_modules=BUILTIN_MODULES)
+
+
+def register_metric(
+    name: str,
+    *,
+    inputs: str,
+    higher_is_better: Mapping[str, bool | None],
+    study: Mapping[str, Any],
+    fast: Mapping[str, Any],
+    description: str = "",
+) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
+    """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
+
+    Refuses a name already taken by a different metric.
+    """
+
+    def decorator(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+        doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        spec = MetricSpec(name, fn, inputs, higher_is_better, study, fast, doc)
+        METRICS.register(name)(spec)
+        return fn
+
+    return decorator
+
+
+def get_metric(name: str) -> MetricSpec:
+    """The spec registered as ``name`` (raises UnknownNameError listing close names)."""
+    return METRICS.get(name)
+
+
+def list_metrics(pattern: str = "*") -> list[str]:
+    """Registered metric names matching a shell-style wildcard pattern, sorted."""
+    return METRICS.names(pattern)
+
+
+def evaluate_metric(
+    metric: str | MetricSpec,
+    sampler: GroundTruthSampler,
+    encode: Encoder | None,
+    rng: RandomGenerator,
+    *,
+    settings: str = "study",
+    encode_posterior: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    **overrides: Any,
+) -> dict[str, float]:
+    """Sample what ``metric`` needs from ``sampler`` and score it.
+
+    Args:
+        metric: a registered name or a spec.
+        sampler: the ground-truth data set.
+        encode: observations -> codes ``(n, n_codes)`` (the posterior mean in the studies).
+        rng: the only source of randomness; train is drawn before test, as in dlib.
+        settings: ``"study"`` or ``"fast"``; ``overrides`` replace single entries.
+        encode_posterior: observations -> (mean, logvar), for ``posterior_grid`` metrics.
+    """
+    spec = metric if isinstance(metric, MetricSpec) else get_metric(metric)
+    rng = check_rng(rng)
+    kwargs = {**spec.settings(settings), **overrides}
+    sampling = {k: kwargs.pop(k) for k in _SAMPLING_KEYS[spec.inputs] if k in kwargs}
+    batch_size = sampling.get("batch_size", 16)
+    # Metrics with their own randomness (DCI's trees, Chen's MIG) continue on the same generator.
+    if spec.inputs != "sampler" and "rng" in inspect.signature(spec.function).parameters:
+        kwargs.setdefault("rng", rng)
+    if spec.inputs == "sampler":
+        return spec.function(sampler, encode, rng, **kwargs)
+    if spec.inputs == "posterior_grid":
+        if encode_posterior is None:
+            raise ValueError(f"metric {spec.name!r} needs encode_posterior (observations -> (mean, logvar))")
+        factors = factor_grid(sampler.factor_sizes, sampling.get("grid_max_values"))
+        means, logvars = [], []
+        for start in range(0, len(factors), batch_size):
+            chunk = factors[start : start + batch_size]
+            mean, logvar = encode_posterior(sampler.sample_observations_from_factors(chunk, rng))
+            means.append(np.asarray(mean, dtype=np.float64))
+            logvars.append(np.asarray(logvar, dtype=np.float64))
+        return spec.function(
+            np.concatenate(means), np.concatenate(logvars), factors, tuple(sampler.factor_sizes), **kwargs
+        )
+    if encode is None:
+        raise ValueError(f"metric {spec.name!r} needs encode (observations -> codes)")
+    codes, factors = _sample(sampler, encode, sampling["n_train"], rng, batch_size)
+    if spec.inputs == "codes_factors":
+        return spec.function(codes, factors, **kwargs)
+    if spec.inputs == "codes_only":
+        return spec.function(codes, **kwargs)
+    codes_test, factors_test = _sample(sampler, encode, sampling["n_test"], rng, batch_size)
+    return spec.function(codes, factors, codes_test, factors_test, **kwargs)
