@@ -88,7 +88,7 @@ class Shapes3D(GroundTruthDataset):
     observation_shape = (3, 64, 64)
     likelihood = "gaussian"
     official_files = (OfficialFile("3dshapes.h5", _URL, _check_h5, _convert_h5),)
-    generator_version = "1"
+    generator_version = "2"  # 2: lighting fitted to the official frames
     scene: Scene = SCENE
 
     def factor_values(self) -> tuple[np.ndarray, ...]:

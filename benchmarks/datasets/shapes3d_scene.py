@@ -4,9 +4,9 @@ The scene (read off the official animation, see ``shared/DATA.md`` and
 ``shared/reference/shapes3d_official_*.png``): an object standing on the floor
 in the middle of a square room whose walls stop below a light-blue sky; the
 camera orbits the object at the given azimuth, level, a little above the top
-of a small object; a key light near the camera, up and to the left, lights
-every surface; a light above and behind the object casts a soft shadow to its
-lower right.
+of a small object; a key light behind the camera lights what it sees; a
+light high above, left of and behind the object lights it from the upper left
+and casts a soft shadow to its lower right.
 
 Because hues only tint (every surface is a fully saturated hue scaled by its
 shading), a rendered image is linear in three colours::
@@ -66,16 +66,17 @@ class Scene:
     sphere_radius: float = 0.113
     capsule_radius: float = 0.084
     capsule_length: float = 0.185  # of the straight part; total height is length + 2 * radius
-    # lights, positions relative to the camera as (right, up, back), orbiting with it
-    key_light: tuple[float, float, float] = (-0.15, 0.15, 0.5)
-    top_light: tuple[float, float, float] = (-0.1, 0.9, -0.6)
-    top_light_radius: float = 0.1  # area light: soft shadow edges
-    ambient: float = 0.3
-    key_strength: float = 0.7
-    top_strength: float = 0.6
+    # lights, positions relative to the camera as (right, up, back), orbiting with it; fitted (with the
+    # strengths below) to the brightness of the official frames
+    key_light: tuple[float, float, float] = (0.0, 0.1, 1.33)  # behind the camera: lights what it sees
+    top_light: tuple[float, float, float] = (-0.72, 4.11, -1.46)  # high above, left of and behind the object
+    top_light_radius: float = 0.35  # area light: soft shadow edges
+    ambient: float = 0.304
+    key_strength: float = 0.660
+    top_strength: float = 0.576
     specular: float = 0.10
     shininess: float = 24.0
-    seam_darkening: float = 0.45  # where the walls meet the floor (ambient occlusion)
+    seam_darkening: float = 0.33  # where the walls meet the floor (ambient occlusion)
     seam_width: float = 0.012
     sky_rgb: tuple[float, float, float] = (153 / 255, 226 / 255, 249 / 255)
 
