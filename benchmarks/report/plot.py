@@ -320,7 +320,7 @@ def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
     n_factors = max(m.shape[1] for _, m, _ in mats.values())
     fig, axes = _grid(len(mats), panel=(0.55 * n_factors + 1.6, 0.32 * n_codes + 1.8), ncols=3)
     fig.suptitle(
-        f"{title}: mutual information between codes and factors (nats), one run per model", fontsize=10
+        f"{title}: mutual information between codes and factors (nats)\none run per model", fontsize=10
     )
     image = None
     for ax, (run, matrix, names) in zip(axes, [mats[m] for m in sorted(mats)]):
@@ -395,7 +395,8 @@ def _lines(cells: list[Config]) -> dict[str, list[tuple[Config, str]]]:
 def _grid(n: int, panel: tuple[float, float], ncols: int = 4) -> tuple[Figure, Sequence]:
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.6), layout="constrained")
+    # At least 6.4 in wide, so that the figure's title fits above a single narrow panel.
+    fig = Figure(figsize=(max(panel[0] * ncols, 6.4), panel[1] * nrows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n:]:

@@ -161,7 +161,9 @@ def _notes(
             "Every configuration has a single seed: differences between models are not tested against "
             f"seed noise. {_LOCATELLO}, so they may not be real."
         )
-    for key in [k for k in columns if k in HEADLINE_METRICS]:
+    if len(cells) == 1:
+        notes.append(f"Only one configuration ({cells[0].label}): no comparison between models.")
+    for key in [k for k in columns if k in HEADLINE_METRICS and len(cells) > 1]:
         have = [(c, stats[(c.sort_key, key)]) for c in cells if stats[(c.sort_key, key)] is not None]
         header = metric_header(key, directions)
         if len(have) < 2:
@@ -347,6 +349,8 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
                 "std with ddof=1; n = seeds with a value; — = no value.",
             )
         )
+        if len({c.model for c in ds.cells}) == len(ds.cells):
+            continue  # every model has one configuration: no hyperparameter to choose
         best_rows = [[m] + [_best_text(ds.best[m].get(k)) for k in ranked] for m in sorted(ds.best)]
         out.append(
             (

@@ -420,4 +420,7 @@ def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
         "mi_dsprites.png",
     }  # no strength figure: no run has a regularisation strength
     write_tables(tmp_path)
-    assert "| vae | 0.200 (n=1) | — |" in (tmp_path / "tables" / "tiny.md").read_text()
+    markdown = (tmp_path / "tables" / "tiny.md").read_text()
+    assert "| vae | 0.200 (n=1) | — |" in markdown  # sap is null in the only run
+    assert "Only one configuration (vae): no comparison between models." in markdown
+    assert "best hyperparameter" not in markdown  # nothing to choose between
