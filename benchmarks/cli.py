@@ -7,7 +7,9 @@ an interrupted sweep exits with 130 and resumes when rerun.
 
 from __future__ import annotations
 
+import logging
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -181,6 +183,19 @@ def run(
 
 
 # -- table / plot ----------------------------------------------------------------
+@contextmanager
+def _warnings_to_stderr():
+    """Show the report's warnings (unreadable records, figures it cannot draw) to the user."""
+    handler = logging.StreamHandler(sys.stderr)  # bound now: the test runner swaps sys.stderr per call
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("benchmarks")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def _check_suite_records(out: Path, suite: str | None) -> None:
     runs = out / "runs"
     if not runs.is_dir():
@@ -204,7 +219,9 @@ def table(
     from benchmarks.report import write_tables
 
     _check_suite_records(out, suite)
-    for path in write_tables(out, suite):
+    with _warnings_to_stderr():
+        paths = write_tables(out, suite)
+    for path in paths:
         console.print(f"wrote {path}")
 
 
@@ -219,7 +236,9 @@ def plot(
     from benchmarks.report import write_figures
 
     _check_suite_records(out, suite)
-    for path in write_figures(out, suite):
+    with _warnings_to_stderr():
+        paths = write_figures(out, suite)
+    for path in paths:
         console.print(f"wrote {path}")
 
 

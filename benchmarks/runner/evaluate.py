@@ -1,11 +1,13 @@
-"""Scoring a trained model: sample ground truth, encode, and call the metrics.
+"""Scoring a trained model: the metrics package samples, the runner encodes.
 
 The representation is the posterior mean (Locatello et al. 2019). As in
-disentanglement_lib's evaluation protocol every metric starts from the same
-``RandomState(evaluation_seed)``, so the array metrics all see the same train
-and test sample: we draw it once (train first, then test, from one generator)
-and encode it once. Intervention metrics (beta-VAE, FactorVAE scores) get their
-own fresh generator and draw their own batches.
+disentanglement_lib's evaluation protocol, every metric starts from its own
+``RandomState(evaluation_seed)`` and ``metrics.evaluate_metric`` draws what the
+metric needs. Every metric therefore draws the same train points, and the
+intervention metrics revisit grid points too: the runner hands the metrics flat
+grid indices as "observations" and encodes each index once (the images of a
+grid point are fixed and the encoder is deterministic in eval mode), which
+makes a whole evaluation cost about one pass over the distinct points it touches.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,18 @@ from benchmarks.datasets import GroundTruthDataset, to_float
 from benchmarks.runner.suite import RunSpec
 from vae_zoo import VAE
 
-__all__ = ["Evaluation", "evaluate_run", "make_encoder", "reevaluate", "estimate_evaluation_seconds"]
+__all__ = [
+    "Evaluation",
+    "CachedEncoder",
+    "IndexSampler",
+    "evaluate_run",
+    "reevaluate",
+    "estimate_evaluation_seconds",
+]
 
-#: Settings keys the runner consumes to draw samples; the rest go to the metric function.
-SAMPLING_KEYS = ("num_train", "num_test")
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 8)
+#: Points of the shared sample behind the record's MI matrix and per-latent KL.
+SUMMARY_POINTS = 2000
 
 
 @dataclass
@@ -53,32 +61,50 @@ class Evaluation:
         tmp.replace(path)
 
 
-def make_encoder(
-    model: VAE, device: torch.device, batch_size: int = 512
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """uint8 images (n, C, 64, 64) -> posterior (mean, logvar), each float64 (n, D), in batches."""
+class IndexSampler:
+    """The dataset as the metrics' sampler, with flat grid indices standing in for images."""
+
+    def __init__(self, dataset: GroundTruthDataset):
+        self.dataset = dataset
+        self.factor_sizes = tuple(dataset.factor_sizes)
+
+    def sample_factors(self, n: int, rng) -> np.ndarray:
+        return self.dataset.sample_factors(n, rng)
+
+    def sample_observations_from_factors(self, factors: np.ndarray, rng=None) -> np.ndarray:
+        return self.dataset.grid.factors_to_indices(factors)  # (n,) int64
+
+
+class CachedEncoder:
+    """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once."""
+
+    def __init__(self, model: VAE, dataset: GroundTruthDataset, device: torch.device, batch_size: int = 1024):
+        self.model, self.dataset, self.device, self.batch_size = model, dataset, device, batch_size
+        d = model.config.latent_dim
+        self.posterior = np.zeros((len(dataset), 2, d))  # (N, [mean, logvar], D)
+        self.done = np.zeros(len(dataset), dtype=bool)
+        self.encoded = 0
 
     @torch.no_grad()
-    def encode(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        means, logvars = [], []
-        for start in range(0, len(images), batch_size):
-            x = to_float(
-                torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-            )
-            mean, logvar = model.encode(x)
-            means.append(mean.double().cpu().numpy())
-            logvars.append(logvar.double().cpu().numpy())
-        d = model.config.latent_dim
-        if not means:
-            return np.zeros((0, d)), np.zeros((0, d))
-        return np.concatenate(means), np.concatenate(logvars)
+    def _fill(self, indices: np.ndarray) -> None:
+        todo = np.unique(indices[~self.done[indices]])
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
+            mean, logvar = self.model.encode(x)
+            self.posterior[chunk, 0] = mean.double().cpu().numpy()
+            self.posterior[chunk, 1] = logvar.double().cpu().numpy()
+            self.done[chunk] = True
+            self.encoded += len(chunk)
 
-    return encode
+    def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._fill(indices)
+        return self.posterior[indices, 0], self.posterior[indices, 1]
 
-
-def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
-    sampling = {k: settings[k] for k in SAMPLING_KEYS if k in settings}
-    return sampling, {k: v for k, v in settings.items() if k not in SAMPLING_KEYS}
+    def mean_of(self, indices: np.ndarray) -> np.ndarray:
+        """The representation scored in the study: the posterior mean."""
+        return self.posterior_of(indices)[0]
 
 
 def evaluate_run(
@@ -86,90 +112,43 @@ def evaluate_run(
     model: VAE,
     dataset: GroundTruthDataset,
     device: torch.device,
-    metrics: list[str] | None = None,
+    metric_names: list[str] | None = None,
 ) -> Evaluation:
     """Every metric of the spec (or the named subset), the MI matrix, and traversal images."""
-    from metrics import get_metric, mutual_info_matrix
+    from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
 
     model = model.to(device).eval()
-    encode = make_encoder(model, device)
-    names = metrics if metrics is not None else list(spec.metrics)
-    settings = {name: spec.metrics.get(name) or get_metric(name).fast for name in names}
+    encoder = CachedEncoder(model, dataset, device)
+    sampler = IndexSampler(dataset)
     result = Evaluation()
-
-    # One shared sample for the array metrics, as big as the largest metric asks for.
-    sizes = [_split_settings(s)[0] for s in settings.values()]
-    num_train = max([s.get("num_train", 0) for s in sizes] + [1000])
-    num_test = max([s.get("num_test", 0) for s in sizes] + [0])
-    rng = np.random.RandomState(spec.evaluation_seed)
-    factors_train = dataset.sample_factors(num_train, rng)
-    factors_test = dataset.sample_factors(num_test, rng) if num_test else factors_train[:0]
-    started = time.perf_counter()
-    mean_train, logvar_train = encode(dataset.images(factors_train))
-    mean_test, _ = encode(dataset.images(factors_test)) if num_test else (mean_train[:0], None)
-    result.seconds["encode_sample"] = time.perf_counter() - started
-
-    for name in names:
+    for name in metric_names if metric_names is not None else list(spec.metrics):
         metric = get_metric(name)
-        sampling, kwargs = _split_settings(settings[name])
-        n_train = sampling.get("num_train", num_train)
-        n_test = sampling.get("num_test", num_test)
+        overrides = dict(spec.metrics.get(name) or metric.settings("fast"))
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # kept in the record, not lost in the log
             warnings.simplefilter("always")
-            scores = _call_metric(
+            scores = evaluate_metric(
                 metric,
-                kwargs,
-                spec=spec,
-                dataset=dataset,
-                encode=encode,
-                train=(mean_train[:n_train], factors_train[:n_train]),
-                test=(mean_test[:n_test], factors_test[:n_test]),
+                sampler,
+                encoder.mean_of,
+                np.random.RandomState(spec.evaluation_seed),
+                encode_posterior=encoder.posterior_of,
+                **overrides,
             )
         result.seconds[name] = time.perf_counter() - started
         if caught:
             result.warnings[name] = sorted({str(w.message) for w in caught})
         result.metrics.update({k: float(v) for k, v in scores.items()})
+    result.seconds["points_encoded"] = float(encoder.encoded)
 
-    mi = mutual_info_matrix(mean_train, factors_train)  # (codes, factors), nats
+    rng = np.random.RandomState(spec.evaluation_seed)
+    factors = dataset.sample_factors(SUMMARY_POINTS, rng)
+    mean, logvar = encoder.posterior_of(sampler.sample_observations_from_factors(factors))
+    mi = discrete_mutual_info(histogram_discretize(mean, 20), factors)  # (codes, factors), nats
     result.mi_matrix = {"codes_by_factors": mi.tolist(), "factor_names": list(dataset.factor_names)}
-    kl = 0.5 * (mean_train**2 + np.exp(logvar_train) - logvar_train - 1.0)
-    result.kl_per_dim = kl.mean(axis=0)
-    result.traversals = traversals(model, mean_train[0], device)
+    result.kl_per_dim = (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
+    result.traversals = traversals(model, mean[0], device)
     return result
-
-
-def _call_metric(metric, kwargs, *, spec, dataset, encode, train, test) -> dict[str, float]:
-    """Dispatch on what the metric takes (recorded in its registry entry)."""
-    kind = metric.inputs
-    if kind == "codes_factors":
-        return metric.function(train[0], train[1], **kwargs)
-    if kind == "codes_only":
-        return metric.function(train[0], **kwargs)
-    if kind == "train_test":
-        return metric.function(train[0], train[1], test[0], test[1], **kwargs)
-    if kind == "sampler":
-        rng = np.random.RandomState(spec.evaluation_seed)
-        return metric.function(dataset, lambda obs: encode(obs)[0], rng=rng, **kwargs)
-    if kind == "posterior_grid":
-        factors = posterior_grid_factors(dataset, kwargs.pop("grid_stride", None))
-        mean, logvar = encode(dataset.images(factors))
-        rng = np.random.RandomState(spec.evaluation_seed)
-        return metric.function(mean, logvar, factors, dataset.factor_sizes, rng=rng, **kwargs)
-    raise ValueError(f"metric {metric.name!r} takes inputs of kind {kind!r}, which the runner does not know")
-
-
-def posterior_grid_factors(dataset: GroundTruthDataset, stride: dict[str, int] | None) -> np.ndarray:
-    """The whole factor grid, or a sub-grid taking every ``stride[name]``-th value of some factors."""
-    stride = stride or {}
-    unknown = set(stride) - set(dataset.factor_names)
-    if unknown:
-        raise ValueError(
-            f"grid_stride names unknown factor(s) {sorted(unknown)}; factors: {dataset.factor_names}"
-        )
-    axes = [np.arange(0, k, stride.get(n, 1)) for n, k in zip(dataset.factor_names, dataset.factor_sizes)]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1).astype(np.int64)
 
 
 @torch.no_grad()
