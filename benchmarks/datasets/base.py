@@ -310,23 +310,23 @@ class GroundTruthDataset:
             for official in self.official_files:
                 cache = self.official_cache(official)
                 if cache.is_valid() and not rebuild:
-                    self._use(cache, "official", {"official_file": official.filename})
+                    self._use(
+                        cache,
+                        "official",
+                        {"official_file": official.filename, "checksum": str(official.checksum)},
+                    )
                     return
             raise OfficialFileMissingError(self.missing_official_message())
         official, path = found
         cache = self.official_cache(official)
-        verified = verify_checksum(path, official.checksum, self.cache_dir, progress=self.progress)
+        verify_checksum(path, official.checksum, self.cache_dir, progress=self.progress)
         if rebuild or not cache.is_valid():
             official.check(path, self)
             cache.build(
                 lambda out: official.convert(path, self, out, self.progress),
                 extra={"source_path": str(path)},
             )
-        self._use(
-            cache,
-            "official",
-            {"official_file": str(path), "checksum": str(official.checksum), "hashed_now": verified},
-        )
+        self._use(cache, "official", {"official_file": str(path), "checksum": str(official.checksum)})
 
     def _prepare_procedural(self, rebuild: bool) -> None:
         cache = self.procedural_cache()

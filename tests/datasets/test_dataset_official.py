@@ -179,3 +179,14 @@ def test_auto_falls_back_to_procedural_when_the_official_file_is_corrupt(write_s
         ds = Shapes3D(source="auto", progress=False).prepare()
     assert ds.source == "procedural"
     assert any("checksum mismatch" in str(w.message) and "procedural" in str(w.message) for w in caught)
+
+
+def test_a_verified_conversion_outlives_the_official_file(write_dsprites_npz, trust):
+    path, arrays = write_dsprites_npz()
+    checksum = trust(path)
+    DSprites(source="official", progress=False).prepare()
+    path.unlink()  # e.g. deleted to save space once converted
+    for source in ("official", "auto"):
+        ds = DSprites(source=source, progress=False).prepare()
+        assert ds.source == "official" and ds.provenance()["checksum"] == str(checksum)
+        assert np.array_equal(ds.images(ds.grid.all_factors())[:, 0], arrays["imgs"] * 255)
