@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -94,8 +95,9 @@ def _suite_figures(out_dir: Path, runs: SuiteRuns, folder: Path) -> list[Path]:
     models = sorted({r.model for r in runs.runs})
     colours = {m: _colour(i) for i, m in enumerate(models)}
     written = []
+    all_cells = configurations(runs.runs)
     for dataset in runs.datasets:
-        cells = [c for c in configurations(runs.runs) if c.dataset == dataset]
+        cells = [c for c in all_cells if c.dataset == dataset]
         if not cells:
             log.warning("%s/%s: no successful runs, no figures", runs.suite, dataset)
             continue
@@ -250,7 +252,7 @@ def _tradeoff(title, cells: list[Config], colours) -> Figure | None:
 
 def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | None:
     path = artifact_path(out_dir, suite, run.run_id)
-    where = path.relative_to(out_dir).as_posix() if path.is_relative_to(out_dir) else str(path)
+    where = path.relative_to(out_dir).as_posix()
     if not path.is_file():
         log.warning(
             "no traversal artifact for %s seed %d at %s; skipping its traversals", run.label, run.seed, where
@@ -405,18 +407,7 @@ def _grid(n: int, panel: tuple[float, float], ncols: int = 4) -> tuple[Figure, S
 
 
 def _colour(i: int) -> tuple[float, float, float]:
-    palette = [
-        (0.122, 0.467, 0.706),
-        (1.000, 0.498, 0.055),
-        (0.173, 0.627, 0.173),
-        (0.839, 0.153, 0.157),
-        (0.580, 0.404, 0.741),
-        (0.549, 0.337, 0.294),
-        (0.890, 0.467, 0.761),
-        (0.498, 0.498, 0.498),
-        (0.737, 0.741, 0.133),
-        (0.090, 0.745, 0.812),
-    ]
+    palette = colormaps["tab10"].colors  # ten distinct colours; models beyond ten repeat them
     return palette[i % len(palette)]
 
 

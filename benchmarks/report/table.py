@@ -101,8 +101,9 @@ def _build(runs: SuiteRuns) -> _Report:
     metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
     directions = metric_directions(metric_names, columns)
     datasets = []
+    all_cells = configurations(runs.runs)
     for name in runs.datasets:
-        cells = [c for c in configurations(runs.runs) if c.dataset == name]
+        cells = [c for c in all_cells if c.dataset == name]
         stats = {(c.sort_key, k): summarise(c.values(k)) for c in cells for k in columns}
         datasets.append(
             _Dataset(
