@@ -178,7 +178,8 @@ def _notes(
         spread = hi[1].mean - lo[1].mean
         text = (
             f"{header}: configuration means range from {fmt(lo[1].mean)} ({lo[0].label}) to "
-            f"{fmt(hi[1].mean)} ({hi[0].label}), a spread of {fmt(spread)} across {len(have)} configurations."
+            f"{fmt(hi[1].mean)} ({hi[0].label}), a spread of {_small(spread)} "
+            f"across {len(have)} configurations."
         )
         seeded = [s for _, s in have if s.std is not None]
         if seeded:
@@ -186,7 +187,7 @@ def _notes(
             pooled = math.sqrt(sum((s.n - 1) * s.std**2 for s in seeded) / sum(s.n - 1 for s in seeded))
             verdict = "exceeds" if spread > pooled else "does not exceed"
             ratio = f" ({spread / pooled:.1f}×)" if pooled > 0 else ""
-            text += f" The spread {verdict} the pooled seed std {fmt(pooled)}{ratio}"
+            text += f" The spread {verdict} the pooled seed std {_small(pooled)}{ratio}"
             single = len(have) - len(seeded)
             if single:
                 plural = "s" if single > 1 else ""
@@ -202,6 +203,11 @@ def _notes(
             "in successful runs and left out; n counts the values present."
         )
     return notes
+
+
+def _small(x: float) -> str:
+    # Spreads and stds below 0.01 would read "0.000" with three decimals: give them two significant digits.
+    return fmt(x) if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
 
 
 def _distinct(values: Iterable[Any]) -> str:
