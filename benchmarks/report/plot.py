@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from benchmarks.report.frame import (
     HEADLINE_METRICS,
@@ -166,6 +166,7 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
         return None
     xs = [_strength_of(c) for c in swept]
     log_x = min(xs) > 0 and max(xs) / min(xs) >= 10  # log only where the sweep spans a decade
+    grid_values = sorted(set(xs))
     lines = _lines(cells)
     fig, axes = _grid(len(keys), panel=(3.6, 2.9))
     fig.suptitle(f"{title}: metrics against regularisation strength (mean ± std over seeds)", fontsize=11)
@@ -179,8 +180,13 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
             if not stats:
                 continue
             if _strength_of(line_cells[0]) is None:
-                # No strength: one horizontal reference line at the model's mean.
-                h = ax.axhline(stats[0][1].mean, color=colours[model], linestyle="--", linewidth=1.2)
+                # No strength: a horizontal reference line at the model's mean, its seed std shaded.
+                s0 = stats[0][1]
+                h = ax.axhline(s0.mean, color=colours[model], linestyle="--", linewidth=1.2)
+                if s0.std:
+                    ax.axhspan(
+                        s0.mean - s0.std, s0.mean + s0.std, color=colours[model], alpha=0.12, linewidth=0
+                    )
             else:
                 x = [_strength_of(c) for c, _ in stats]
                 y = [s.mean for _, s in stats]
@@ -190,6 +196,10 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
         if log_x:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        if len(grid_values) <= 8:  # few grid points: tick exactly those
+            ax.set_xticks(grid_values)
+            ax.set_xticklabels([f"{v:g}" for v in grid_values])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(metric_header(key, directions), fontsize=9)
         ax.set_xlabel("regularisation strength" + (" (log scale)" if log_x else ""), fontsize=8)
         ax.set_ylabel("mean over seeds", fontsize=8)

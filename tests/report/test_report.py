@@ -414,6 +414,8 @@ def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
     )
     write_record(record_path(tmp_path, "tiny", record["run_id"]), record)
     paths = write_figures(tmp_path)
+    first = [p.read_bytes() for p in paths]
+    assert write_figures(tmp_path) == paths and [p.read_bytes() for p in paths] == first  # reproducible PNGs
     assert {p.name for p in paths} == {
         "distributions_dsprites.png",
         "tradeoff_dsprites.png",
