@@ -231,7 +231,7 @@ def _tradeoff(title, cells: list[Config], colours) -> Figure | None:
         runs = np.array([(k, rec) for cell, _ in line for c, k, rec in points if c is cell])
         if not len(runs):
             continue
-        ax.scatter(*runs.T, s=14, color=colour, alpha=0.45, linewidths=0)
+        ax.scatter(*runs.T, s=22, color=colour, alpha=0.6, linewidths=0)
         centres = []
         for cell, short in line:
             mine = np.array([(k, rec) for c, k, rec in points if c is cell])
