@@ -220,7 +220,10 @@ def table(
 
     _check_suite_records(out, suite)
     with _warnings_to_stderr():
-        paths = write_tables(out, suite)
+        try:
+            paths = write_tables(out, suite)
+        except FileNotFoundError as exc:
+            fail(str(exc))
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -237,7 +240,10 @@ def plot(
 
     _check_suite_records(out, suite)
     with _warnings_to_stderr():
-        paths = write_figures(out, suite)
+        try:
+            paths = write_figures(out, suite)
+        except FileNotFoundError as exc:
+            fail(str(exc))
     for path in paths:
         console.print(f"wrote {path}")
 

@@ -54,6 +54,10 @@ __all__ = [
 class RecordError(RuntimeError):
     """A record that cannot be read or is not a vaebench run record; names the path."""
 
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
+
 
 def record_path(out_dir: Path, suite: str, run_id: str) -> Path:
     return Path(out_dir) / "runs" / suite / f"{run_id}.json"
@@ -73,7 +77,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -103,15 +107,15 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
 def read_record(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"run record {path} is unreadable or corrupt: {exc}") from None
+        raise RecordError(f"run record {path} is unreadable or corrupt: {exc}", path) from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         found = record.get("schema") if isinstance(record, dict) else type(record).__name__
-        raise RecordError(f"run record {path}: expected schema {SCHEMA!r}, found {found!r}")
+        raise RecordError(f"run record {path}: expected schema {SCHEMA!r}, found {found!r}", path)
     for key in ("run_id", "suite", "status", "spec"):
         if key not in record:
-            raise RecordError(f"run record {path}: missing field {key!r}")
+            raise RecordError(f"run record {path}: missing field {key!r}", path)
     return record
 
 
