@@ -28,6 +28,7 @@ from metrics.sampling import (
     Encoder,
     GroundTruthSampler,
     RandomGenerator,
+    _as_codes,
     check_rng,
     encode_batches,
     rng_integers,
@@ -68,7 +69,7 @@ class _BatchedEncoder:
 
     def add(self, observations: np.ndarray) -> None:
         if self.limit is None:
-            self.results.append(encode_batches(self.encode, observations, len(observations)))
+            self.results.append(_as_codes(self.encode(observations), len(observations), "encode"))
             return
         if self.pending and sum(len(p) for p in self.pending) + len(observations) > self.limit:
             self.flush()
@@ -118,8 +119,8 @@ def sample_beta_vae_features(
         encoder.add(sampler.sample_observations_from_factors(factors1, rng))
         encoder.add(sampler.sample_observations_from_factors(factors2, rng))
         labels[p] = index
-    codes = encoder.codes()
-    features = np.stack([np.mean(np.abs(z1 - z2), axis=0) for z1, z2 in zip(codes[0::2], codes[1::2])])
+    codes = np.stack(encoder.codes())  # (2 n_points, batch_size, n_codes): z1, z2, z1, z2, ...
+    features = np.mean(np.abs(codes[0::2] - codes[1::2]), axis=1)
     return features, labels
 
 
@@ -253,7 +254,7 @@ def sample_factor_vae_local_variances(
         factors[:, index] = factors[0, index]
         encoder.add(sampler.sample_observations_from_factors(factors, rng))
         fixed[p] = index
-    local = np.stack([np.var(z, axis=0, ddof=1) for z in encoder.codes()])
+    local = np.var(np.stack(encoder.codes()), axis=1, ddof=1)  # (n_points, n_codes)
     return fixed, local
 
 
