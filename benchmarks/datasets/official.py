@@ -171,7 +171,7 @@ def labels_to_indices(
         bad = np.flatnonzero(~(np.abs(column - vals[nearest]) <= 0.25 * spacing))
         if bad.size:
             raise DatasetFileError(
-                f"{path}: label of factor {name!r} in row {int(bad[0])} is {column[bad[0]]!r}, "
+                f"{path}: label of factor {name!r} in row {int(bad[0])} is {float(column[bad[0]])!r}, "
                 f"not one of its {len(vals)} values {np.round(vals, 4).tolist()}"
             )
         indices[:, j] = nearest

@@ -17,7 +17,7 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 import torch
@@ -46,10 +46,8 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _init_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _init_worker() -> None:
     torch.set_num_threads(1)
-    if initializer is not None:
-        initializer(*initargs)
 
 
 def run_tasks(
@@ -59,15 +57,13 @@ def run_tasks(
     description: str,
     weights: Sequence[int] | None = None,
     processes: int | None = None,
-    initializer: Callable[..., None] | None = None,
-    initargs: tuple = (),
     progress: bool = True,
 ) -> list[Any]:
     """``[worker(task) for task in tasks]`` across processes, with a progress bar.
 
-    ``worker``, the tasks and ``initializer`` must be picklable (module-level
-    functions, plain data). ``weights`` (e.g. images per task) drive the bar.
-    With one process or one task everything runs here, single-threaded.
+    ``worker`` and the tasks must be picklable (a module-level function, plain
+    data). ``weights`` (e.g. images per task) drive the bar. With one process
+    or one task everything runs here, single-threaded.
     """
     weights = list(weights) if weights is not None else [1] * len(tasks)
     processes = min(processes or default_processes(), len(tasks))
@@ -76,22 +72,18 @@ def run_tasks(
         task_id = bar.add_task(description, total=sum(weights))
         if processes <= 1:
             with torch_threads(1):
-                if initializer is not None:
-                    initializer(*initargs)
                 for i, task in enumerate(tasks):
                     results[i] = worker(task)
                     bar.advance(task_id, weights[i])
             return results
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(
-            processes, mp_context=context, initializer=_init_worker, initargs=(initializer, initargs)
-        ) as pool:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker) as pool:
             futures = {pool.submit(worker, task): i for i, task in enumerate(tasks)}
             pending = set(futures)
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         i = futures[future]
                         results[i] = future.result()  # re-raises a worker's exception here

@@ -52,7 +52,7 @@ from .official import (
     write_rows,
 )
 from .parallel import run_tasks, torch_threads
-from .shapes3d_scene import OBJECT_SHAPES, SCENE, Scene, ShadingMaps, hue_to_rgb, shading_maps
+from .shapes3d_scene import OBJECT_SHAPES, SCENE, Scene, ShadingMaps, compose, hue_to_rgb, shading_maps
 from .storage import progress_bar
 
 __all__ = ["Shapes3D"]
@@ -140,20 +140,16 @@ class Shapes3D(GroundTruthDataset):
     def render(self, factors: np.ndarray) -> np.ndarray:
         """uint8 ``(n, 3, 64, 64)`` RGB images of ``factors`` ``(n, 6)``, traced now (once per geometry)."""
         factors = self.grid.validate_factors(factors)
-        geometry, which = np.unique(
-            factors[:, 3:], axis=0, return_inverse=True
-        )  # (scale, shape, orientation)
+        # distinct (scale, shape, orientation) triples, and which one each image uses
+        geometry, which = np.unique(factors[:, 3:], axis=0, return_inverse=True)
         with torch_threads(1):  # small work: threads would only wait on each other (see ``parallel``)
             maps = self.geometry_maps(geometry)
-            floor_rgb, wall_rgb, object_rgb = self.hue_colours()
             g = torch.from_numpy(which.reshape(-1))
-            image = (
-                maps.floor[g, None] * floor_rgb[factors[:, 0], :, None, None]
-                + maps.wall[g, None] * wall_rgb[factors[:, 1], :, None, None]
-                + maps.object[g, None] * object_rgb[factors[:, 2], :, None, None]
-                + maps.constant[g]
-            )
-            return image.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+            per_image = ShadingMaps(maps.floor[g], maps.wall[g], maps.object[g], maps.constant[g])
+            floor_rgb, wall_rgb, object_rgb = self.hue_colours()
+            return compose(
+                per_image, floor_rgb[factors[:, 0]], wall_rgb[factors[:, 1]], object_rgb[factors[:, 2]]
+            ).numpy()
 
     def generate(self, out: np.ndarray, progress: bool = True) -> None:
         """All images in grid order, one task per (scale, shape) on every core.

@@ -257,10 +257,6 @@ class FlatCache:
         _write_json_atomic(self.manifest_path, record)
         return record
 
-    def remove(self) -> None:
-        self.manifest_path.unlink(missing_ok=True)
-        self.array_path.unlink(missing_ok=True)
-
     def _remove_stale_temps(self) -> None:
         # Temp files of builds whose process is gone (killed midway); a live
         # concurrent build keeps its own.

@@ -156,3 +156,13 @@ def test_generation_through_the_process_pool_matches_render(tiny_shapes3d, data_
     difference = np.abs(out.astype(np.int16) - ds.render(factors).astype(np.int16))
     assert difference.max() <= 1  # same maps, tinted in a different order of float operations
     assert (difference > 0).mean() < 1e-3
+
+
+def test_a_worker_failing_in_the_pool_fails_the_build_and_leaves_nothing(tiny_shapes3d, data_root, monkeypatch):
+    def broken(self, geometry):
+        raise RuntimeError("ray tracer broke")
+
+    monkeypatch.setattr(Shapes3D, "geometry_maps", broken)  # forked workers inherit the patch
+    with pytest.raises(RuntimeError, match="ray tracer broke"):
+        Shapes3D(source="procedural", progress=False).prepare()
+    assert _stems(data_root) == []
