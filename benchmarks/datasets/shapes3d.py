@@ -171,18 +171,9 @@ class Shapes3D(GroundTruthDataset):
             progress=progress,
         )
 
-    def tint(self, maps: ShadingMaps, floor: int, walls: np.ndarray, objects: np.ndarray) -> torch.Tensor:
-        """uint8 ``(len(walls), len(objects), G, 3, 64, 64)``: G geometries' maps, floor hue ``floor``."""
-        floor_rgb, wall_rgb, object_rgb = self.hue_colours()
-        # 0-255 units, rounding offset folded into the hue-independent part: (..., G, 3, H, W)
-        base = 255.0 * (maps.constant + maps.floor[:, None] * floor_rgb[floor, :, None, None]) + 0.5
-        walls_part = 255.0 * maps.wall[None, :, None] * wall_rgb[walls, None, :, None, None]
-        objects_part = 255.0 * maps.object[None, :, None] * object_rgb[objects, None, :, None, None]
-        image = walls_part[:, None] + objects_part[None] + base
-        return image.clamp_(0, 255).to(torch.uint8)
-
 
 def _generate_block(task) -> int:
+    """Trace one (scale, shape)'s geometries and write them tinted with every hue triple."""
     spec, target, scale_index, shape_index = task
     dataset = GroundTruthDataset.from_worker_spec(spec)
     n_floor, n_wall, n_object, _, n_shapes, n_orientations = dataset.factor_sizes
@@ -191,11 +182,23 @@ def _generate_block(task) -> int:
         [np.full_like(orientations, scale_index), np.full_like(orientations, shape_index), orientations], 1
     )
     maps = dataset.geometry_maps(geometry)
+    floor_rgb, wall_rgb, object_rgb = dataset.hue_colours()
+    # in 0-255 units; walls and objects tinted by every hue pair once: (W, O, G, 3, H, W), ~74 MB
+    walls = 255.0 * maps.wall[None, :, None] * wall_rgb[:, None, :, None, None]
+    objects = 255.0 * maps.object[None, :, None] * object_rgb[:, None, :, None, None]
+    pairs = walls[:, None] + objects[None]
+    work, images = (
+        torch.empty_like(pairs),
+        torch.empty(pairs.shape, dtype=torch.uint8),
+    )  # reused per floor hue
     out = open_output(target)
-    # (hue triples, geometries, C, H, W) view of the flat order; this task owns a run of geometries
+    # (floor, wall, object hue, geometry, C, H, W) view of the flat order; this task owns a run of geometries
     by_geometry = out.reshape(n_floor, n_wall, n_object, -1, *out.shape[1:])
     first = (scale_index * n_shapes + shape_index) * n_orientations
-    for floor in range(n_floor):  # one floor hue at a time bounds memory (~0.3 GB of floats)
-        images = dataset.tint(maps, floor, np.arange(n_wall), np.arange(n_object))
+    for floor in range(n_floor):
+        # the hue-independent part plus the floor, with the rounding offset: (G, 3, H, W)
+        base = 255.0 * (maps.constant + maps.floor[:, None] * floor_rgb[floor, :, None, None]) + 0.5
+        torch.add(pairs, base, out=work).clamp_(0, 255)
+        images.copy_(work)  # truncation of values >= 0, i.e. rounding thanks to the +0.5
         by_geometry[floor, :, :, first : first + n_orientations] = images.numpy()
     return n_floor * n_wall * n_object * n_orientations
