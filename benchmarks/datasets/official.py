@@ -163,10 +163,9 @@ def labels_to_indices(
     for j, (name, vals) in enumerate(zip(names, values)):
         vals = np.asarray(vals, dtype=np.float64)
         column = labels[:, j].astype(np.float64)
-        upper = np.clip(np.searchsorted(vals, column), 1, max(len(vals) - 1, 1))
-        lower = upper - 1
-        nearest = np.where(np.abs(column - vals[lower]) <= np.abs(column - vals[upper]), lower, upper)
-        nearest = np.minimum(nearest, len(vals) - 1)
+        nearest = np.argmin(
+            np.abs(column[:, None] - vals[None, :]), axis=1
+        )  # (N,); a factor has <= 40 values
         spacing = np.min(np.diff(vals)) if len(vals) > 1 else 1.0
         bad = np.flatnonzero(~(np.abs(column - vals[nearest]) <= 0.25 * spacing))
         if bad.size:
