@@ -214,14 +214,25 @@ class GroundTruthDataset:
         ``parallel``). Subclasses override it with generators that share work
         across the grid.
         """
-        total = self.grid.num_total
-        batch = self.render_batch
+        total, batch = self.grid.num_total, self.render_batch
         chunks = [(start, min(start + batch, total)) for start in range(0, total, batch)]
+        self.run_generation(_render_chunk, out, chunks, [stop - start for start, stop in chunks], progress)
+
+    def run_generation(
+        self, worker: Callable, out: np.ndarray, parts: list[tuple], weights: list[int], progress: bool
+    ) -> None:
+        """Run ``worker((worker_spec, target, *part))`` for every part of the grid, on every core.
+
+        Each call writes its images into ``out`` itself; ``weights`` are the
+        images per part, for the progress bar. A plain in-memory ``out`` (tests)
+        is filled here, in this process.
+        """
+        target = output_target(out)
         run_tasks(
-            _render_chunk,
-            [(self.worker_spec(), output_target(out), start, stop) for start, stop in chunks],
+            worker,
+            [(self.worker_spec(), target, *part) for part in parts],
             description=f"generating {self.name}",
-            weights=[stop - start for start, stop in chunks],
+            weights=weights,
             processes=None if isinstance(out, np.memmap) else 1,
             progress=progress,
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, open_output, output_target, register_dataset
+from .base import GroundTruthDataset, OfficialFile, open_output, register_dataset
 from .grid import FactorGrid
 from .official import (
     NpzMember,
@@ -40,7 +40,7 @@ from .official import (
     rows_to_flat_indices,
     write_rows,
 )
-from .parallel import run_tasks, torch_threads
+from .parallel import torch_threads
 from .storage import DatasetFileError, progress_bar
 
 __all__ = ["DSprites", "SPRITE_OUTLINES", "rasterize_rows", "row_crossings", "screen_outlines"]
@@ -271,18 +271,9 @@ class DSprites(GroundTruthDataset):
         scale), a contiguous block of 40 * 32 * 32 images of the flat order,
         sharing the crossings across posX (see the module docstring).
         """
-        n_shapes, n_scales = self.factor_sizes[:2]
-        tasks = [
-            (self.worker_spec(), output_target(out), s, c) for s in range(n_shapes) for c in range(n_scales)
-        ]
-        run_tasks(
-            _generate_block,
-            tasks,
-            description=f"generating {self.name}",
-            weights=[len(out) // len(tasks)] * len(tasks),
-            processes=None if isinstance(out, np.memmap) else 1,
-            progress=progress,
-        )
+        n_shapes, n_scales, *rest = self.factor_sizes
+        parts = [(s, c) for s in range(n_shapes) for c in range(n_scales)]
+        self.run_generation(_generate_block, out, parts, [int(np.prod(rest))] * len(parts), progress)
 
     def render_block(
         self, shape_index: int, scale_index: int, out: torch.Tensor | None = None

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, open_output, output_target, register_dataset
+from .base import GroundTruthDataset, OfficialFile, open_output, register_dataset
 from .official import (
     check_array,
     h5_member,
@@ -51,7 +51,7 @@ from .official import (
     rows_to_flat_indices,
     write_rows,
 )
-from .parallel import run_tasks, torch_threads
+from .parallel import torch_threads
 from .shapes3d_scene import OBJECT_SHAPES, SCENE, Scene, ShadingMaps, compose, hue_to_rgb, shading_maps
 from .storage import progress_bar
 
@@ -158,18 +158,10 @@ class Shapes3D(GroundTruthDataset):
         with every hue triple. The flat order is (hue triple, geometry), so the
         task's images are one column of ``out`` viewed as (hue triples, geometries).
         """
-        n_scales, n_shapes = self.factor_sizes[3:5]
-        tasks = [
-            (self.worker_spec(), output_target(out), c, s) for c in range(n_scales) for s in range(n_shapes)
-        ]
-        run_tasks(
-            _generate_block,
-            tasks,
-            description=f"generating {self.name}",
-            weights=[len(out) // len(tasks)] * len(tasks),
-            processes=None if isinstance(out, np.memmap) else 1,
-            progress=progress,
-        )
+        n_floor, n_wall, n_object, n_scales, n_shapes, n_orientations = self.factor_sizes
+        parts = [(c, s) for c in range(n_scales) for s in range(n_shapes)]
+        images_per_part = n_floor * n_wall * n_object * n_orientations
+        self.run_generation(_generate_block, out, parts, [images_per_part] * len(parts), progress)
 
 
 def _generate_block(task) -> int:
