@@ -137,44 +137,11 @@ def train_run(
     t = spec["training"]
     steps, batch_size, log_every = t["steps"], t["batch_size"], t["log_every"]
     precision = resolve_precision(t["precision"], device)
-    torch.manual_seed(spec["seed"])  # weight initialisation
-    model = create_model(spec["model"], **spec["model_config"]).to(device)
-    optimizer, aux_optimizer = make_optimizers(model, t["learning_rate"], device)
-    generator = torch.Generator(device=device).manual_seed(spec["seed"])  # batches, noise, permutations
-    start_step, window = 0, None
-
-    if checkpoint.exists():
-        try:
-            state = read_checkpoint(checkpoint, map_location=device)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{exc}. Delete it to restart this run from scratch.") from None
-        if state.get("run_spec") != spec:
-            raise CheckpointError(
-                f"checkpoint {checkpoint} belongs to a different run spec; delete it to restart"
-            )
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if aux_optimizer is not None:
-            aux_optimizer.load_state_dict(state["aux_optimizer"])
-        generator.set_state(state["generator"].cpu())
-        start_step = state["step"]
-        window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
-        window.curve = state["curve"]
+    model, optimizer, aux_optimizer, generator = _build(spec, device)
+    start_step, window = _restore(checkpoint, spec, device, model, optimizer, aux_optimizer, generator)
 
     def save(step: int) -> None:
-        save_checkpoint(
-            model,
-            checkpoint,
-            run_spec=spec,
-            step=step,
-            optimizer=optimizer.state_dict(),
-            aux_optimizer=aux_optimizer.state_dict() if aux_optimizer is not None else None,
-            generator=generator.get_state(),
-            window_names=window.names if window else [],
-            window_values=window.values if window else torch.zeros(0),
-            window_filled=window.filled if window else 0,
-            curve=window.curve if window else {},
-        )
+        _save(checkpoint, spec, step, model, optimizer, aux_optimizer, generator, window)
 
     n_images = images_u8.shape[0]
     latent_dim = model.config.latent_dim
@@ -227,6 +194,54 @@ def train_run(
         images_per_second=done * batch_size / seconds if seconds > 0 else math.nan,
         resumed_from_step=start_step,
         precision=precision,
+    )
+
+
+def _build(spec: dict[str, Any], device: torch.device):
+    """A run's model, optimisers and generator, initialised from its seed (shared with packing)."""
+    torch.manual_seed(spec["seed"])  # weight initialisation
+    model = create_model(spec["model"], **spec["model_config"]).to(device)
+    optimizer, aux_optimizer = make_optimizers(model, spec["training"]["learning_rate"], device)
+    generator = torch.Generator(device=device).manual_seed(spec["seed"])  # batches, noise, permutations
+    return model, optimizer, aux_optimizer, generator
+
+
+def _restore(checkpoint: Path, spec, device, model, optimizer, aux_optimizer, generator):
+    """Load a partial run from ``checkpoint`` if there is one: (start step, log window or None)."""
+    if not checkpoint.exists():
+        return 0, None
+    try:
+        state = read_checkpoint(checkpoint, map_location=device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. Delete it to restart this run from scratch.") from None
+    if state.get("run_spec") != spec:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} belongs to a different run spec; delete it to restart"
+        )
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    if aux_optimizer is not None:
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+    generator.set_state(state["generator"].cpu())
+    window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
+    window.curve = state["curve"]
+    return state["step"], window
+
+
+def _save(checkpoint: Path, spec, step: int, model, optimizer, aux_optimizer, generator, window) -> None:
+    """Everything that determines the next step, in the payload layout ``_restore`` reads."""
+    save_checkpoint(
+        model,
+        checkpoint,
+        run_spec=spec,
+        step=step,
+        optimizer=optimizer.state_dict(),
+        aux_optimizer=aux_optimizer.state_dict() if aux_optimizer is not None else None,
+        generator=generator.get_state(),
+        window_names=window.names if window else [],
+        window_values=window.values if window else torch.zeros(0),
+        window_filled=window.filled if window else 0,
+        curve=window.curve if window else {},
     )
 
 
