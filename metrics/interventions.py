@@ -65,22 +65,24 @@ class _BatchedEncoder:
     def __init__(self, encode: Encoder, encode_batch_size: int | None):
         self.encode, self.limit = encode, encode_batch_size
         self.pending: list[np.ndarray] = []
+        self.n_pending = 0
         self.results: list[np.ndarray] = []
 
     def add(self, observations: np.ndarray) -> None:
         if self.limit is None:
             self.results.append(_as_codes(self.encode(observations), len(observations), "encode"))
             return
-        if self.pending and sum(len(p) for p in self.pending) + len(observations) > self.limit:
+        if self.pending and self.n_pending + len(observations) > self.limit:
             self.flush()
         self.pending.append(np.asarray(observations))
+        self.n_pending += len(observations)
 
     def flush(self) -> None:
         if self.pending:
             stacked = np.concatenate(self.pending, axis=0)
             codes = encode_batches(self.encode, stacked, len(stacked))
             self.results.extend(np.split(codes, np.cumsum([len(p) for p in self.pending])[:-1]))
-            self.pending = []
+            self.pending, self.n_pending = [], 0
 
     def codes(self) -> list[np.ndarray]:
         self.flush()
