@@ -134,6 +134,12 @@ def run(
         Path, typer.Option(help="Output directory for records, tables and figures.")
     ] = DEFAULT_OUT,
     force: Annotated[bool, typer.Option(help="Rerun runs that already have a record.")] = False,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            help="Train up to N compatible runs as one batched computation (default: 36 on a GPU, 1 on CPU)."
+        ),
+    ] = None,
 ) -> None:
     """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
     from benchmarks.runner.suite import expand_suite, load_suite, override_suite
@@ -163,10 +169,12 @@ def run(
         )
         specs = expand_suite(spec_suite)
         torch_device = resolve_device(device.value)
+        if pack is not None and pack < 1:
+            raise ValueError(f"--pack must be a positive integer; got {pack}")
         check_writable(out)
     except _user_errors() as exc:
         fail(str(exc))
-    result = run_sweep(specs, out, torch_device, force=force, console=console)
+    result = run_sweep(specs, out, torch_device, force=force, pack=pack, console=console)
     if result.interrupted:
         raise typer.Exit(130)
     if result.failed or result.unreadable:

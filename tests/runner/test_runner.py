@@ -227,3 +227,22 @@ def test_same_seed_same_numbers(toy_suite, tmp_path):
     torch.manual_seed(456)
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", b)[0] == 0
     assert [comparable(r) for r in records(a).values()] == [comparable(r) for r in records(b).values()]
+
+
+def test_packed_sweep_records_every_run_like_alone(toy_suite, tmp_path):
+    """--pack 2 trains vae and beta_vae as one pack; each record matches training it alone."""
+    alone, packed = tmp_path / "alone", tmp_path / "packed"
+    assert invoke("run", "--suite", toy_suite(), "--out", alone, "--pack", "1")[0] == 0
+    code, output = invoke("run", "--suite", toy_suite(), "--out", packed, "--pack", "2")
+    assert code == 0 and "pack(s) of up to 2" in output, output
+    a, p = records(alone), records(packed)
+    assert a.keys() == p.keys()
+    for run_id in a:
+        assert a[run_id]["spec"] == p[run_id]["spec"]
+        for term, values in a[run_id]["curve"].items():
+            assert p[run_id]["curve"][term] == pytest.approx(values, rel=1e-4, abs=1e-5), term
+
+
+def test_pack_must_be_positive(toy_suite, tmp_path):
+    code, output = invoke("run", "--suite", toy_suite(), "--out", tmp_path / "o", "--pack", "0")
+    assert code == 2 and "--pack must be a positive integer" in output
