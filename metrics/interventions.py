@@ -59,34 +59,53 @@ def _n_factors(sampler: GroundTruthSampler) -> int:
     return len(sizes)
 
 
-class _BatchedEncoder:
-    """Queues groups of observations and encodes them in calls of up to ``encode_batch_size``."""
+class _PointEncoder:
+    """Encodes the observation groups of sampled points, in calls of up to ``encode_batch_size``.
 
-    def __init__(self, encode: Encoder, encode_batch_size: int | None):
-        self.encode, self.limit = encode, encode_batch_size
-        self.pending: list[np.ndarray] = []
+    Each point brings a tuple of observation arrays (BetaVAE: two batches; FactorVAE:
+    one); ``reduce`` turns the point's codes into its feature right away, so the codes
+    of 15,000 points x 128 observations are never held at once.
+    """
+
+    def __init__(self, encode: Encoder, encode_batch_size: int | None, reduce):
+        self.encode, self.limit, self.reduce = encode, encode_batch_size, reduce
+        self.pending: list[tuple[np.ndarray, ...]] = []
         self.n_pending = 0
         self.results: list[np.ndarray] = []
 
-    def add(self, observations: np.ndarray) -> None:
-        if self.limit is None:
-            self.results.append(_as_codes(self.encode(observations), len(observations), "encode"))
+    def add(self, *observations: np.ndarray) -> None:
+        if self.limit is None:  # dlib: one encode call per batch of observations
+            self.results.append(
+                self.reduce(*(_as_codes(self.encode(o), len(o), "encode") for o in observations))
+            )
             return
-        if self.pending and self.n_pending + len(observations) > self.limit:
+        size = sum(len(o) for o in observations)
+        if self.pending and self.n_pending + size > self.limit:
             self.flush()
-        self.pending.append(np.asarray(observations))
-        self.n_pending += len(observations)
+        self.pending.append(observations)
+        self.n_pending += size
 
     def flush(self) -> None:
-        if self.pending:
-            stacked = np.concatenate(self.pending, axis=0)
-            codes = encode_batches(self.encode, stacked, len(stacked))
-            self.results.extend(np.split(codes, np.cumsum([len(p) for p in self.pending])[:-1]))
-            self.pending, self.n_pending = [], 0
+        if not self.pending:
+            return
+        groups = [o for point in self.pending for o in point]
+        codes = encode_batches(self.encode, np.concatenate(groups, axis=0), self.n_pending)
+        parts = iter(np.split(codes, np.cumsum([len(o) for o in groups])[:-1]))
+        for point in self.pending:
+            self.results.append(self.reduce(*(next(parts) for _ in point)))
+        self.pending, self.n_pending = [], 0
 
-    def codes(self) -> list[np.ndarray]:
+    def stacked(self) -> np.ndarray:
         self.flush()
-        return self.results
+        return np.stack(self.results)
+
+
+def _mean_abs_difference(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(z1 - z2), axis=0)
+
+
+def _variance(z: np.ndarray) -> np.ndarray:
+    return np.var(z, axis=0, ddof=1)
 
 
 # -- BetaVAE score ---------------------------------------------------------------------------
@@ -112,18 +131,16 @@ def sample_beta_vae_features(
     _check_counts(n_points=n_points, batch_size=batch_size)
     n_factors = _n_factors(sampler)
     labels = np.empty(n_points, dtype=np.int64)
-    encoder = _BatchedEncoder(encode, encode_batch_size)
+    encoder = _PointEncoder(encode, encode_batch_size, _mean_abs_difference)
     for p in range(n_points):
         index = int(rng_integers(rng, n_factors))
         factors1 = np.array(sampler.sample_factors(batch_size, rng))
         factors2 = np.array(sampler.sample_factors(batch_size, rng))
         factors2[:, index] = factors1[:, index]
-        encoder.add(sampler.sample_observations_from_factors(factors1, rng))
-        encoder.add(sampler.sample_observations_from_factors(factors2, rng))
+        observations1 = sampler.sample_observations_from_factors(factors1, rng)
+        encoder.add(observations1, sampler.sample_observations_from_factors(factors2, rng))
         labels[p] = index
-    codes = np.stack(encoder.codes())  # (2 n_points, batch_size, n_codes): z1, z2, z1, z2, ...
-    features = np.mean(np.abs(codes[0::2] - codes[1::2]), axis=1)
-    return features, labels
+    return encoder.stacked(), labels
 
 
 def beta_vae_score_from_features(
@@ -249,15 +266,14 @@ def sample_factor_vae_local_variances(
         raise ValueError(f"batch_size must be >= 2 to estimate a variance; got {batch_size}")
     n_factors = _n_factors(sampler)
     fixed = np.empty(n_points, dtype=np.int64)
-    encoder = _BatchedEncoder(encode, encode_batch_size)
+    encoder = _PointEncoder(encode, encode_batch_size, _variance)
     for p in range(n_points):
         index = int(rng_integers(rng, n_factors))
         factors = np.array(sampler.sample_factors(batch_size, rng))
         factors[:, index] = factors[0, index]
         encoder.add(sampler.sample_observations_from_factors(factors, rng))
         fixed[p] = index
-    local = np.var(np.stack(encoder.codes()), axis=1, ddof=1)  # (n_points, n_codes)
-    return fixed, local
+    return fixed, encoder.stacked()  # (n_points,), (n_points, n_codes)
 
 
 def _votes(fixed, local, global_variances, active, n_factors):

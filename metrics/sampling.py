@@ -103,20 +103,25 @@ def _as_codes(codes: object, n: int, where: str) -> np.ndarray:
             f"{where}: encode must return an array (n_observations, n_codes) = ({n}, ...); got shape "
             f"{codes.shape}"
         )
-    return codes.astype(np.float64, copy=False)
+    if codes.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: encode must return real numbers; got dtype {codes.dtype}")
+    codes = codes.astype(np.float64, copy=False)
+    if not np.isfinite(codes).all():
+        raise ValueError(
+            f"{where}: encode returned {int((~np.isfinite(codes)).sum())} NaN or infinite code value(s); "
+            "codes must be finite"
+        )
+    return codes
 
 
 def encode_batches(encode: Encoder, observations: np.ndarray, batch_size: int) -> np.ndarray:
     """``encode`` applied to consecutive batches of ``observations``, stacked: ``(n, n_codes)``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    n = len(observations)
-    parts = [
-        _as_codes(
-            encode(observations[i : i + batch_size]), len(observations[i : i + batch_size]), "encode_batches"
-        )
-        for i in range(0, n, batch_size)
-    ]
+    parts = []
+    for start in range(0, len(observations), batch_size):
+        batch = observations[start : start + batch_size]
+        parts.append(_as_codes(encode(batch), len(batch), "encode_batches"))
     return np.concatenate(parts, axis=0)
 
 

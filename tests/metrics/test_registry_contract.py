@@ -273,3 +273,14 @@ def test_spec_validates_inputs_kind():
 def test_evaluate_metric_settings_must_be_known():
     with pytest.raises(ValueError, match="settings must be 'study' or 'fast'"):
         metrics.evaluate_metric("mig", Toy(), good, np.random.RandomState(0), settings="quick")
+
+
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+def test_sampler_metrics_reject_nan_codes(name):
+    def broken(x):
+        codes = good(x)
+        codes[0, 0] = np.nan
+        return codes
+
+    with pytest.raises(ValueError, match="NaN or infinite code value"):
+        metrics.get_metric(name).function(Toy(), broken, np.random.RandomState(0), n_train=5, n_eval=5)
