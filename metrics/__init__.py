@@ -38,8 +38,13 @@ where a number changes):
   ``modularity_score`` -> ``modularity``; ``explicitness_score_*`` ->
   ``explicitness_*``; ``IRS`` -> ``irs``; BetaVAE and FactorVAE keys get a
   ``beta_vae_``/``factor_vae_`` prefix.
+* Bad input raises a ValueError naming the argument (shape, dtype, NaN/inf,
+  lengths, non-integer factors, too few points) where dlib fails somewhere
+  inside or returns garbage. Minimum sizes where dlib's formulas divide by
+  zero or index out of range: MIG, SAP, the unsupervised scores and DCI need
+  >= 2 codes; DCI and modularity/explicitness >= 2 factors.
 * MIG with a factor that takes one value: dlib divides by a zero entropy (NaN,
-  or +inf with old scikit-learn) -> NaN. MIG needs >= 2 codes (dlib: IndexError).
+  or +inf with old scikit-learn) -> NaN.
 * SAP with a factor that takes one value: dlib raises (discrete) or returns NaN
   (continuous) -> NaN.
 * DCI with a factor that takes one value: dlib raises -> NaN for all four keys.
@@ -63,6 +68,11 @@ where a number changes):
   prune threshold.
 * BetaVAE: a training set whose labels hold a single factor -> NaN (dlib's
   classifier raises).
+* Sampling: identical draws to dlib for a RandomState; ``encode_batch_size``
+  may group several points' observations into one ``encode`` call (same codes
+  for a deterministic encoder; dlib calls it once per batch). ``mig_chen``'s
+  ``n_samples`` subsets are drawn without replacement like Chen et al.'s
+  ``randperm``, from our ``rng`` rather than torch's global generator.
 * Classifier convergence warnings (LinearSVC in SAP, LogisticRegression in
   explicitness and BetaVAE, all at scikit-learn's default iterations as in
   dlib) are silenced: dlib's numbers are those non-converged fits.

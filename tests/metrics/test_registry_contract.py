@@ -284,3 +284,22 @@ def test_sampler_metrics_reject_nan_codes(name):
 
     with pytest.raises(ValueError, match="NaN or infinite code value"):
         metrics.get_metric(name).function(Toy(), broken, np.random.RandomState(0), n_train=5, n_eval=5)
+
+
+def test_metrics_imports_neither_torch_nor_the_other_packages():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, metrics; metrics.list_metrics(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'benchmarks', 'vae_zoo')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_toy_sampler_satisfies_the_protocol_and_docstring_examples_run():
+    import doctest
+
+    assert isinstance(Toy(), metrics.GroundTruthSampler)
+    assert doctest.testmod(metrics).failed == 0
