@@ -216,44 +216,41 @@ def _check_suite_records(out: Path, suite: str | None) -> None:
         )
 
 
-@app.command()
-def table(
-    out: Annotated[Path, typer.Option(help="Output directory holding runs/.")] = DEFAULT_OUT,
-    suite: Annotated[
-        str | None, typer.Option(help="Only this suite (default: every suite with records).")
-    ] = None,
-) -> None:
-    """Regenerate tables (Markdown, CSV, LaTeX) from the run records alone."""
-    from benchmarks.report import write_tables
+SuiteOption = Annotated[str | None, typer.Option(help="Only this suite (default: every suite with records).")]
 
+
+def _regenerate(write, out: Path, suite: str | None) -> None:
+    """Run a report writer on the records, showing its warnings and the files it wrote."""
     _check_suite_records(out, suite)
     with _warnings_to_stderr():
         try:
-            paths = write_tables(out, suite)
+            paths = write(out, suite)
         except FileNotFoundError as exc:
             fail(str(exc))
     for path in paths:
         console.print(f"wrote {path}")
+
+
+@app.command()
+def table(
+    out: Annotated[Path, typer.Option(help="Output directory holding runs/.")] = DEFAULT_OUT,
+    suite: SuiteOption = None,
+) -> None:
+    """Regenerate tables (Markdown, CSV, LaTeX) from the run records alone."""
+    from benchmarks.report import write_tables
+
+    _regenerate(write_tables, out, suite)
 
 
 @app.command()
 def plot(
     out: Annotated[Path, typer.Option(help="Output directory holding runs/ and artifacts/.")] = DEFAULT_OUT,
-    suite: Annotated[
-        str | None, typer.Option(help="Only this suite (default: every suite with records).")
-    ] = None,
+    suite: SuiteOption = None,
 ) -> None:
     """Regenerate figures from the run records and their artifacts."""
     from benchmarks.report import write_figures
 
-    _check_suite_records(out, suite)
-    with _warnings_to_stderr():
-        try:
-            paths = write_figures(out, suite)
-        except FileNotFoundError as exc:
-            fail(str(exc))
-    for path in paths:
-        console.print(f"wrote {path}")
+    _regenerate(write_figures, out, suite)
 
 
 # -- eval ------------------------------------------------------------------------
