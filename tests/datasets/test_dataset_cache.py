@@ -158,7 +158,9 @@ def test_generation_through_the_process_pool_matches_render(tiny_shapes3d, data_
     assert (difference > 0).mean() < 1e-3
 
 
-def test_a_worker_failing_in_the_pool_fails_the_build_and_leaves_nothing(tiny_shapes3d, data_root, monkeypatch):
+def test_a_worker_failing_in_the_pool_fails_the_build_and_leaves_nothing(
+    tiny_shapes3d, data_root, monkeypatch
+):
     def broken(self, geometry):
         raise RuntimeError("ray tracer broke")
 
