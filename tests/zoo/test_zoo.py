@@ -27,7 +27,12 @@ def test_the_seven_builtins_are_registered():
     assert list_models("beta_*") == ["beta_tcvae", "beta_vae"]
 
 
-@pytest.mark.parametrize("name", list_models())
+def _shipped_or_plugin(name):
+    # Other test modules register deliberately broken variants (NaN losses) to test the runner.
+    return not get_model(name).__module__.rsplit(".", 1)[-1].startswith("test_")
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if _shipped_or_plugin(n)])
 def test_every_registered_model_passes_check_model(name):
     check_model(get_model(name))
 
