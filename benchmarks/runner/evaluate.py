@@ -12,6 +12,7 @@ makes a whole evaluation cost about one pass over the distinct points it touches
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -124,6 +125,9 @@ def evaluate_run(
     for name in metric_names if metric_names is not None else list(spec.metrics):
         metric = get_metric(name)
         overrides = dict(spec.metrics.get(name) or metric.settings("fast"))
+        if "exclude_factors" in inspect.signature(metric.function).parameters:
+            # A property of the dataset, not of the suite (Chen et al. drop dSprites' shape).
+            overrides.setdefault("exclude_factors", tuple(dataset.mig_chen_excluded_factors))
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # kept in the record, not lost in the log
             warnings.simplefilter("always")

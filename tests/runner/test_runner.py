@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import toy  # noqa: E402  (conftest put it on the path)
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
@@ -246,3 +247,39 @@ def test_packed_sweep_records_every_run_like_alone(toy_suite, tmp_path):
 def test_pack_must_be_positive(toy_suite, tmp_path):
     code, output = invoke("run", "--suite", toy_suite(), "--out", tmp_path / "o", "--pack", "0")
     assert code == 2 and "--pack must be a positive integer" in output
+
+
+def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, monkeypatch):
+    """Chen et al. score dSprites without shape: the runner passes the dataset's exclusion on."""
+    import dataclasses
+    import functools
+
+    import metrics
+    from benchmarks.datasets import get_dataset_class
+
+    assert get_dataset_class("dsprites").mig_chen_excluded_factors == (0,)
+    assert get_dataset_class("shapes3d").mig_chen_excluded_factors == ()
+
+    seen, get_metric = [], metrics.get_metric
+
+    def spying_get_metric(name):
+        spec = get_metric(name)
+        if name != "mig_chen":
+            return spec
+
+        @functools.wraps(spec.function)  # keeps the signature the runner inspects
+        def spy(*args, **kwargs):
+            seen.append(kwargs.get("exclude_factors"))
+            return spec.function(*args, **kwargs)
+
+        return dataclasses.replace(spec, function=spy)
+
+    monkeypatch.setattr(metrics, "get_metric", spying_get_metric)
+    monkeypatch.setattr(toy.ToySquares, "mig_chen_excluded_factors", (0,))
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
+    ((run_id, _),) = records(out).items()
+    code, output = invoke("eval", run_id, "--metrics", "mig_chen", "--out", out, "--device", "cpu")
+    assert code == 0, output
+    assert seen == [(0,)]
+    assert 0.0 <= records(out)[run_id]["metrics"]["mig_chen"] <= 1.0
