@@ -2,8 +2,8 @@
 
 A locatello model (about 0.7 M parameters) leaves a GPU mostly idle, so runs
 that share an architecture are stacked along a new leading dimension and
-trained together: ``torch.func.stack_module_state``-style stacked parameters
-(K, ...), the encoder and decoder evaluated once for all K runs with
+trained together: stacked parameters (K, ...) as ``torch.func.stack_module_state``
+makes them, the encoder and decoder evaluated once for all K runs with
 ``vmap(functional_call(...))`` (grouped convolutions and batched matmuls
 underneath), then each run's own regularizer applied to its slice. The
 hyperparameters, and even the variant, may differ between runs of a pack:
@@ -31,11 +31,22 @@ precision. A variant that overrides ``forward``/``encode``/``decode``, owns
 parameters outside the encoder and decoder, or has an auxiliary optimiser
 (FactorVAE's discriminator) is not packed; it trains alone through
 ``train_run``.
+
+Limits. "Equal" means equal up to reassociation, and these ReLU networks
+trained by Adam amplify such differences: the same run trained alone on one
+and on two threads drifts apart just as far as packed and alone do (see
+tests/runner/test_packing.py for what is compared, over which horizon). On a
+CPU packing does not pay: one model already fills the cores, and oneDNN's
+grouped convolutions are slower than its plain ones (results/perf/train_cpu.md),
+so the runner should pack on GPUs only. Each step still issues a few small
+kernels per run (its draws, regularizer and log row), which bounds what a
+large pack gains on a GPU.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import time
@@ -86,7 +97,8 @@ def _skeleton(model: str, config_json: str) -> tuple[str | None, str]:
         return f"{model} has parameters outside the encoder and decoder ({', '.join(outside[:3])})", ""
     if any(True for _ in instance.buffers()):
         return f"{model} has buffers, which packing does not stack", ""
-    return None, f"{instance.encoder!r}\n{instance.decoder!r}"
+    structure = f"{instance.encoder!r}\n{instance.decoder!r}"  # layer types and shapes
+    return None, hashlib.sha256(structure.encode()).hexdigest()[:16]
 
 
 def _structure(spec: dict[str, Any]) -> tuple[str | None, str]:
@@ -144,9 +156,8 @@ class _Member:
     spec: dict[str, Any]
     checkpoint: Path
     model: VAE  # holds the run's weights whenever they are saved or returned
-    optimizer: (
-        torch.optim.Optimizer
-    )  # the run's own Adam: the checkpoint's format, and its state between packs
+    # The run's own Adam: its state_dict is the checkpoint's format; it carries the state between packs.
+    optimizer: torch.optim.Optimizer
     generator: torch.Generator
     start_step: int = 0
     window: _Window | None = None
@@ -173,12 +184,10 @@ class _Pack:
         self.encoder = {n.removeprefix("encoder."): p for n, p in named.items() if n.startswith("encoder.")}
         self.decoder = {n.removeprefix("decoder."): p for n, p in named.items() if n.startswith("decoder.")}
         base.train()
-        self._encode = vmap(
-            lambda p, x: functional_call(base.encoder, p, (x,))
-        )  # (K, B, C, H, W) -> (K, B, 2D)
-        self._decode = vmap(
-            lambda p, z: functional_call(base.decoder, p, (z,))
-        )  # (K, B, D) -> (K, B, C, H, W)
+        # The first member's modules evaluated with every member's weights: (K, B, C, H, W) -> (K, B, 2D)
+        # and (K, B, D) -> (K, B, C, H, W). vmap turns the convolutions into grouped ones.
+        self._encode = vmap(lambda p, x: functional_call(base.encoder, p, (x,)))
+        self._decode = vmap(lambda p, z: functional_call(base.decoder, p, (z,)))
         self.nll = base.nll
 
     def _stack_optimizer_state(self) -> None:
