@@ -1,0 +1,688 @@
+"""scikit-learn's ``GradientBoostingClassifier()``, the one dlib's DCI fits, re-implemented for speed.
+
+dlib's DCI fits one ``GradientBoostingClassifier()`` per factor with every
+default: log loss, 100 stages, learning rate 0.1, one depth-3 regression tree
+per class and stage (``criterion="squared_error"`` in scikit-learn >= 1.4),
+exact best splits over every feature. At the study's size (10,000 points, 10
+codes, dSprites' 3 + 6 + 40 + 32 + 32 classes) that is 11,300 trees, and
+scikit-learn re-sorts every feature at every node of every one of them: about
+110-150 s per model, most of the metric suite's time.
+
+This module grows the same trees, split for split, with the same leaf values,
+and reads off the same impurity importances and predictions, but
+
+- sorts each feature once per fit (``presorted``) and keeps every node's
+  samples in sorted order per feature by stable partitioning, instead of
+  sorting at every node (the classic presorted CART of Breiman et al. 1984);
+- compiles the tree growing with numba (``nogil``) and grows the K trees of a
+  stage, which are independent given the stage's gradients, on ``n_jobs``
+  threads.
+
+What is reproduced (scikit-learn 1.9, ``sklearn/ensemble/_gb.py`` and
+``sklearn/tree/_splitter.pyx``, ``_criterion.pyx``, ``_tree.pyx``):
+
+- inputs cast to float32; classes sorted (``np.unique``);
+- initial raw predictions from the class priors (clipped to [eps, 1 - eps]):
+  ``log(p_k / gmean(p))`` for K > 2 classes, ``logit(p_1)`` for two;
+- per stage the negative gradient ``y_k - softmax(raw)_k`` (binary:
+  ``y - expit(raw)``), fitted by a regression tree per class;
+- split search: candidate positions between consecutive sorted values that
+  differ by more than ``FEATURE_THRESHOLD = 1e-7`` (float32 arithmetic), the
+  proxy ``S_L^2 / n_L + S_R^2 / n_R``, the first strictly larger proxy wins,
+  the threshold is the midpoint ``v_prev / 2 + v / 2`` in float64;
+- a node is a leaf at depth 3, with fewer than 2 samples, with impurity
+  ``<= eps``, with no valid split, or with an improvement ``< -eps``;
+- leaf values by one Newton step (Friedman 2001, Algorithm 1 step 5):
+  ``(K - 1) / K * mean(g) / mean(p (1 - p))`` (binary: without the factor),
+  0 where the denominator is below 1e-150;
+- ``feature_importances_``: per tree the weighted impurity decreases over the
+  root's sample count, averaged over the trees with more than one node, then
+  normalised to sum 1;
+- prediction: the arg-max of the raw scores (binary: ``raw >= 0``).
+
+- the order in which each node visits the features (its ``rand_r`` xorshift
+  seeded per tree from ``random_state``, known-constant features skipped),
+  which decides between features whose best splits tie exactly: common in
+  small nodes, where several codes separate the same few samples.
+
+Where it can differ: floating-point rounding of the sums (scikit-learn
+accumulates them in its partitioner's sample order) can pick a different one
+of two candidate splits whose proxies agree to the last bits.
+tests/metrics/test_exact_gbt.py compares the two on continuous and tied codes.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.special
+import scipy.stats
+
+try:  # numba compiles the tree growing; without it the same algorithm runs in scikit-learn
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing (the GPU image)
+    numba = None
+
+__all__ = ["HAVE_NUMBA", "fit_gradient_boosting"]
+
+HAVE_NUMBA = numba is not None
+
+MAX_NODES = 15  # a depth-3 binary tree: 1 + 2 + 4 + 8
+_FEATURE_THRESHOLD = np.float32(1e-7)
+_EPSILON = np.finfo(np.float64).eps
+
+
+def _jit(function):
+    return numba.njit(cache=True, nogil=True)(function) if HAVE_NUMBA else function
+
+
+@_jit
+def _our_rand_r(state):
+    """scikit-learn's ``our_rand_r`` (sklearn/utils/_random.pxd): xorshift32, returns (state, draw)."""
+    if state == 0:
+        state = 1  # DEFAULT_SEED
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    state ^= (state << 5) & 0xFFFFFFFF
+    return state, state % 2147483648  # RAND_R_MAX + 1
+
+
+@_jit
+def _swap(values, indices, i, j):
+    values[i], values[j] = values[j], values[i]
+    indices[i], indices[j] = indices[j], indices[i]
+
+
+@_jit
+def _median3(values, start, n):
+    a, b, c = values[start], values[start + n // 2], values[start + n - 1]
+    if a < b:
+        if b < c:
+            return b
+        if a < c:
+            return c
+        return a
+    if b < c:
+        if a < c:
+            return a
+        return c
+    return b
+
+
+@_jit
+def _sift_down(values, indices, start, root, end):
+    while True:
+        child = root * 2 + 1
+        largest = root
+        if child < end and values[start + largest] < values[start + child]:
+            largest = child
+        if child + 1 < end and values[start + largest] < values[start + child + 1]:
+            largest = child + 1
+        if largest == root:
+            return
+        _swap(values, indices, start + root, start + largest)
+        root = largest
+
+
+@_jit
+def _introsort_3way(values, indices, start, n, max_depth):
+    """scikit-learn's ``simultaneous_sort(..., use_three_way_partition=True)`` of values[start:start + n].
+
+    (sklearn/utils/_sorting.pyx: introsort, median-of-3 pivot, 3-way partition, heapsort past
+    ``max_depth``, insertion sort below 16.) Its order among equal values decides the order of
+    the criterion's sums, so it is reproduced step by step.
+    """
+    while n > 15:
+        if max_depth <= 0:  # heapsort
+            first = (n - 2) // 2
+            while True:
+                _sift_down(values, indices, start, first, n)
+                if first == 0:
+                    break
+                first -= 1
+            last = n - 1
+            while last > 0:
+                _swap(values, indices, start, start + last)
+                _sift_down(values, indices, start, 0, last)
+                last -= 1
+            return
+        max_depth -= 1
+        pivot = _median3(values, start, n)
+        i = 0
+        less = 0
+        greater = n
+        while i < greater:
+            if values[start + i] < pivot:
+                _swap(values, indices, start + i, start + less)
+                i += 1
+                less += 1
+            elif values[start + i] > pivot:
+                greater -= 1
+                _swap(values, indices, start + i, start + greater)
+            else:
+                i += 1
+        _introsort_3way(values, indices, start, less, max_depth)
+        start += greater
+        n -= greater
+    for i in range(1, n):  # insertion sort
+        value = values[start + i]
+        index = indices[start + i]
+        j = i
+        while j > 0 and values[start + j - 1] > value:
+            values[start + j] = values[start + j - 1]
+            indices[start + j] = indices[start + j - 1]
+            j -= 1
+        values[start + j] = value
+        indices[start + j] = index
+
+
+@_jit
+def _grow_tree(
+    xt,
+    presorted,
+    has_duplicates,
+    residual,
+    max_depth,
+    seed,
+    work,
+    scratch,
+    sort_values,
+    goes_left,
+    tree_feature,
+    tree_threshold,
+    tree_children,
+    tree_n,
+    tree_impurity,
+):
+    """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
+
+    xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
+    each feature; has_duplicates: (F,) whether a feature holds a value twice; residual: (N,)
+    float64 targets. work: (F, N) int32 scratch holding each
+    node's samples, sorted per feature, in a contiguous segment; scratch: (N,) int32;
+    sort_values: (N,) float32 scratch; goes_left: (N,) bool. seed: the splitter's
+    ``rand_r_state``, which orders the features visited at each node as scikit-learn's
+    does (it decides between exactly tied splits).
+    The tree is written to the ``tree_*`` arrays (MAX_NODES rows):
+    feature (-1 for a leaf), threshold, children (left, right), sample count, impurity.
+    Returns the node count.
+    """
+    n_features, n_samples = xt.shape
+    work[:, :] = presorted
+    # scikit-learn's own sample array: its order fixes the order of the criterion's sums, and
+    # so their rounding, which decides between splits that tie in exact arithmetic.
+    node_order = np.arange(n_samples).astype(np.int32)
+    total = 0.0
+    total_sq = 0.0
+    for i in range(n_samples):
+        total += residual[i]
+        total_sq += residual[i] * residual[i]
+    # Explicit stack of nodes to split: start, end, depth, node id, impurity (depth first, left first).
+    stack_start = np.empty(MAX_NODES, np.int64)
+    stack_end = np.empty(MAX_NODES, np.int64)
+    stack_depth = np.empty(MAX_NODES, np.int64)
+    stack_node = np.empty(MAX_NODES, np.int64)
+    stack_impurity = np.empty(MAX_NODES, np.float64)
+    stack_constants = np.empty(MAX_NODES, np.int64)  # features known constant in the node
+    features = np.arange(n_features)  # BestSplitter's feature array, permuted in place across nodes
+    constant_features = np.empty(n_features, np.int64)
+    state = seed
+    top = 0
+    stack_start[0], stack_end[0], stack_depth[0], stack_node[0], stack_constants[0] = 0, n_samples, 0, 0, 0
+    stack_impurity[0] = total_sq / n_samples - (total / n_samples) ** 2
+    node_count = 1
+    while top >= 0:
+        start, end, depth = stack_start[top], stack_end[top], stack_depth[top]
+        node, impurity, n_known_constants = stack_node[top], stack_impurity[top], stack_constants[top]
+        top -= 1
+        n_node = end - start
+        tree_n[node] = n_node
+        tree_impurity[node] = impurity
+        tree_feature[node] = -1
+        if depth >= max_depth or n_node < 2 or impurity <= _EPSILON:
+            continue
+        sum_total = 0.0  # Criterion.init, in the node's sample order
+        sq_sum_total = 0.0
+        for p in range(start, end):
+            r = residual[node_order[p]]
+            sum_total += r
+            sq_sum_total += r * r
+        # Each visited feature re-sorts scikit-learn's node samples; without ties the order is
+        # that feature's sorted segment (kept pending until needed), with ties its introsort's.
+        pending = -1
+        best_proxy = -math.inf
+        best_feature = -1
+        best_pos = end
+        best_threshold = 0.0
+        # node_split_best's feature sampling without replacement (max_features = all), skipping
+        # the features known to be constant and recording those found constant.
+        f_i = n_features
+        n_visited = 0
+        n_found_constants = 0
+        n_drawn_constants = 0
+        n_total_constants = n_known_constants
+        while f_i > n_total_constants and (
+            n_visited < n_features or n_visited <= n_found_constants + n_drawn_constants
+        ):
+            n_visited += 1
+            state, draw = _our_rand_r(state)
+            f_j = n_drawn_constants + draw % (f_i - n_found_constants - n_drawn_constants)
+            if f_j < n_known_constants:
+                features[n_drawn_constants], features[f_j] = features[f_j], features[n_drawn_constants]
+                n_drawn_constants += 1
+                continue
+            f_j += n_found_constants
+            f = features[f_j]
+            samples = work[f]
+            values = xt[f]
+            tied = False
+            if has_duplicates[f]:
+                for q in range(start + 1, end):
+                    if values[samples[q]] == values[samples[q - 1]]:
+                        tied = True
+                        break
+            if tied:  # emulate the sort, and scan in its order: it fixes the sums' rounding
+                if pending >= 0:
+                    node_order[start:end] = work[pending, start:end]
+                    pending = -1
+                for q in range(start, end):
+                    sort_values[q] = values[node_order[q]]
+                _introsort_3way(sort_values, node_order, start, end - start, 2 * int(math.log2(end - start)))
+                samples = node_order
+            else:
+                pending = f
+            if values[samples[end - 1]] <= values[samples[start]] + _FEATURE_THRESHOLD:
+                features[f_j], features[n_total_constants] = features[n_total_constants], features[f_j]
+                n_found_constants += 1
+                n_total_constants += 1
+                continue
+            f_i -= 1
+            features[f_i], features[f_j] = features[f_j], features[f_i]
+            sum_left = 0.0
+            pos = start  # the criterion's position: samples[start:pos] are on the left
+            p = start
+            while p < end:
+                # Partitioner.next_p: step over values within FEATURE_THRESHOLD of their predecessor.
+                p += 1
+                while p < end and values[samples[p]] <= values[samples[p - 1]] + _FEATURE_THRESHOLD:
+                    p += 1
+                if p >= end:
+                    break
+                # Criterion.update: add from the left, or subtract from the total when nearer the end.
+                if p - pos <= end - p:
+                    for q in range(pos, p):
+                        sum_left += residual[samples[q]]
+                else:
+                    sum_left = sum_total
+                    for q in range(end - 1, p - 1, -1):
+                        sum_left -= residual[samples[q]]
+                pos = p
+                n_left = p - start
+                n_right = end - p
+                sum_right = sum_total - sum_left
+                proxy = sum_left * sum_left / n_left + sum_right * sum_right / n_right
+                if proxy > best_proxy:
+                    best_proxy = proxy
+                    best_feature = f
+                    best_pos = p
+                    best_threshold = (
+                        np.float64(values[samples[p - 1]]) / 2.0 + np.float64(values[samples[p]]) / 2.0
+                    )
+        features[:n_known_constants] = constant_features[:n_known_constants]
+        constant_features[n_known_constants:n_total_constants] = features[n_known_constants:n_total_constants]
+        if pending >= 0:
+            node_order[start:end] = work[pending, start:end]
+        if best_feature < 0:
+            continue  # no valid split in any feature
+        chosen = work[best_feature]
+        # Partitioner.partition_samples_final: swap the right-going samples to the end.
+        values = xt[best_feature]
+        lo, hi = start, end
+        while lo < hi:
+            if values[node_order[lo]] <= best_threshold:
+                lo += 1
+            else:
+                hi -= 1
+                node_order[lo], node_order[hi] = node_order[hi], node_order[lo]
+        # Criterion.reset, update(best_pos) and children_impurity, in that sample order.
+        if best_pos - start <= end - best_pos:
+            left_sum = 0.0
+            for q in range(start, best_pos):
+                left_sum += residual[node_order[q]]
+        else:
+            left_sum = sum_total
+            for q in range(end - 1, best_pos - 1, -1):
+                left_sum -= residual[node_order[q]]
+        left_sq = 0.0
+        for q in range(start, best_pos):
+            r = residual[node_order[q]]
+            left_sq += r * r
+        n_left = best_pos - start
+        n_right = end - best_pos
+        right_sum = sum_total - left_sum
+        right_sq = sq_sum_total - left_sq
+        impurity_left = left_sq / n_left - (left_sum / n_left) ** 2
+        impurity_right = right_sq / n_right - (right_sum / n_right) ** 2
+        improvement = (n_node / n_samples) * (
+            impurity - (n_right / n_node) * impurity_right - (n_left / n_node) * impurity_left
+        )
+        if improvement + _EPSILON < 0.0:
+            continue
+        # Stable partition of every feature's sorted segment into left then right.
+        for q in range(start, best_pos):
+            goes_left[chosen[q]] = True
+        for q in range(best_pos, end):
+            goes_left[chosen[q]] = False
+        for f in range(n_features):
+            if f == best_feature:
+                continue  # already partitioned: its left samples are exactly those before best_pos
+            samples = work[f]
+            n_l = start
+            n_r = 0
+            for q in range(start, end):
+                s = samples[q]
+                if goes_left[s]:
+                    samples[n_l] = s
+                    n_l += 1
+                else:
+                    scratch[n_r] = s
+                    n_r += 1
+            for q in range(n_r):
+                samples[n_l + q] = scratch[q]
+        left, right = node_count, node_count + 1
+        node_count += 2
+        tree_feature[node] = best_feature
+        tree_threshold[node] = best_threshold
+        tree_children[node, 0] = left
+        tree_children[node, 1] = right
+        # Push right first so that the left child is grown first, as scikit-learn does.
+        top += 1
+        stack_start[top], stack_end[top], stack_depth[top] = best_pos, end, depth + 1
+        stack_node[top], stack_impurity[top], stack_constants[top] = right, impurity_right, n_total_constants
+        top += 1
+        stack_start[top], stack_end[top], stack_depth[top] = start, best_pos, depth + 1
+        stack_node[top], stack_impurity[top], stack_constants[top] = left, impurity_left, n_total_constants
+    return node_count
+
+
+@_jit
+def _leaf_of(x, tree_feature, tree_threshold, tree_children, out):
+    """Leaf index of each row of x (N, F) float32 (``X[:, f] <= threshold`` goes left)."""
+    for i in range(x.shape[0]):
+        node = 0
+        while tree_feature[node] >= 0:
+            node = (
+                tree_children[node, 0]
+                if x[i, tree_feature[node]] <= tree_threshold[node]
+                else tree_children[node, 1]
+            )
+        out[i] = node
+
+
+@_jit
+def _pairwise_sum(a, start, n):
+    """numpy's ``pairwise_sum`` of ``a[start:start + n]`` (float64, contiguous), bit for bit.
+
+    scikit-learn's leaf values are ``np.average`` of the leaf's samples, so matching its
+    rounding, and with it its choice between tied splits later on, needs numpy's summation.
+    """
+    if n < 8:
+        total = 0.0
+        for i in range(start, start + n):
+            total += a[i]
+        return total
+    if n <= 128:  # PW_BLOCKSIZE: eight accumulators
+        r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+        r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+        i = 8
+        while i < n - (n % 8):
+            r0 += a[start + i]
+            r1 += a[start + i + 1]
+            r2 += a[start + i + 2]
+            r3 += a[start + i + 3]
+            r4 += a[start + i + 4]
+            r5 += a[start + i + 5]
+            r6 += a[start + i + 6]
+            r7 += a[start + i + 7]
+            i += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            total += a[start + i]
+            i += 1
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a, start, half) + _pairwise_sum(a, start + half, n - half)
+
+
+@_jit
+def _fit_stage_trees(
+    x,
+    xt,
+    presorted,
+    has_duplicates,
+    neg_gradient,
+    onehot,
+    classes,
+    seeds,
+    factor,
+    learning_rate,
+    max_depth,
+    raw_train,
+    x_test,
+    raw_test,
+    importance,
+    relevant,
+):
+    """Grow the trees of one stage for the given classes and apply their Newton-step leaves.
+
+    neg_gradient, onehot, raw_train: (N, K); raw_test: (M, K); importance: (K, F) float64
+    accumulates each class's unnormalised tree importances; relevant: (K,) counts trees with
+    more than one node; seeds: (K,) the trees' splitter seeds. Only the columns in
+    ``classes`` are written, so calls on disjoint class sets may run concurrently.
+    """
+    n_features, n_samples = xt.shape
+    work = np.empty((n_features, n_samples), np.int32)
+    scratch = np.empty(n_samples, np.int32)
+    sort_values = np.empty(n_samples, np.float32)
+    goes_left = np.empty(n_samples, np.bool_)
+    tree_feature = np.empty(MAX_NODES, np.int64)
+    tree_threshold = np.zeros(MAX_NODES, np.float64)
+    tree_children = np.zeros((MAX_NODES, 2), np.int64)
+    tree_n = np.zeros(MAX_NODES, np.int64)
+    tree_impurity = np.zeros(MAX_NODES, np.float64)
+    leaf_train = np.empty(n_samples, np.int64)
+    leaf_test = np.empty(x_test.shape[0], np.int64)
+    count = np.empty(MAX_NODES, np.int64)
+    offset = np.empty(MAX_NODES + 1, np.int64)
+    fill = np.empty(MAX_NODES, np.int64)
+    leaf_gradient = np.empty(n_samples, np.float64)  # grouped by leaf, in sample order
+    leaf_hessian = np.empty(n_samples, np.float64)
+    value = np.empty(MAX_NODES, np.float64)
+    for k in classes:
+        residual = np.ascontiguousarray(neg_gradient[:, k])
+        node_count = _grow_tree(
+            xt,
+            presorted,
+            has_duplicates,
+            residual,
+            max_depth,
+            seeds[k],
+            work,
+            scratch,
+            sort_values,
+            goes_left,
+            tree_feature,
+            tree_threshold,
+            tree_children,
+            tree_n,
+            tree_impurity,
+        )
+        if node_count > 1:
+            relevant[k] += 1
+            for node in range(node_count):
+                if tree_feature[node] >= 0:
+                    left, right = tree_children[node, 0], tree_children[node, 1]
+                    importance[k, tree_feature[node]] += (
+                        tree_n[node] * tree_impurity[node]
+                        - tree_n[left] * tree_impurity[left]
+                        - tree_n[right] * tree_impurity[right]
+                    ) / n_samples
+        # Newton step per leaf (_update_terminal_regions): mean(g) * factor / mean(p (1 - p)) with
+        # p = y - g, the means summed as numpy sums the leaf's samples taken in index order.
+        _leaf_of(x, tree_feature, tree_threshold, tree_children, leaf_train)
+        count[:] = 0
+        for i in range(n_samples):
+            count[leaf_train[i]] += 1
+        offset[0] = 0
+        for node in range(MAX_NODES):
+            offset[node + 1] = offset[node] + count[node]
+            fill[node] = offset[node]
+        for i in range(n_samples):
+            leaf = leaf_train[i]
+            g = neg_gradient[i, k]
+            prob = onehot[i, k] - g
+            leaf_gradient[fill[leaf]] = g
+            leaf_hessian[fill[leaf]] = prob * (1.0 - prob)
+            fill[leaf] += 1
+        for node in range(node_count):
+            value[node] = 0.0
+            if count[node] > 0:
+                numerator = _pairwise_sum(leaf_gradient, offset[node], count[node]) / count[node] * factor
+                denominator = _pairwise_sum(leaf_hessian, offset[node], count[node]) / count[node]
+                if abs(denominator) >= 1e-150:
+                    value[node] = numerator / denominator
+        for i in range(n_samples):
+            raw_train[i, k] += learning_rate * value[leaf_train[i]]
+        _leaf_of(x_test, tree_feature, tree_threshold, tree_children, leaf_test)
+        for i in range(x_test.shape[0]):
+            raw_test[i, k] += learning_rate * value[leaf_test[i]]
+
+
+@_jit
+def _negative_gradient(raw, onehot, binary, out):
+    """``y - softmax(raw)`` per row (binary: ``y - expit(raw)``), as scikit-learn's log losses."""
+    n, k_total = raw.shape
+    for i in range(n):
+        if binary:  # cgradient_half_binomial, negated
+            r = raw[i, 0]
+            y = onehot[i, 0]
+            if r > -37:
+                e = math.exp(-r)
+                out[i, 0] = -(((1 - y) - y * e) / (1 + e))
+            else:
+                out[i, 0] = -(math.exp(r) - y)
+            continue
+        top = raw[i, 0]
+        for k in range(1, k_total):
+            top = max(top, raw[i, k])
+        total = 0.0  # sum_exp_minus_max
+        for k in range(k_total):
+            out[i, k] = math.exp(raw[i, k] - top)
+            total += out[i, k]
+        for k in range(k_total):
+            out[i, k] = -(out[i, k] / total - onehot[i, k])
+
+
+def fit_gradient_boosting(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    n_stages: int = 100,
+    learning_rate: float = 0.1,
+    max_depth: int = 3,
+    random_state: int = 0,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``GradientBoostingClassifier(**defaults).fit(x_train, y_train)``, faster.
+
+    Args:
+        x_train: (N, F) features (cast to float32, as scikit-learn does).
+        y_train: (N,) labels with at least two distinct values.
+        x_test: (M, F) features to predict.
+        n_stages, learning_rate, max_depth: scikit-learn's ``n_estimators``,
+            ``learning_rate``, ``max_depth`` (defaults 100, 0.1, 3).
+        random_state: as scikit-learn's: seeds the order in which each node visits the
+            features, which decides between exactly tied splits. The same seed gives the
+            same trees as ``GradientBoostingClassifier(random_state=random_state)``.
+        n_jobs: threads growing a stage's per-class trees side by side.
+
+    Returns:
+        ``feature_importances_`` (F,), the predicted labels of x_train (N,) and of x_test (M,).
+    """
+    if max_depth > 3:
+        raise ValueError(f"max_depth must be <= 3 (the tree buffers hold {MAX_NODES} nodes); got {max_depth}")
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer; got {n_jobs}")
+    x = np.ascontiguousarray(x_train, dtype=np.float32)
+    x_test = np.ascontiguousarray(x_test, dtype=np.float32)
+    labels, encoded = np.unique(np.asarray(y_train), return_inverse=True)
+    if len(labels) < 2:
+        raise ValueError(f"y_train must hold at least two classes; got {labels.tolist()}")
+    if not HAVE_NUMBA:  # pragma: no cover - the same model, scikit-learn's implementation
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        model = GradientBoostingClassifier(
+            n_estimators=n_stages, learning_rate=learning_rate, max_depth=max_depth, random_state=random_state
+        )
+        model.fit(x, y_train)
+        return model.feature_importances_, model.predict(x), model.predict(x_test)
+
+    n_samples, n_features = x.shape
+    n_classes = len(labels)
+    binary = n_classes == 2
+    n_trees = 1 if binary else n_classes  # trees per stage
+    # Initial raw scores from the class priors (DummyClassifier(strategy="prior")), clipped,
+    # through the loss's link: logit, or the symmetric multinomial logit log(p / gmean(p)).
+    eps = np.finfo(np.float64).eps
+    counts = np.bincount(encoded, minlength=n_classes).astype(np.float64)
+    prior = np.clip(counts / counts.sum(), eps, 1 - eps)[None, :]  # (1, K)
+    if binary:
+        init = scipy.special.logit(prior[:, 1:])
+        onehot = (encoded == 1).astype(np.float64)[:, None]
+        factor = 1.0
+    else:
+        init = np.log(prior / scipy.stats.gmean(prior, axis=1)[:, None])
+        onehot = np.zeros((n_samples, n_classes))
+        onehot[np.arange(n_samples), encoded] = 1.0
+        factor = (n_classes - 1) / n_classes
+    raw_train = np.tile(init, (n_samples, 1))
+    raw_test = np.tile(init, (len(x_test), 1))
+    xt = np.ascontiguousarray(x.T)  # (F, N): one feature's values contiguous
+    presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
+    sorted_values = np.take_along_axis(xt, presorted, axis=1)
+    has_duplicates = np.any(sorted_values[:, 1:] == sorted_values[:, :-1], axis=1)
+    neg_gradient = np.empty((n_samples, n_trees))
+    importance = np.zeros((n_trees, n_features))
+    relevant = np.zeros(n_trees, np.int64)
+    # One splitter seed per tree, drawn in scikit-learn's order (stage by stage, class by class):
+    # Splitter.init draws ``random_state.randint(0, RAND_R_MAX)``.
+    seeds = np.random.RandomState(random_state).randint(0, 2147483647, size=(n_stages, n_trees))
+    chunks = [c for c in np.array_split(np.arange(n_trees, dtype=np.int64), min(n_jobs, n_trees)) if len(c)]
+    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+        for stage in range(n_stages):
+            _negative_gradient(raw_train, onehot, binary, neg_gradient)
+            args = (x, xt, presorted, has_duplicates, neg_gradient, onehot)
+            rest = (factor, learning_rate, max_depth, raw_train, x_test, raw_test, importance, relevant)
+            if len(chunks) == 1:
+                _fit_stage_trees(*args, chunks[0], seeds[stage], *rest)
+            else:
+                for future in [pool.submit(_fit_stage_trees, *args, c, seeds[stage], *rest) for c in chunks]:
+                    future.result()
+    # scikit-learn: mean over the trees with more than one node, normalised to sum 1.
+    n_relevant = relevant.sum()
+    if n_relevant == 0:
+        feature_importance = np.zeros(n_features)
+    else:
+        average = importance.sum(axis=0) / n_relevant
+        feature_importance = average / average.sum()
+    if binary:
+        return (
+            feature_importance,
+            labels[(raw_train[:, 0] >= 0).astype(int)],
+            labels[(raw_test[:, 0] >= 0).astype(int)],
+        )
+    return feature_importance, labels[np.argmax(raw_train, axis=1)], labels[np.argmax(raw_test, axis=1)]

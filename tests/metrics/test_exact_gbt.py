@@ -1,0 +1,158 @@
+"""The presorted, compiled GBT against scikit-learn's GradientBoostingClassifier, which it re-implements."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingClassifier
+
+from metrics.exact_gbt import HAVE_NUMBA, _introsort_3way, _pairwise_sum, fit_gradient_boosting
+
+pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="without numba the module calls scikit-learn itself")
+
+
+def sklearn_reference(x_train, y_train, x_test, **kwargs):
+    model = GradientBoostingClassifier(**{"random_state": 0, **kwargs}).fit(x_train, y_train)
+    return model.feature_importances_, model.predict(x_train), model.predict(x_test)
+
+
+def codes_and_labels(rng, n, n_features, n_classes):
+    """Labels that depend on two of the features, plus noise features."""
+    x = rng.normal(size=(n, n_features))
+    score = x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=n)
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    return x, y
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_same_trees_as_sklearn_on_continuous_codes(n_classes, seed):
+    rng = np.random.default_rng(seed)
+    x, y = codes_and_labels(rng, 400, 6, n_classes)
+    x_test, _ = codes_and_labels(rng, 200, 6, n_classes)
+    ours = fit_gradient_boosting(x, y, x_test)
+    reference = sklearn_reference(x, y, x_test)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(ours[1], reference[1])
+    np.testing.assert_array_equal(ours[2], reference[2])
+
+
+def test_same_as_sklearn_with_constant_and_coarsely_tied_codes():
+    """Ties within a feature (values on a 0.25 grid) and a constant feature."""
+    rng = np.random.default_rng(3)
+    x, y = codes_and_labels(rng, 500, 4, 5)
+    x[:, 1] = np.round(x[:, 1] * 4) / 4
+    x[:, 2] = 0.7
+    x_test, _ = codes_and_labels(rng, 100, 4, 5)
+    ours = fit_gradient_boosting(x, y, x_test)
+    reference = sklearn_reference(x, y, x_test)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-10)
+    assert ours[0][2] == 0.0
+    np.testing.assert_array_equal(ours[1], reference[1])
+    np.testing.assert_array_equal(ours[2], reference[2])
+
+
+def test_heavily_tied_and_duplicated_codes_match_sklearn_exactly():
+    """Ties decide by scikit-learn's introsort order and feature draws: both are reproduced."""
+    rng = np.random.default_rng(11)
+    x, y = codes_and_labels(rng, 1500, 5, 6)
+    x[:, 0] = np.round(x[:, 0] * 2)  # a handful of values, hundreds of samples each
+    x[:, 3] = x[:, 0]  # a duplicated code: its splits tie exactly with code 0's
+    x[:, 4] = np.where(rng.random(1500) < 0.5, 0.0, 1.0)
+    x_test, _ = codes_and_labels(rng, 300, 5, 6)
+    for random_state in (0, 1):
+        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state)
+        reference = sklearn_reference(x, y, x_test, random_state=random_state)
+        np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(ours[1], reference[1])
+        np.testing.assert_array_equal(ours[2], reference[2])
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 1000, 4099])
+def test_pairwise_sum_is_numpys_to_the_bit(n):
+    a = np.random.default_rng(n).normal(size=n) * 10.0 ** np.random.default_rng(n + 1).integers(-8, 8, size=n)
+    assert _pairwise_sum(a, 0, n) == np.sum(a)
+    assert _pairwise_sum(np.r_[1.0, a], 1, n) == np.sum(a)
+
+
+@pytest.mark.parametrize("n", [5, 16, 17, 300])
+def test_introsort_sorts_and_carries_the_indices(n):
+    values = np.random.default_rng(n).integers(0, 4, size=n).astype(np.float32)
+    indices = np.arange(n, dtype=np.int32)
+    original = values.copy()
+    _introsort_3way(values, indices, 0, n, 2 * int(np.log2(n)))
+    assert np.all(np.diff(values) >= 0)
+    np.testing.assert_array_equal(original[indices], values)
+
+
+def test_values_closer_than_the_feature_threshold_are_never_split():
+    """scikit-learn's FEATURE_THRESHOLD: values within 1e-7 of their neighbour count as equal."""
+    x = np.zeros((40, 2))
+    x[:, 0] = np.arange(40) * 5e-8  # a chain of near-ties: one value to the splitter
+    x[:, 1] = np.repeat([0.0, 1.0], 20)
+    y = (np.arange(40) >= 15).astype(int)
+    ours = fit_gradient_boosting(x, y, x)
+    reference = sklearn_reference(x, y, x)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours[1], reference[1])
+
+
+def test_non_default_stages_rate_and_depth_match_sklearn():
+    rng = np.random.default_rng(5)
+    x, y = codes_and_labels(rng, 300, 3, 4)
+    ours = fit_gradient_boosting(x, y, x[:50], n_stages=20, learning_rate=0.3, max_depth=2)
+    reference = sklearn_reference(x, y, x[:50], n_estimators=20, learning_rate=0.3, max_depth=2)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(ours[1], reference[1])
+
+
+def test_threads_give_identical_results():
+    rng = np.random.default_rng(7)
+    x, y = codes_and_labels(rng, 300, 5, 6)
+    one = fit_gradient_boosting(x, y, x[:80], n_jobs=1)
+    two = fit_gradient_boosting(x, y, x[:80], n_jobs=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_labels_keep_their_values():
+    rng = np.random.default_rng(8)
+    x, y = codes_and_labels(rng, 200, 3, 3)
+    labels = np.array([10, 20, 35])[y]
+    _, predicted, _ = fit_gradient_boosting(x, labels, x)
+    assert set(np.unique(predicted)) <= {10, 20, 35}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_depth": 4}, "max_depth must be <= 3"),
+        ({"n_jobs": 0}, "n_jobs must be a positive integer"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=message):
+        fit_gradient_boosting(x, np.arange(20) % 2, x, **kwargs)
+
+
+def test_a_single_class_is_refused():
+    x = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="at least two classes"):
+        fit_gradient_boosting(x, np.ones(5), x)
+
+
+def test_dci_is_the_same_with_either_implementation():
+    import metrics
+
+    rng = np.random.default_rng(2)
+    factors = np.stack([rng.integers(0, 3, 600), rng.integers(0, 5, 600)], axis=1)
+    codes = np.concatenate(
+        [factors + 0.3 * rng.normal(size=factors.shape), rng.normal(size=(600, 2))], axis=1
+    )
+    split = (codes[:400], factors[:400], codes[400:], factors[400:])
+    presorted = metrics.dci(*split, rng=4, n_jobs=2)
+    reference = metrics.dci(*split, rng=4, implementation="sklearn")
+    assert presorted.keys() == reference.keys()
+    for key in presorted:
+        assert presorted[key] == pytest.approx(reference[key], abs=1e-12), key
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        metrics.dci(*split, implementation="xgboost")
