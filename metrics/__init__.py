@@ -80,10 +80,12 @@ where a number changes):
   ``dci_fast_*``) is an extra metric under its own name; it does not reproduce
   dlib's DCI (within 0.08 of it on dlib's fixtures).
 * ``dci`` grows scikit-learn's ``GradientBoostingClassifier()`` trees with our
-  own presorted, numba-compiled builder (``metrics.exact_gbt``, about 20x
-  faster): same splits, leaves, importances and predictions, except where two
-  candidate splits tie to the last bit (rounding order) or exactly between
-  features (scikit-learn: random feature order; ours: lowest index).
+  own presorted, numba-compiled builder (``metrics.exact_gbt``): the same
+  splits, leaves, importances and predictions as scikit-learn for the same
+  seed, to the bit on codes without repeated values; tied values are summed in
+  sample order instead of scikit-learn's introsort order (a last-bit
+  difference; ``fit_gradient_boosting(tie_order="sklearn")`` reproduces that
+  too). dlib breaks exact ties at random, so either is dlib's DCI.
   ``dci(..., implementation="sklearn")`` fits scikit-learn's own classifier.
 """
 

@@ -16,11 +16,14 @@ Williams' prediction error. Its trees draw tie-breaks from numpy's global
 RNG, so its own runs differ by a few 1e-3 on tied codes.
 
 The classifier is scikit-learn's, re-implemented: ``metrics.exact_gbt`` grows
-the same trees (same splits, leaf values, importances and predictions as
-``GradientBoostingClassifier(random_state=seed)``, ties included; tested in
-tests/metrics/test_exact_gbt.py) about 20x faster, by sorting each code once per fit instead of at every
-node and compiling the tree growing with numba. ``implementation="sklearn"``
-fits scikit-learn's own ``GradientBoostingClassifier`` instead.
+the same trees as ``GradientBoostingClassifier(random_state=seed)`` (same
+splits, leaf values, importances and predictions, to the bit on codes without
+repeated values; on repeated values it sums tied samples in sample order
+rather than in scikit-learn's introsort order, a last-bit difference; see its
+docstring and tests/metrics/test_exact_gbt.py) about 7x faster on one thread,
+by sorting each code once per fit instead of at every node and compiling the
+tree growing with numba. ``implementation="sklearn"`` fits scikit-learn's own
+``GradientBoostingClassifier`` instead.
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def dci(
         backend: joblib backend for ``implementation="sklearn"``: ``"threading"`` (its tree
             builder releases the GIL) or ``"loky"`` (processes).
         implementation: ``"presorted"`` (``metrics.exact_gbt``, the default) or ``"sklearn"``
-            (``GradientBoostingClassifier`` itself; the same model, about 20x slower).
+            (``GradientBoostingClassifier`` itself; the same model, several times slower).
 
     A factor with a single value in the training set: dlib's classifier raises;
     we return NaN for all four keys with a warning.

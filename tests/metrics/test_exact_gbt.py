@@ -24,11 +24,14 @@ def codes_and_labels(rng, n, n_features, n_classes):
 
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_same_trees_as_sklearn_on_continuous_codes(n_classes, seed):
+@pytest.mark.parametrize("tie_order", ["stable", "sklearn"])
+def test_same_trees_as_sklearn_on_continuous_codes(n_classes, seed, tie_order):
+    """Without repeated values the tie order cannot matter: both orders give scikit-learn's trees."""
     rng = np.random.default_rng(seed)
     x, y = codes_and_labels(rng, 400, 6, n_classes)
     x_test, _ = codes_and_labels(rng, 200, 6, n_classes)
-    ours = fit_gradient_boosting(x, y, x_test)
+    assert all(len(np.unique(column.astype(np.float32))) == len(column) for column in x.T)
+    ours = fit_gradient_boosting(x, y, x_test, tie_order=tie_order)
     reference = sklearn_reference(x, y, x_test)
     np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-10)
     np.testing.assert_array_equal(ours[1], reference[1])
@@ -42,7 +45,7 @@ def test_same_as_sklearn_with_constant_and_coarsely_tied_codes():
     x[:, 1] = np.round(x[:, 1] * 4) / 4
     x[:, 2] = 0.7
     x_test, _ = codes_and_labels(rng, 100, 4, 5)
-    ours = fit_gradient_boosting(x, y, x_test)
+    ours = fit_gradient_boosting(x, y, x_test, tie_order="sklearn")
     reference = sklearn_reference(x, y, x_test)
     np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-10)
     assert ours[0][2] == 0.0
@@ -59,7 +62,7 @@ def test_heavily_tied_and_duplicated_codes_match_sklearn_exactly():
     x[:, 4] = np.where(rng.random(1500) < 0.5, 0.0, 1.0)
     x_test, _ = codes_and_labels(rng, 300, 5, 6)
     for random_state in (0, 1):
-        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state)
+        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state, tie_order="sklearn")
         reference = sklearn_reference(x, y, x_test, random_state=random_state)
         np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
         np.testing.assert_array_equal(ours[1], reference[1])
@@ -74,13 +77,26 @@ def test_pairwise_sum_is_numpys_to_the_bit(n):
 
 
 @pytest.mark.parametrize("n", [5, 16, 17, 300])
-def test_introsort_sorts_and_carries_the_indices(n):
-    values = np.random.default_rng(n).integers(0, 4, size=n).astype(np.float32)
-    indices = np.arange(n, dtype=np.int32)
-    original = values.copy()
-    _introsort_3way(values, indices, 0, n, 2 * int(np.log2(n)))
-    assert np.all(np.diff(values) >= 0)
-    np.testing.assert_array_equal(original[indices], values)
+@pytest.mark.parametrize("distinct", [4, 1000])
+def test_introsort_matches_a_plain_port_of_sklearns(n, distinct):
+    """The shortcut (tie-free sub-arrays written out sorted) leaves the order of ties unchanged."""
+    rng = np.random.default_rng(n)
+    values = rng.integers(0, distinct, size=n).astype(np.float32)
+    order = np.argsort(values, kind="stable").astype(np.int32)
+    sorted_values = values[order]
+    tie_prefix = np.r_[0, np.cumsum(sorted_values[1:] == sorted_values[:-1])].astype(np.int64)
+    no_shortcut = np.full(n, np.arange(n), dtype=np.int64)  # every sub-array counts as tied
+    plain_values, plain_indices = values.copy(), np.arange(n, dtype=np.int32)
+    _introsort_3way(plain_values, plain_indices, 0, n, 2 * int(np.log2(n)), order, sorted_values, no_shortcut)
+    fast_values, fast_indices = values.copy(), np.arange(n, dtype=np.int32)
+    _introsort_3way(fast_values, fast_indices, 0, n, 2 * int(np.log2(n)), order, sorted_values, tie_prefix)
+    assert np.all(np.diff(plain_values) >= 0)
+    np.testing.assert_array_equal(values[plain_indices], plain_values)
+    np.testing.assert_array_equal(fast_indices, plain_indices)
+    sorting = pytest.importorskip("sklearn.utils._sorting")  # scikit-learn's own, private, wrapper
+    sk_values, sk_indices = values.copy(), np.arange(n, dtype=np.intp)
+    sorting._py_simultaneous_sort(sk_values, sk_indices, n, use_three_way_partition=True)
+    np.testing.assert_array_equal(plain_indices, sk_indices)
 
 
 def test_values_closer_than_the_feature_threshold_are_never_split():
@@ -89,7 +105,7 @@ def test_values_closer_than_the_feature_threshold_are_never_split():
     x[:, 0] = np.arange(40) * 5e-8  # a chain of near-ties: one value to the splitter
     x[:, 1] = np.repeat([0.0, 1.0], 20)
     y = (np.arange(40) >= 15).astype(int)
-    ours = fit_gradient_boosting(x, y, x)
+    ours = fit_gradient_boosting(x, y, x, tie_order="sklearn")
     reference = sklearn_reference(x, y, x)
     np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(ours[1], reference[1])
@@ -104,13 +120,26 @@ def test_non_default_stages_rate_and_depth_match_sklearn():
     np.testing.assert_array_equal(ours[1], reference[1])
 
 
-def test_threads_give_identical_results():
+@pytest.mark.parametrize("tie_order", ["stable", "sklearn"])
+def test_threads_give_identical_results(tie_order):
     rng = np.random.default_rng(7)
     x, y = codes_and_labels(rng, 300, 5, 6)
-    one = fit_gradient_boosting(x, y, x[:80], n_jobs=1)
-    two = fit_gradient_boosting(x, y, x[:80], n_jobs=2)
+    x[:, 0] = np.round(x[:, 0])
+    one = fit_gradient_boosting(x, y, x[:80], n_jobs=1, tie_order=tie_order)
+    two = fit_gradient_boosting(x, y, x[:80], n_jobs=2, tie_order=tie_order)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def test_stable_tie_order_is_close_to_sklearns_on_tied_codes():
+    """Summing tied samples in another order moves the criterion by rounding only."""
+    rng = np.random.default_rng(3)
+    x, y = codes_and_labels(rng, 800, 4, 5)
+    x[:, 1] = np.round(x[:, 1] * 4) / 4
+    stable = fit_gradient_boosting(x, y, x, tie_order="stable")
+    exact = fit_gradient_boosting(x, y, x, tie_order="sklearn")
+    np.testing.assert_allclose(stable[0], exact[0], atol=2e-3)
+    assert np.mean(stable[1] == exact[1]) > 0.99
 
 
 def test_labels_keep_their_values():
@@ -126,6 +155,7 @@ def test_labels_keep_their_values():
     [
         ({"max_depth": 4}, "max_depth must be <= 3"),
         ({"n_jobs": 0}, "n_jobs must be a positive integer"),
+        ({"tie_order": "random"}, "tie_order must be 'sklearn' or 'stable'"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
