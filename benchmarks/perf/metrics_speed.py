@@ -536,8 +536,12 @@ def markdown(info: dict) -> str:
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); "
         f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}, "
         f"joblib {m['joblib']}. Load average {load(info['loadavg_start'])} at the start, "
-        f"{load(info['loadavg_end'])} at the end: the machine is shared and other jobs ran meanwhile, so the "
-        "wall-clock times are upper bounds of a quiet machine's and the parallel speedups are understated.",
+        f"{load(info['loadavg_end'])} at the end"
+        + (
+            ": other jobs shared the machine, so the wall-clock times are upper bounds of a quiet machine's."
+            if info["loadavg_start"][0] > 1.5
+            else " (the script's own threads; nothing else ran)."
+        ),
         "",
         f"Setup: {info['setup']}; our fits use n_jobs={info['n_jobs']}; both sides one BLAS thread "
         "(as dlib's own timings, OMP_NUM_THREADS=1). The naive baseline runs in the same process on the "
