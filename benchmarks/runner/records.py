@@ -19,8 +19,9 @@ Record schema ``vaebench.run/1``::
     final       {"<term>": float}                  the last window's averages
     failure     null, or {"step": int, "reason": str}
     timing      {"train_seconds", "eval_seconds", "images_per_second"}
-    provenance  {vaebench, git_commit, git_dirty, python, torch, numpy, scipy, scikit_learn,
-                 platform, device, device_name, precision, dataset: {...}, created}
+    provenance  {vaebench, git_commit, git_dirty (code changes outside results/), python, torch,
+                 numpy, scipy, scikit_learn, platform, device, device_name, precision,
+                 dataset: {...}, created}
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def provenance(device: str, device_name: str, precision: str, dataset: dict[str,
 
     import vaebench
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Uncommitted changes to the code: the output directory (results/, records included) does not count,
+    # or every record after a sweep's first would be marked dirty by its predecessors.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
     return {
         "vaebench": vaebench.__version__,
         "git_commit": _git("rev-parse", "HEAD"),

@@ -426,3 +426,30 @@ def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
     assert "| vae | 0.200 (n=1) | — |" in markdown  # sap is null in the only run
     assert "Only one configuration (vae): no comparison between models." in markdown
     assert "best hyperparameter" not in markdown  # nothing to choose between
+
+
+# -- README section --------------------------------------------------------------------------------
+
+
+def test_readme_section_is_replaced_with_means_from_the_records(results, tmp_path):
+    from benchmarks.report.readme import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n<!-- results:{SUITE} -->\nold\n<!-- /results:{SUITE} -->\n\nrest\n")
+    update_readme(readme, results, SUITE)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# title") and text.endswith("rest\n")
+    row = next(line for line in text.splitlines() if line.startswith("| beta_vae (beta=4) |"))
+    assert row.split(" | ")[1] == f"{np.mean(list(KNOWN_MIG.values())):.3f}"
+    assert "9 of 10 runs ok" in text
+    update_readme(readme, results, SUITE)  # idempotent
+    assert readme.read_text() == text
+
+
+def test_readme_without_the_markers_is_refused(results, tmp_path):
+    from benchmarks.report.readme import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# nothing to replace\n")
+    with pytest.raises(ValueError, match="no '<!-- results:"):
+        update_readme(readme, results, SUITE)

@@ -1,0 +1,99 @@
+"""The README's results section, regenerated from a suite's run records.
+
+    python -m benchmarks.report.readme [--out results] [--suite quick] [--readme README.md]
+
+Rewrites the text between ``<!-- results:SUITE -->`` and ``<!-- /results:SUITE -->``
+in the README with a compact table (the headline metrics and the training terms,
+mean over seeds) and the protocol and timing read from the records: every
+number there comes from the records, as in ``vaebench table``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from pathlib import Path
+
+from benchmarks.report.frame import (
+    HEADLINE_METRICS,
+    TRAINING_TERMS,
+    configurations,
+    fmt,
+    load_suite_runs,
+    metric_directions,
+    metric_header,
+)
+
+__all__ = ["results_section", "update_readme"]
+
+
+def results_section(out_dir: Path, suite: str) -> str:
+    """Markdown: protocol, timing and one row per configuration (mean over its seeds)."""
+    runs = load_suite_runs(out_dir, suite)
+    ok = [r for r in runs.runs if r.ok]
+    if not ok:
+        raise ValueError(f"no successful run records under {Path(out_dir) / 'runs' / suite}")
+    first = ok[0].record
+    training = first["spec"]["training"]
+    provenance = first["provenance"]
+    keys = [k for k in HEADLINE_METRICS if any(k in r.record["metrics"] for r in ok)]
+    directions = metric_directions(first["spec"]["metrics"], keys)
+    directions.update(dict.fromkeys(TRAINING_TERMS, False))
+    header = ["model", *(metric_header(k, directions) for k in keys)]
+    header += [metric_header(term, directions) for term in TRAINING_TERMS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for config in configurations(ok):
+        cells = [config.label]
+        for key in (*keys, *TRAINING_TERMS):
+            values = config.values(key)
+            cells.append(fmt(statistics.fmean(values), 1 if key in TRAINING_TERMS else 3) if values else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    train_s = sum(r.record["timing"]["train_seconds"] for r in ok)
+    eval_s = sum(r.record["timing"]["eval_seconds"] for r in ok)
+    commits = sorted(
+        {
+            (r.record["provenance"].get("git_commit") or "unknown")[:12]
+            + ("+" if r.record["provenance"].get("git_dirty") else "")
+            for r in ok
+        }
+    )
+    seeds = sorted({r.seed for r in ok})
+    datasets = ", ".join(sorted({r.dataset for r in ok}))
+    device = f"{provenance.get('device_name', 'unknown device')} ({provenance.get('device', '?')})"
+    intro = (
+        f"Produced by `vaebench run --suite {suite}` then `vaebench table` and `vaebench plot`, and this "
+        f"section by `python -m benchmarks.report.readme`: {datasets}, {training['steps']:,} steps at batch "
+        f"{training['batch_size']}, lr {training['learning_rate']:g}, "
+        f"{first['spec']['model_config']['architecture']} architecture, "
+        f"seed(s) {', '.join(map(str, seeds))}, the suite's metric settings; {len(ok)} of {len(runs.runs)} "
+        f"runs ok; {train_s / 60:.1f} min of training and {eval_s / 60:.1f} min of evaluation in total "
+        f"on {device}, code {', '.join(commits)} (+: with uncommitted changes)."
+    )
+    return intro + "\n\n" + "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, out_dir: Path, suite: str) -> None:
+    """Replace the marked section of ``readme`` in place."""
+    text = readme.read_text(encoding="utf-8")
+    begin, end = f"<!-- results:{suite} -->", f"<!-- /results:{suite} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no '{begin}' ... '{end}' section to replace")
+    section = f"{begin}\n{results_section(out_dir, suite)}{end}"
+    readme.write_text(pattern.sub(lambda _: section, text), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--suite", default="quick")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = parser.parse_args(argv)
+    update_readme(args.readme, args.out, args.suite)
+    print(f"updated the results:{args.suite} section of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
