@@ -68,7 +68,8 @@ def results_section(out_dir: Path, suite: str) -> str:
         f"{first['spec']['model_config']['architecture']} architecture, "
         f"seed(s) {', '.join(map(str, seeds))}, the suite's metric settings; {len(ok)} of {len(runs.runs)} "
         f"runs ok; {train_s / 60:.1f} min of training and {eval_s / 60:.1f} min of evaluation in total "
-        f"on {device}, code {', '.join(commits)} (+: with uncommitted changes)."
+        f"on {device}, code {', '.join(commits)}"
+        + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")
     )
     return intro + "\n\n" + "\n".join(lines) + "\n"
 
