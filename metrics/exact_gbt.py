@@ -145,7 +145,7 @@ def _introsort_3way(values, indices, start, n, max_depth, sorted_indices, sorted
     one without two equal values (``tie_prefix``: count of equal neighbours in sorted order up
     to each position) can only end sorted, and is written out at once.
     """
-    while n > 1 and tie_prefix[start + n - 1] - tie_prefix[start] == 0:
+    if n > 1 and tie_prefix[start + n - 1] - tie_prefix[start] == 0:
         for q in range(start, start + n):
             indices[q] = sorted_indices[q]
             values[q] = sorted_values[q]
@@ -222,15 +222,15 @@ def _grow_tree(
     """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
 
     xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
-    each feature; has_duplicates: (F,) whether a feature holds a value twice; residual: (N,)
-    float64 targets. work: (F, N) int32 scratch holding each
-    node's samples, sorted per feature, in a contiguous segment; scratch: (N,) int32;
-    sort_values, sorted_values: (N,) float32 scratch; tie_prefix: (N,) int64 scratch;
-    goes_left: (N,) bool. seed: the splitter's ``rand_r_state``, which orders the features
-    visited at each node as scikit-learn's does (it decides between exactly tied splits).
-    The tree is written to the ``tree_*`` arrays (MAX_NODES rows):
-    feature (-1 for a leaf), threshold, children (left, right), sample count, impurity.
-    Returns the node count.
+    each feature; has_duplicates: (F,) whether to replay scikit-learn's sort on a feature
+    (it repeats a value and the tie order is "sklearn"); residual: (N,) float64 targets;
+    seed: the splitter's ``rand_r_state``, which orders the features visited at each node
+    as scikit-learn's does (it decides between exactly tied splits).
+    Scratch: work (F, N) int32 holds each node's samples, sorted per feature, in one
+    contiguous segment; scratch (N,) int32; sort_values, sorted_values (N,) float32;
+    goes_left (N,) bool; tie_prefix (N,) int64.
+    The tree is written to the ``tree_*`` arrays (MAX_NODES rows): feature (-1 for a leaf),
+    threshold, children (left, right), sample count, impurity. Returns the node count.
     """
     n_features, n_samples = xt.shape
     work[:, :] = presorted
@@ -674,7 +674,7 @@ def fit_gradient_boosting(
     labels, encoded = np.unique(np.asarray(y_train), return_inverse=True)
     if len(labels) < 2:
         raise ValueError(f"y_train must hold at least two classes; got {labels.tolist()}")
-    if not HAVE_NUMBA:  # pragma: no cover - the same model, scikit-learn's implementation
+    if not HAVE_NUMBA:  # the same model, in scikit-learn
         from sklearn.ensemble import GradientBoostingClassifier
 
         model = GradientBoostingClassifier(

@@ -186,3 +186,17 @@ def test_dci_is_the_same_with_either_implementation():
         assert presorted[key] == pytest.approx(reference[key], abs=1e-12), key
     with pytest.raises(ValueError, match="implementation must be one of"):
         metrics.dci(*split, implementation="xgboost")
+
+
+def test_without_numba_the_same_model_runs_in_sklearn(monkeypatch):
+    """Where numba is missing (the GPU image), fit_gradient_boosting falls back to scikit-learn."""
+    from metrics import exact_gbt
+
+    rng = np.random.default_rng(12)
+    x, y = codes_and_labels(rng, 300, 4, 4)
+    compiled = fit_gradient_boosting(x, y, x[:50], random_state=3)
+    monkeypatch.setattr(exact_gbt, "HAVE_NUMBA", False)
+    fallback = fit_gradient_boosting(x, y, x[:50], random_state=3)
+    np.testing.assert_allclose(compiled[0], fallback[0], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(compiled[1], fallback[1])
+    np.testing.assert_array_equal(compiled[2], fallback[2])
