@@ -168,15 +168,33 @@ def traversals(model: VAE, reference_mean: np.ndarray, device: torch.device) -> 
 
 
 def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
-    """A rough prior for the plan's time estimate: encoding throughput and the metrics' fast/study cost."""
+    """A rough prior for the plan's time estimate: the images the metrics encode, plus their own cost.
+
+    Image counts from each metric's settings: ``n_train + n_test`` points; the intervention
+    scores encode batches of pairs (β-VAE: ``2 * batch_size`` per point) or of one batch
+    (FactorVAE, plus its variance estimate); Chen et al.'s MIG encodes its thinned grid. The
+    encoder's cache makes the true count smaller. Rates measured with
+    benchmarks/perf/train_throughput.py (results/perf/train_cpu.md): about 2.8e-4 s per
+    image on 2 CPU cores, plus well under a second per metric at the fast settings.
+    """
+    from benchmarks.datasets import get_dataset_class
+
+    factor_sizes = get_dataset_class(spec.dataset).factor_sizes
     images = 0
     for settings in spec.metrics.values():
-        images += settings.get("num_train", 0) + settings.get("num_test", 0)
-        images += (
-            2 * settings.get("batch_size", 0) * (settings.get("num_train", 0) + settings.get("num_eval", 0))
-        )
-    per_image = 1e-5 if device.type == "cuda" else 2e-4
-    return min(images, 10**7) * per_image + 5.0 * len(spec.metrics) * (1 if device.type == "cuda" else 2)
+        points = settings.get("n_train", 0) + settings.get("n_eval", settings.get("n_test", 0))
+        if "n_variance_estimate" in settings:  # FactorVAE: one batch per vote
+            images += settings.get("batch_size", 1) * points + settings["n_variance_estimate"]
+        elif "n_eval" in settings:  # β-VAE: a pair of batches per point
+            images += 2 * settings.get("batch_size", 1) * points
+        elif "grid_max_values" in settings:  # Chen et al.'s MIG: the (thinned) factor grid
+            most = settings["grid_max_values"]  # None: the full grid
+            images += math.prod(size if most is None else min(size, most) for size in factor_sizes)
+        else:
+            images += points
+    per_image, per_metric = (1e-5, 0.2) if device.type == "cuda" else (2.8e-4, 0.5)
+    per_metric *= max(1.0, max((s.get("n_train", 0) for s in spec.metrics.values()), default=0) / 2000)
+    return images * per_image + per_metric * len(spec.metrics)
 
 
 def reevaluate(target: str, out_dir: Path, metrics: list[str] | None, device: torch.device, console=None):

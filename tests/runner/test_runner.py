@@ -283,3 +283,26 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
     assert code == 0, output
     assert seen == [(0,)]
     assert 0.0 <= records(out)[run_id]["metrics"]["mig_chen"] <= 1.0
+
+
+def test_the_plan_estimates_evaluation_from_the_images_the_metrics_encode():
+    """The quick suite's fast settings, counted by hand (the encoder's cache makes the truth smaller)."""
+    from benchmarks.runner.evaluate import estimate_evaluation_seconds
+    from benchmarks.runner.suite import expand_suite, load_suite
+
+    spec = expand_suite(load_suite("quick"))[0]
+    assert len(spec.metrics) == 10
+    images = {
+        "mig": 2000,
+        "mig_chen": 3 * 6 * 8 * 8 * 8,  # dSprites' grid, every factor thinned to at most 8 values
+        "sap": 2000 + 1000,
+        "dci": 500 + 250,
+        "dci_fast": 500 + 250,
+        "modularity_explicitness": 2000 + 1000,
+        "unsupervised": 2000,
+        "irs": 2000,
+        "beta_vae": 2 * 16 * (500 + 250),
+        "factor_vae": 16 * (500 + 250) + 2000,
+    }
+    expected = sum(images.values()) * 2.8e-4 + 0.5 * len(images)
+    assert estimate_evaluation_seconds(spec, torch.device("cpu")) == pytest.approx(expected, rel=1e-12)
