@@ -28,6 +28,8 @@ tree growing with numba. ``implementation="sklearn"`` fits scikit-learn's own
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.stats
 from joblib import Parallel, delayed
@@ -64,7 +66,7 @@ def disentanglement_completeness(importance: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_presorted_gbt(x_train, y_train, x_test, y_test, seed, n_jobs):
+def _fit_presorted_gbt(x_train, y_train, x_test, y_test, seed, *, n_jobs):
     importance, predicted_train, predicted_test = fit_gradient_boosting(
         x_train, y_train, x_test, random_state=seed, n_jobs=n_jobs
     )
@@ -125,16 +127,10 @@ def _dci(name, fit, codes_train, factors_train, codes_test, factors_test, rng, n
     seeds = [int(s) for s in np.atleast_1d(rng_integers(rng, 2**31 - 1, size=n_factors))]
     # Largest factors first, so that the last fits to start are the short ones (balances the workers).
     order = sorted(range(n_factors), key=lambda j: -n_classes[j])
-    if fit is _fit_presorted_gbt:  # parallel inside each fit, over a stage's per-class trees (balanced)
-        fits = [
-            fit(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j], n_jobs)
-            for j in order
-        ]
-    else:
-        fits = Parallel(n_jobs=n_jobs, backend=backend)(
-            delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
-            for j in order
-        )
+    fits = Parallel(n_jobs=n_jobs, backend=backend)(
+        delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
+        for j in order
+    )
     importance = np.zeros((n_codes, n_factors))
     acc_train, acc_test = np.zeros(n_factors), np.zeros(n_factors)
     for j, (column, a_train, a_test) in zip(order, fits):
@@ -183,20 +179,16 @@ def dci(
     A factor with a single value in the training set: dlib's classifier raises;
     we return NaN for all four keys with a warning.
     """
-    fits = {"presorted": _fit_presorted_gbt, "sklearn": _fit_gbt}
+    # (fit, workers over factors): the presorted fit spends its threads inside each fit, over a
+    # stage's per-class trees (balanced), and takes the factors one after another.
+    fits = {
+        "presorted": (functools.partial(_fit_presorted_gbt, n_jobs=n_jobs), 1),
+        "sklearn": (_fit_gbt, n_jobs),
+    }
     if implementation not in fits:
         raise ValueError(f"implementation must be one of {sorted(fits)}; got {implementation!r}")
-    return _dci(
-        "dci",
-        fits[implementation],
-        codes_train,
-        factors_train,
-        codes_test,
-        factors_test,
-        rng,
-        n_jobs,
-        backend,
-    )
+    fit, factor_jobs = fits[implementation]
+    return _dci("dci", fit, codes_train, factors_train, codes_test, factors_test, rng, factor_jobs, backend)
 
 
 _FAST_KEYS = tuple(k.replace("dci_", "dci_fast_", 1) for k in _KEYS)

@@ -200,25 +200,7 @@ def _introsort_3way(values, indices, start, n, max_depth, sorted_indices, sorted
 
 
 @_jit
-def _grow_tree(
-    xt,
-    presorted,
-    has_duplicates,
-    residual,
-    max_depth,
-    seed,
-    work,
-    scratch,
-    sort_values,
-    goes_left,
-    sorted_values,
-    tie_prefix,
-    tree_feature,
-    tree_threshold,
-    tree_children,
-    tree_n,
-    tree_impurity,
-):
+def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
     """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
 
     xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
@@ -226,22 +208,26 @@ def _grow_tree(
     (it repeats a value and the tie order is "sklearn"); residual: (N,) float64 targets;
     seed: the splitter's ``rand_r_state``, which orders the features visited at each node
     as scikit-learn's does (it decides between exactly tied splits).
-    Scratch: work (F, N) int32 holds each node's samples, sorted per feature, in one
-    contiguous segment; scratch (N,) int32; sort_values, sorted_values (N,) float32;
-    goes_left (N,) bool; tie_prefix (N,) int64.
-    The tree is written to the ``tree_*`` arrays (MAX_NODES rows): feature (-1 for a leaf),
-    threshold, children (left, right), sample count, impurity. Returns the node count.
+
+    Returns the node count and the tree as arrays of MAX_NODES rows: feature (-1 for a
+    leaf), threshold, children (left, right), sample count, impurity.
     """
     n_features, n_samples = xt.shape
-    work[:, :] = presorted
+    tree_feature = np.full(MAX_NODES, -1, np.int64)
+    tree_threshold = np.zeros(MAX_NODES, np.float64)
+    tree_children = np.zeros((MAX_NODES, 2), np.int64)
+    tree_n = np.zeros(MAX_NODES, np.int64)
+    tree_impurity = np.zeros(MAX_NODES, np.float64)
+    # Each node's samples, sorted per feature, in one contiguous segment of every row.
+    work = presorted.copy()
+    scratch = np.empty(n_samples, np.int32)  # the right-going samples of a partition
+    goes_left = np.empty(n_samples, np.bool_)
+    sort_values = np.empty(n_samples, np.float32)  # the replayed introsort's keys ...
+    sorted_values = np.empty(n_samples, np.float32)  # ... and their sorted order
+    tie_prefix = np.empty(n_samples, np.int64)
     # scikit-learn's own sample array: its order fixes the order of the criterion's sums, and
     # so their rounding, which decides between splits that tie in exact arithmetic.
     node_order = np.arange(n_samples).astype(np.int32)
-    total = 0.0
-    total_sq = 0.0
-    for i in range(n_samples):
-        total += residual[i]
-        total_sq += residual[i] * residual[i]
     # Explicit stack of nodes to split: start, end, depth, node id, impurity (depth first, left first).
     stack_start = np.empty(MAX_NODES, np.int64)
     stack_end = np.empty(MAX_NODES, np.int64)
@@ -254,7 +240,7 @@ def _grow_tree(
     state = seed
     top = 0
     stack_start[0], stack_end[0], stack_depth[0], stack_node[0], stack_constants[0] = 0, n_samples, 0, 0, 0
-    stack_impurity[0] = total_sq / n_samples - (total / n_samples) ** 2
+    stack_impurity[0] = math.inf  # the root's is computed from its sums, as Splitter.node_impurity does
     node_count = 1
     while top >= 0:
         start, end, depth = stack_start[top], stack_end[top], stack_depth[top]
@@ -263,8 +249,7 @@ def _grow_tree(
         n_node = end - start
         tree_n[node] = n_node
         tree_impurity[node] = impurity
-        tree_feature[node] = -1
-        if depth >= max_depth or n_node < 2 or impurity <= _EPSILON:
+        if depth >= max_depth or n_node < 2:
             continue
         sum_total = 0.0  # Criterion.init, in the node's sample order
         sq_sum_total = 0.0
@@ -272,6 +257,11 @@ def _grow_tree(
             r = residual[node_order[p]]
             sum_total += r
             sq_sum_total += r * r
+        if node == 0:
+            impurity = sq_sum_total / n_node - (sum_total / n_node) ** 2
+            tree_impurity[0] = impurity
+        if impurity <= _EPSILON:
+            continue
         # Each visited feature re-sorts scikit-learn's node samples; without ties the order is
         # that feature's sorted segment (kept pending until needed), with ties its introsort's.
         pending = -1
@@ -440,7 +430,7 @@ def _grow_tree(
         top += 1
         stack_start[top], stack_end[top], stack_depth[top] = start, best_pos, depth + 1
         stack_node[top], stack_impurity[top], stack_constants[top] = left, impurity_left, n_total_constants
-    return node_count
+    return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity
 
 
 @_jit
@@ -520,18 +510,7 @@ def _fit_stage_trees(
     more than one node; seeds: (K,) the trees' splitter seeds. Only the columns in
     ``classes`` are written, so calls on disjoint class sets may run concurrently.
     """
-    n_features, n_samples = xt.shape
-    work = np.empty((n_features, n_samples), np.int32)
-    scratch = np.empty(n_samples, np.int32)
-    sort_values = np.empty(n_samples, np.float32)
-    sorted_values = np.empty(n_samples, np.float32)
-    tie_prefix = np.empty(n_samples, np.int64)
-    goes_left = np.empty(n_samples, np.bool_)
-    tree_feature = np.empty(MAX_NODES, np.int64)
-    tree_threshold = np.zeros(MAX_NODES, np.float64)
-    tree_children = np.zeros((MAX_NODES, 2), np.int64)
-    tree_n = np.zeros(MAX_NODES, np.int64)
-    tree_impurity = np.zeros(MAX_NODES, np.float64)
+    n_samples = xt.shape[1]
     leaf_train = np.empty(n_samples, np.int64)
     leaf_test = np.empty(x_test.shape[0], np.int64)
     count = np.empty(MAX_NODES, np.int64)
@@ -541,25 +520,8 @@ def _fit_stage_trees(
     leaf_hessian = np.empty(n_samples, np.float64)
     value = np.empty(MAX_NODES, np.float64)
     for k in classes:
-        residual = neg_gradient[k]
-        node_count = _grow_tree(
-            xt,
-            presorted,
-            has_duplicates,
-            residual,
-            max_depth,
-            seeds[k],
-            work,
-            scratch,
-            sort_values,
-            goes_left,
-            sorted_values,
-            tie_prefix,
-            tree_feature,
-            tree_threshold,
-            tree_children,
-            tree_n,
-            tree_impurity,
+        node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity = _grow_tree(
+            xt, presorted, has_duplicates, neg_gradient[k], max_depth, seeds[k]
         )
         if node_count > 1:
             relevant[k] += 1
@@ -705,10 +667,10 @@ def fit_gradient_boosting(
     raw_test = np.ascontiguousarray(np.tile(init, (len(x_test), 1)).T)
     xt = np.ascontiguousarray(x.T)  # (F, N): one feature's values contiguous
     presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
-    sorted_values = np.take_along_axis(xt, presorted, axis=1)
-    has_duplicates = np.any(sorted_values[:, 1:] == sorted_values[:, :-1], axis=1)
-    if tie_order == "stable":
-        has_duplicates[:] = False  # never emulate the sort: sum tied samples in sample order
+    has_duplicates = np.zeros(n_features, np.bool_)  # "stable": never replay the sort
+    if tie_order == "sklearn":
+        sorted_values = np.take_along_axis(xt, presorted, axis=1)
+        has_duplicates = np.any(sorted_values[:, 1:] == sorted_values[:, :-1], axis=1)
     neg_gradient = np.empty((n_trees, n_samples))
     importance = np.zeros((n_trees, n_features))
     relevant = np.zeros(n_trees, np.int64)

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import metrics  # noqa: E402
+from benchmarks.runner.records import cpu_model  # noqa: E402
 from metrics._threads import single_threaded_blas  # noqa: E402
 
 SIZES = (3, 6, 40, 32, 32)
@@ -245,17 +246,31 @@ def timed(fn, *args, repeat=1, **kwargs) -> tuple[float, float, dict]:
     return best, best_cpu, result
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def time_mig_chen(mean, logvar, grid, n_samples, n_jobs) -> dict:
+    """Chen et al.'s MIG on dSprites' sizes (shape left out), timed once."""
+    t, cpu, result = timed(
+        metrics.mig_chen,
+        mean,
+        logvar,
+        grid,
+        SIZES,
+        rng=0,
+        exclude_factors=(0,),
+        n_samples=n_samples,
+        n_jobs=n_jobs,
+    )
     return {
-        "cpu_model": model,
+        "seconds": t,
+        "cpu_seconds": cpu,
+        "grid_points": len(grid),
+        "n_samples": n_samples,
+        "result": result,
+    }
+
+
+def machine() -> dict:
+    return {
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
@@ -407,24 +422,8 @@ def main(argv=None) -> int:
     grid = metrics.factor_grid(SIZES, 8)
     mean = make_encoder()(grid / (np.array(SIZES) - 1.0))
     logvar = np.full(mean.shape, np.log(0.01))
-    t, cpu, result = timed(
-        metrics.mig_chen,
-        mean,
-        logvar,
-        grid,
-        SIZES,
-        rng=0,
-        exclude_factors=(0,),
-        n_samples=1000,
-        n_jobs=n_jobs,
-    )
-    info["mig_chen_fast_grid"] = {
-        "seconds": t,
-        "cpu_seconds": cpu,
-        "grid_points": len(grid),
-        "n_samples": 1000,
-        "result": result,
-    }
+    info["mig_chen_fast_grid"] = time_mig_chen(mean, logvar, grid, 1000, n_jobs)
+    t = info["mig_chen_fast_grid"]["seconds"]
     print(f"{'mig_chen (9,216-point grid)':28s} ours {t:8.3f} s", flush=True)
     # ... and Chen's 10,000 Monte-Carlo samples on 1/16 of the grid, extrapolated to the full grid (the
     # cost is linear in the number of grid points at fixed n_samples). Half the codes narrow and
@@ -434,25 +433,9 @@ def main(argv=None) -> int:
     noise = np.random.RandomState(5).normal(size=(len(part), 5))
     mean = np.concatenate([2.0 * x + 0.05 * noise, 0.05 * noise[:, ::-1]], axis=1)
     logvar = np.concatenate([np.full(x.shape, np.log(0.05**2)), np.full(x.shape, np.log(0.98))], axis=1)
-    t, cpu, result = timed(
-        metrics.mig_chen,
-        mean,
-        logvar,
-        part,
-        SIZES,
-        rng=0,
-        exclude_factors=(0,),
-        n_samples=10000,
-        n_jobs=n_jobs,
-    )
-    info["mig_chen_study_sixteenth_grid"] = {
-        "seconds": t,
-        "cpu_seconds": cpu,
-        "grid_points": len(part),
-        "n_samples": 10000,
-        "result": result,
-        "extrapolated_full_grid_seconds": t * 737280 / len(part),
-    }
+    info["mig_chen_study_sixteenth_grid"] = time_mig_chen(mean, logvar, part, 10000, n_jobs)
+    t = info["mig_chen_study_sixteenth_grid"]["seconds"]
+    info["mig_chen_study_sixteenth_grid"]["extrapolated_full_grid_seconds"] = t * 737280 / len(part)
     print(
         f"{'mig_chen (1/16 grid, 10k)':28s} ours {t:8.1f} s -> full grid about "
         f"{t * 737280 / len(part) / 60:.0f} min",

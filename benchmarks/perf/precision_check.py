@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.datasets import load_dataset, sample_batch  # noqa: E402
 from benchmarks.runner.evaluate import evaluate_run  # noqa: E402
+from benchmarks.runner.records import cpu_model  # noqa: E402
 from benchmarks.runner.suite import expand_suite, load_suite, override_suite  # noqa: E402
 from benchmarks.runner.train import train_run  # noqa: E402
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "precision_check",
         "device": "cpu",
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
@@ -212,16 +213,6 @@ def _json(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return str(value)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def markdown(report: dict) -> str:

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.datasets import sample_batch, to_float  # noqa: E402
 from benchmarks.runner.packing import train_packed  # noqa: E402
+from benchmarks.runner.records import cpu_model  # noqa: E402
 from benchmarks.runner.train import _autocast, _close_window, _Window, resolve_precision, train_run  # noqa: E402
 from vae_zoo import create_model  # noqa: E402
 
@@ -64,16 +65,6 @@ N_IMAGES = 16384
 
 
 # -- the machine ---------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cpu_flags() -> list[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -6,20 +6,11 @@ import torch
 from rich.console import Console
 
 from benchmarks.datasets import GroundTruthDataset, load_dataset
+from benchmarks.runner.records import cpu_model
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return model or platform.processor() or "cpu"
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 class DatasetCache:

@@ -41,6 +41,7 @@ SCHEMA = "vaebench.run/1"
 __all__ = [
     "SCHEMA",
     "RecordError",
+    "cpu_model",
     "atomic_write_text",
     "write_record",
     "read_record",
@@ -137,6 +138,16 @@ def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> l
                 raise
             on_error(exc)
     return records
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for records and speed reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return model or platform.processor() or platform.machine() or "cpu"
 
 
 def _git(*args: str) -> str | None:
