@@ -1,6 +1,6 @@
 """The ELBO core: one VAE whose variants differ only in their regularizer.
 
-``VAE.forward`` is the only place a loss is assembled (disentanglement_lib's
+``VAE.assemble_loss`` is the only place a loss is assembled (disentanglement_lib's
 shape, Locatello et al. 2019, Section 3):
 
     loss = E_batch[-log p(x|z)] + regularizer(terms)
@@ -160,8 +160,13 @@ class VAE(nn.Module):
         """(B, D) -> logits (B, C, 64, 64)."""
         return self.decoder(z)
 
+    @staticmethod
+    def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """z = mean + sigma * eps, each (..., D) (Kingma & Welling 2014, eq. 10)."""
+        return mean + torch.exp(0.5 * logvar) * noise
+
     def forward(self, x: torch.Tensor, *, step: int = 0, noise: torch.Tensor | None = None) -> VAEOutput:
-        """Encode, reparameterise, decode, and assemble the loss.
+        """Encode, reparameterise, decode, and assemble the loss (``assemble_loss``).
 
         Args:
             x: images (B, C, 64, 64), float in [0, 1].
@@ -173,8 +178,27 @@ class VAE(nn.Module):
         mean, logvar = self.encode(x)
         if noise is None:
             noise = torch.randn_like(mean)
-        z = mean + torch.exp(0.5 * logvar) * noise  # (B, D), Kingma & Welling eq. 10
-        logits = self.decode(z)
+        z = self.reparameterise(mean, logvar, noise)  # (B, D)
+        return self.assemble_loss(x, mean, logvar, z, self.decode(z), step=step)
+
+    def assemble_loss(
+        self,
+        x: torch.Tensor,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        logits: torch.Tensor,
+        *,
+        step: int = 0,
+    ) -> VAEOutput:
+        """The one place the loss is assembled: E_batch[-log p(x|z)] + regularizer(terms).
+
+        ``forward`` calls it after its own encode/decode; the packed trainer calls it
+        per run on that run's slice of a batched encode/decode.
+
+        Args:
+            x: (B, C, 64, 64) images in [0, 1]; mean, logvar, z: (B, D); logits: (B, C, 64, 64).
+        """
         reconstruction = self.nll(logits, x).mean()
         kl = gaussian_kl(mean, logvar)  # (B,)
         regularizer, parts = self.regularizer(Terms(kl=kl, mean=mean, logvar=logvar, z=z, step=step))

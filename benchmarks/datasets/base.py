@@ -47,6 +47,7 @@ __all__ = [
     "DATASETS",
     "SOURCES",
     "GroundTruthDataset",
+    "TrainingImages",
     "OfficialFile",
     "get_dataset_class",
     "list_datasets",
@@ -96,6 +97,21 @@ def sample_batch(images_u8: torch.Tensor, indices: torch.Tensor) -> torch.Tensor
     loop touches single items. dSprites comes out as exactly {0, 1}.
     """
     return to_float(images_u8.index_select(0, indices.to(images_u8.device)))
+
+
+class TrainingImages:
+    """The images a run trains on: ``batch(indices)`` gives float32 ``(B, C, H, W)`` in [0, 1] on ``device``.
+
+    ``num_images`` is N, the range batch indices are drawn from.
+    """
+
+    def __init__(self, images_u8: torch.Tensor):
+        self.images_u8 = images_u8  # (N, C, H, W) uint8
+        self.device = images_u8.device
+        self.num_images = images_u8.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        return sample_batch(self.images_u8, indices)
 
 
 @dataclass(frozen=True)
@@ -201,9 +217,26 @@ class GroundTruthDataset:
         return np.asarray(self._ready_images()[indices])
 
     def as_tensor(self, device: str | torch.device = "cpu") -> torch.Tensor:
-        """The whole dataset as one uint8 tensor ``(N, C, H, W)`` on ``device`` (for training)."""
+        """The whole dataset as one uint8 tensor ``(N, C, H, W)`` on ``device``."""
         self.prepare()
         return torch.from_numpy(self._cache.load()).to(device)
+
+    def training_images(self, device: str | torch.device = "cpu") -> TrainingImages:
+        """What the training loop draws batches from (see ``TrainingImages``)."""
+        return TrainingImages(self.as_tensor(device))
+
+    #: True when an observation is not a function of its factors alone (color_dsprites' colour,
+    #: noisy_dsprites' background): ``observation_noise`` then draws per observation.
+    stochastic_observations: ClassVar[bool] = False
+
+    def observation_noise(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-observation randomness applied to a float training batch ``(B, C, H, W)`` in [0, 1].
+
+        Drawn from the run's own ``generator`` (after the batch indices, before the
+        reparameterisation noise), so the same seed gives the same numbers. The
+        default draws nothing and returns ``batch`` unchanged.
+        """
+        return batch
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """Procedural uint8 ``(n, C, H, W)`` images for ``factors``, without any cache."""
