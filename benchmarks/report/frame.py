@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report.results import HEADLINE_METRICS, hyperparameter_pairs, record_dict, record_row
 from benchmarks.runner.records import RecordError, read_record
 
 __all__ = [
@@ -42,17 +43,6 @@ __all__ = [
     "fmt_param",
 ]
 
-#: The disentanglement scores shown first, in this order (the rest follow sorted by name).
-HEADLINE_METRICS = (
-    "mig",
-    "mig_chen",
-    "beta_vae_eval_accuracy",
-    "factor_vae_eval_accuracy",
-    "dci_disentanglement",
-    "sap",
-    "modularity",
-    "irs",
-)
 #: Terms of the record's ``final`` (the last log window's training averages) shown after the metrics.
 TRAINING_TERMS = ("reconstruction", "kl")
 
@@ -193,13 +183,13 @@ def load_suite_runs(out_dir: Path, suite: str) -> SuiteRuns:
     for path in sorted((out_dir / "runs" / suite).glob("*.json")):
         relative = path.relative_to(out_dir).as_posix()
         try:
-            record = read_record(path)
+            record = record_dict(read_record(path))
         except RecordError as exc:
             skipped.append(SkippedRecord(relative, str(exc).replace(str(path), relative)))
             continue
         try:
             runs.append(_run(record))
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Valid JSON with the right schema tag but fields of the wrong type: skip it the same way.
             skipped.append(SkippedRecord(relative, f"run record {relative}: malformed field ({exc})"))
     _assign_hparams(runs)
@@ -208,61 +198,23 @@ def load_suite_runs(out_dir: Path, suite: str) -> SuiteRuns:
 
 
 def _run(record: dict[str, Any]) -> Run:
-    spec = record["spec"]
-    if not isinstance(spec, dict):
-        raise TypeError(f"spec must be an object, not {type(spec).__name__}")
-    strength = record.get("strength") or {}
+    row = record_row(record)  # checks every field's type, as the DataFrame reads it
     return Run(
         record=record,
-        run_id=str(record["run_id"]),
-        dataset=str(spec["dataset"]),
-        model=str(spec["model"]),
-        seed=int(spec["seed"]),
-        ok=record["status"] == "ok",
-        strength_field=strength.get("field"),
-        strength_value=strength.get("value"),
+        run_id=row["run_id"],
+        dataset=row["dataset"],
+        model=row["model"],
+        seed=row["seed"],
+        ok=row["status"] == "ok",
+        strength_field=row["strength_field"],
+        strength_value=(record.get("strength") or {}).get("value"),
     )
 
 
-def _flat_spec(spec: dict[str, Any]) -> dict[str, str]:
-    """Spec fields a configuration can differ in, JSON-encoded for comparison.
-
-    Model-config and training fields go by their bare names (``beta``, ``steps``);
-    metric settings by ``<metric>.<setting>``.
-    """
-    flat: dict[str, str] = {}
-    for key, value in spec.items():
-        if key in ("suite", "seed", "dataset", "model"):
-            continue
-        if key in ("model_config", "training") and isinstance(value, dict):
-            for k, v in value.items():
-                flat.setdefault(k, json.dumps(v, sort_keys=True))
-        elif key == "metrics" and isinstance(value, dict):
-            for name, settings in value.items():
-                for k, v in (settings or {}).items():
-                    flat[f"{name}.{k}"] = json.dumps(v, sort_keys=True)
-            flat["metrics"] = json.dumps(sorted(value), sort_keys=True)
-        else:
-            flat[key] = json.dumps(value, sort_keys=True)
-    return flat
-
-
 def _assign_hparams(runs: list[Run]) -> None:
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.dataset, run.model), []).append(run)
-    for group in groups.values():
-        flats = [_flat_spec(r.record["spec"]) for r in group]
-        keys = sorted({k for f in flats for k in f})
-        varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
-        for run, flat in zip(group, flats):
-            pairs: list[tuple[str, Any]] = []
-            if run.strength_field is not None:
-                pairs.append((run.strength_field, run.strength_value))
-            for key in varying:
-                if key != run.strength_field:
-                    pairs.append((key, json.loads(flat[key]) if key in flat else None))
-            run.hparams = tuple(pairs)
+    """The labels of ``benchmarks.report.results``: strength first, then every varying setting."""
+    for run, pairs in zip(runs, hyperparameter_pairs([record_row(r.record) for r in runs])):
+        run.hparams = pairs
 
 
 def configurations(runs: Iterable[Run]) -> list[Config]:

@@ -10,8 +10,6 @@ same records always give the same bytes.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from collections.abc import Iterable
@@ -19,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from benchmarks.report.frame import (
     HEADLINE_METRICS,
-    Config,
+    TRAINING_TERMS,
     Stats,
     SuiteRuns,
-    configurations,
     fmt,
     fmt_param,
     list_suites_with_records,
@@ -32,8 +32,8 @@ from benchmarks.report.frame import (
     metric_columns,
     metric_directions,
     metric_header,
-    summarise,
 )
+from benchmarks.report.results import FINAL_PREFIX, metric_column, results_frame, summary_stats
 from benchmarks.runner.records import atomic_write_text
 
 __all__ = ["write_tables", "render_tables"]
@@ -78,11 +78,23 @@ def render_tables(runs: SuiteRuns) -> dict[str, str]:
 # -- the numbers -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """One table row: a configuration's label and how many ok runs (seeds) it has."""
+
+    dataset: str
+    model: str
+    label: str
+    hparam_text: str
+    n_runs: int
+
+
 @dataclass
 class _Dataset:
     name: str
-    cells: list[Config]
-    stats: dict[tuple[tuple, str], Stats | None]  # (cell sort key, metric key) -> stats over seeds
+    cells: list[_Cell]
+    stats: dict[tuple[str, str], Stats | None]  # (configuration label, metric key) -> stats over seeds
+    seeds: dict[tuple[str, str], str]  # (configuration label, metric key) -> seeds with a value
     best: dict[str, dict[str, tuple[float, str] | None]]  # model -> key -> (median, hyperparameters)
     notes: list[str]
 
@@ -90,73 +102,115 @@ class _Dataset:
 @dataclass
 class _Report:
     runs: SuiteRuns
+    frame: pd.DataFrame  # load_results' table of every readable record
     columns: list[str]
     directions: dict[str, bool | None]
     datasets: list[_Dataset]
     protocol: list[tuple[str, str]]
 
 
+def _frame_column(key: str) -> str:
+    """The DataFrame column of a table column: a training term, or a metric."""
+    return FINAL_PREFIX + key if key in TRAINING_TERMS else metric_column(key)
+
+
 def _build(runs: SuiteRuns) -> _Report:
     columns = metric_columns(runs.runs)
     metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
     directions = metric_directions(metric_names, columns)
+    frame = results_frame([r.record for r in runs.runs])
+    ok = frame[frame["status"] == "ok"]
+    by_column = {_frame_column(k): k for k in columns}
+    for column in by_column:
+        if column not in ok.columns:
+            ok = ok.assign(**{column: np.nan})
+    table = summary_stats(ok, list(by_column))
     datasets = []
-    all_cells = configurations(runs.runs)
     for name in runs.datasets:
-        cells = [c for c in all_cells if c.dataset == name]
-        stats = {(c.sort_key, k): summarise(c.values(k)) for c in cells for k in columns}
+        mine = ok[ok["dataset"] == name]
+        sizes = mine.groupby("config", sort=False, observed=True).size()
+        first = mine.drop_duplicates("config").set_index("config")
+        cells = [
+            _Cell(name, str(first.at[c, "model"]), str(c), str(first.at[c, "hyperparameters"]), int(n))
+            for c, n in sizes.items()
+        ]
+        stats: dict[tuple[str, str], Stats | None] = {(c.label, k): None for c in cells for k in columns}
+        seeds: dict[tuple[str, str], str] = {(c.label, k): "" for c in cells for k in columns}
+        if name in table.index.get_level_values("dataset"):
+            for (config, column), row in table.loc[name].iterrows():
+                key = by_column[column]
+                std = None if row["n"] < 2 else float(row["std"])
+                stats[(config, key)] = Stats(
+                    int(row["n"]),
+                    float(row["mean"]),
+                    std,
+                    float(row["median"]),
+                    float(row["min"]),
+                    float(row["max"]),
+                )
+                seeds[(config, key)] = row["seeds"]
+        nulls = int(mine[list(by_column)].isna().to_numpy().sum())
         datasets.append(
             _Dataset(
                 name=name,
                 cells=cells,
                 stats=stats,
+                seeds=seeds,
                 best=_best(cells, stats, columns, directions),
-                notes=_notes(cells, stats, columns, directions),
+                notes=_notes(cells, stats, columns, directions, nulls),
             )
         )
-    return _Report(runs, columns, directions, datasets, _protocol(runs))
+    return _Report(runs, frame, columns, directions, datasets, _protocol(runs))
 
 
 def _best(
-    cells: list[Config],
-    stats: dict[tuple[tuple, str], Stats | None],
+    cells: list[_Cell],
+    stats: dict[tuple[str, str], Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
 ) -> dict[str, dict[str, tuple[float, str] | None]]:
     """Per model and metric, the configuration with the best median over seeds.
 
     The median, not the mean, so that one diverging seed does not pick a grid point.
-    Ties go to the first configuration in sort order (lowest strength). Metrics with no
-    better direction have no best and are left out.
+    Ties go to the first configuration in sort order (lowest strength): ``idxmax``/``idxmin``
+    return the first. Metrics with no better direction have no best and are left out.
     """
+    medians = pd.DataFrame(
+        [
+            {"model": c.model, "hparams": c.hparam_text, "key": k, "median": s.median}
+            for c in cells
+            for k in columns
+            if (s := stats[(c.label, k)]) is not None
+        ],
+        columns=["model", "hparams", "key", "median"],
+    )
     best: dict[str, dict[str, tuple[float, str] | None]] = {}
     for model in sorted({c.model for c in cells}):
-        own = [c for c in cells if c.model == model]
         best[model] = {}
+        own = medians[medians["model"] == model]
         for key in columns:
             higher = directions.get(key)
             if higher is None:
                 continue
-            choice: tuple[float, str] | None = None
-            for cell in own:
-                s = stats[(cell.sort_key, key)]
-                if s is None:
-                    continue
-                if choice is None or (s.median > choice[0] if higher else s.median < choice[0]):
-                    choice = (s.median, cell.hparam_text)
-            best[model][key] = choice
+            values = own[own["key"] == key]
+            if values.empty:
+                best[model][key] = None
+                continue
+            at = values["median"].idxmax() if higher else values["median"].idxmin()
+            best[model][key] = (float(values.at[at, "median"]), str(values.at[at, "hparams"]))
     return best
 
 
 def _notes(
-    cells: list[Config],
-    stats: dict[tuple[tuple, str], Stats | None],
+    cells: list[_Cell],
+    stats: dict[tuple[str, str], Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
+    nulls: int,
 ) -> list[str]:
     """Statements computed from this dataset's numbers; nothing here is an opinion."""
     notes = []
-    max_n = max((len(c.runs) for c in cells), default=0)
+    max_n = max((c.n_runs for c in cells), default=0)
     if cells and max_n < 2:
         notes.append(
             "Every configuration has a single seed: differences between models are not tested against "
@@ -165,7 +219,7 @@ def _notes(
     if len(cells) == 1:
         notes.append(f"Only one configuration ({cells[0].label}): no comparison between models.")
     for key in [k for k in columns if k in HEADLINE_METRICS and len(cells) > 1]:
-        have = [(c, stats[(c.sort_key, key)]) for c in cells if stats[(c.sort_key, key)] is not None]
+        have = [(c, stats[(c.label, key)]) for c in cells if stats[(c.label, key)] is not None]
         header = metric_header(key, directions)
         if len(have) < 2:
             where = f" ({have[0][0].label} only)" if have else ""
@@ -173,8 +227,8 @@ def _notes(
                 f"{header}: values for {len(have)} configuration{where}; no comparison between models."
             )
             continue
-        lo = min(have, key=lambda cs: cs[1].mean)
-        hi = max(have, key=lambda cs: cs[1].mean)
+        means = pd.Series([s.mean for _, s in have])
+        lo, hi = have[int(means.idxmin())], have[int(means.idxmax())]
         spread = hi[1].mean - lo[1].mean
         text = (
             f"{header}: configuration means range from {fmt(lo[1].mean)} ({lo[0].label}) to "
@@ -196,7 +250,6 @@ def _notes(
         else:
             text += " Not tested against seed noise (one value per configuration)."
         notes.append(text)
-    nulls = sum(1 for c in cells for r in c.runs for k in columns if r.value(k) is None)
     if nulls:
         notes.append(
             f"{nulls} value{'s are' if nulls > 1 else ' is'} null (not finite or not computed) "
@@ -347,7 +400,7 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
     ranked = [k for k in report.columns if report.directions.get(k) is not None]
     out = []
     for ds in report.datasets:
-        rows = [[c.label] + [_cell_text(ds.stats[(c.sort_key, k)]) for k in report.columns] for c in ds.cells]
+        rows = [[c.label] + [_cell_text(ds.stats[(c.label, k)]) for k in report.columns] for c in ds.cells]
         out.append(
             (
                 f"{ds.name}: mean ± std over seeds",
@@ -368,16 +421,17 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
                 "configuration's hyperparameters. Ties go to the first configuration in table order.",
             )
         )
+    frame = report.frame
     failed = [
         [
-            r.dataset,
-            r.label,
-            str(r.seed),
-            r.run_id,
-            str((r.record.get("failure") or {}).get("step", "?")),
-            str((r.record.get("failure") or {}).get("reason", "not recorded")),
+            str(row["dataset"]),
+            str(row["config"]),
+            str(row["seed"]),
+            str(row["run_id"]),
+            "?" if pd.isna(row["failure_step"]) else str(row["failure_step"]),
+            "not recorded" if pd.isna(row["failure_reason"]) else str(row["failure_reason"]),
         ]
-        for r in report.runs.failed_runs
+        for _, row in frame[frame["status"] != "ok"].iterrows()
     ]
     if failed:
         out.append(
@@ -416,61 +470,38 @@ def _markdown(report: _Report) -> str:
 
 
 def _csv(report: _Report) -> str:
-    """One row per (dataset, configuration, metric) with full-precision numbers, for re-analysis."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        [
-            "suite",
-            "dataset",
-            "model",
-            "hyperparameters",
-            "config",
-            "metric",
-            "header",
-            "higher_is_better",
-            "n",
-            "mean",
-            "std",
-            "median",
-            "min",
-            "max",
-            "seeds",
-        ]
-    )
+    """One row per (dataset, configuration, metric) with full-precision numbers, for re-analysis.
+
+    Written by pandas' CSV writer: floats in their shortest round-trip form, empty where missing.
+    """
+    rows = []
     for ds in report.datasets:
         for cell in ds.cells:
             for key in report.columns:
-                s = ds.stats[(cell.sort_key, key)]
+                s = ds.stats[(cell.label, key)]
                 higher = report.directions.get(key)
-                seeds = " ".join(str(r.seed) for r in cell.runs if r.value(key) is not None)
-                numbers = (
-                    [
-                        s.n,
-                        repr(s.mean),
-                        "" if s.std is None else repr(s.std),
-                        repr(s.median),
-                        repr(s.min),
-                        repr(s.max),
-                    ]
-                    if s is not None
-                    else [0, "", "", "", "", ""]
+                rows.append(
+                    {
+                        "suite": report.runs.suite,
+                        "dataset": ds.name,
+                        "model": cell.model,
+                        "hyperparameters": cell.hparam_text,
+                        "config": cell.label,
+                        "metric": key,
+                        "header": metric_header(key, report.directions),
+                        "higher_is_better": "" if higher is None else str(higher).lower(),
+                        "n": 0 if s is None else s.n,
+                        "mean": math.nan if s is None else s.mean,
+                        "std": math.nan if s is None or s.std is None else s.std,
+                        "median": math.nan if s is None else s.median,
+                        "min": math.nan if s is None else s.min,
+                        "max": math.nan if s is None else s.max,
+                        "seeds": ds.seeds[(cell.label, key)],
+                    }
                 )
-                writer.writerow(
-                    [
-                        report.runs.suite,
-                        ds.name,
-                        cell.model,
-                        cell.hparam_text,
-                        cell.label,
-                        key,
-                        metric_header(key, report.directions),
-                        "" if higher is None else str(higher).lower(),
-                        *numbers,
-                        seeds,
-                    ]
-                )
-    return buf.getvalue()
+    columns = ["suite", "dataset", "model", "hyperparameters", "config", "metric", "header"]
+    columns += ["higher_is_better", "n", "mean", "std", "median", "min", "max", "seeds"]
+    return pd.DataFrame(rows, columns=columns).to_csv(index=False, lineterminator="\n")
 
 
 _TEX_REPLACE = {
