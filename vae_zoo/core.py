@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vae_zoo.architectures import ARCHITECTURES
+from vae_zoo.initialisers import INITIALISERS
 from vae_zoo.likelihoods import LIKELIHOODS
 from vae_zoo.losses import gaussian_kl
 
@@ -96,6 +97,9 @@ class VAE(nn.Module):
         architecture: str = "locatello"
         in_channels: int = 1
         likelihood: str = "bernoulli"
+        #: Weight initialisation (vae_zoo.initialisers): "torch" keeps PyTorch's layer
+        #: defaults; "tf" is disentanglement_lib's (Glorot-uniform kernels, zero biases).
+        init: str = "torch"
         #: Number of training images. Unused by the ELBO itself; estimators of the
         #: aggregate posterior (beta-TCVAE) need it. The runner fills it in.
         dataset_size: int | None = None
@@ -113,6 +117,8 @@ class VAE(nn.Module):
                 raise ConfigError(
                     f"likelihood {self.likelihood!r} is unknown; known: {', '.join(LIKELIHOODS.names())}"
                 )
+            if self.init not in INITIALISERS:
+                raise ConfigError(f"init {self.init!r} is unknown; known: {', '.join(INITIALISERS.names())}")
             if self.dataset_size is not None:
                 _positive_int("dataset_size", self.dataset_size)
 
@@ -136,7 +142,14 @@ class VAE(nn.Module):
         self.encoder, self.decoder = ARCHITECTURES.get(config.architecture)(
             config.in_channels, config.latent_dim
         )
+        self.initialise(self.encoder)
+        self.initialise(self.decoder)
         self.nll = LIKELIHOODS.get(config.likelihood)
+
+    def initialise(self, module: nn.Module) -> None:
+        """Re-initialise ``module``'s layers as ``config.init`` says (a variant calls it on
+        networks of its own, e.g. FactorVAE's discriminator)."""
+        INITIALISERS.get(self.config.init)(module)
 
     @classmethod
     def make_config(cls, **values: Any) -> VAE.Config:
