@@ -7,8 +7,10 @@ more than one variant or by the core; a variant's own file only combines them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "gaussian_kl",
@@ -16,6 +18,10 @@ __all__ = [
     "log_q_z_pairwise",
     "log_aggregate_posterior",
     "mss_log_importance_weights",
+    "chen_mss_log_importance_weights",
+    "TC_ESTIMATORS",
+    "DISCRIMINATOR_LOSSES",
+    "discriminator_loss",
     "covariance",
     "dip_penalty",
     "permute_dims",
@@ -48,15 +54,21 @@ def mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) 
 
     Chen et al. 2018, Appendix C.2: with n* = i the sample's own data point,
     q(z) ~ 1/N q(z|n*) + (N-M)/(NM) q(z|n_{j*}) + 1/M sum over the other M-1,
-    M = B - 1. Each row sums to one, so the estimate of q(z) is unbiased.
-    (Chen's reference code builds this matrix with the stratum weight placed
-    twice in one row and missing in another; we place it once per row, on the
-    next batch item, which is what the derivation says.)
+    M = B - 1. Here the 1/N weight is on the diagonal (the sample's own
+    posterior) and the stratum weight on the next batch item, as the derivation
+    says: each row sums to one, and when the other batch items are drawn
+    uniformly from the rest of the data set, E_batch[q_hat(z)] = q(z) exactly.
+
+    This is NOT the matrix of Chen's code (``chen_mss_log_importance_weights``,
+    also disentangling-vae's): there the 1/N weight lands in column 0, not on the
+    diagonal, in B - 1 of B rows (63 of 64 at B = 64), so a sample's own
+    posterior is weighted 1/M, and Chen's "MSS" behaves on average like MWS
+    rather than like this estimator (tests/zoo shows the two matrices and their
+    mean q_hat(z)/q(z)). Results of ``estimator="mss"`` are therefore not
+    comparable with models trained with Chen's or disentangling-vae's MSS code;
+    ``estimator="chen_mss"`` reproduces theirs.
     """
-    if batch_size < 3:
-        raise ValueError(f"minibatch-stratified sampling needs a batch of at least 3; got {batch_size}")
-    if dataset_size < batch_size:
-        raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({batch_size})")
+    _check_mss(batch_size, dataset_size)
     n, m = float(dataset_size), float(batch_size - 1)
     weights = torch.full((batch_size, batch_size), 1.0 / m, device=device)
     idx = torch.arange(batch_size, device=device)
@@ -65,14 +77,61 @@ def mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) 
     return weights.log()
 
 
+def chen_mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
+    """The (B, B) log-weights of Chen et al.'s code (rtqichen/beta-tcvae, vae_quant.py,
+    ``_log_importance_weight_matrix``), reproduced for comparison.
+
+    It fills the flattened matrix with stride M + 1 = B, which walks down a
+    column, not the diagonal (stride B + 1): 1/N in column 0 and the stratum
+    weight (N-M)/(NM) in column 1 of every row, then overwrites entry (M-1, 0)
+    with the stratum weight; everything else is 1/M.
+    """
+    _check_mss(batch_size, dataset_size)
+    n, m = float(dataset_size), batch_size - 1
+    weights = torch.full((batch_size, batch_size), 1.0 / m, device=device)
+    weights[:, 0] = 1.0 / n
+    weights[:, 1] = (n - m) / (n * m)
+    weights[m - 1, 0] = (n - m) / (n * m)
+    return weights.log()
+
+
+def _check_mss(batch_size: int, dataset_size: int) -> None:
+    if batch_size < 3:
+        raise ValueError(f"minibatch-stratified sampling needs a batch of at least 3; got {batch_size}")
+    if dataset_size < batch_size:
+        raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({batch_size})")
+
+
+def _mws_log_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
+    return torch.full((batch_size, batch_size), -math.log(batch_size), device=device)
+
+
+def _dlib_log_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
+    return torch.zeros((batch_size, batch_size), device=device)
+
+
+#: Estimators of the aggregate posterior: name -> (B, dataset_size, device) -> log-weights (B, B).
+#: "mws" and "mss" weight rows that sum to one; "dlib" is disentanglement_lib's
+#: ``total_correlation`` (plain logsumexp, no normalisation: log q(z) is offset by
+#: +log B and log prod_d q(z_d) by +D log B, so its TC is the MWS TC - (D - 1) log B).
+TC_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {
+    "mws": _mws_log_weights,
+    "mss": mss_log_importance_weights,
+    "chen_mss": chen_mss_log_importance_weights,
+    "dlib": _dlib_log_weights,
+}
+
+
 def log_aggregate_posterior(
     z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int, estimator: str = "mws"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Minibatch estimates of log q(z) and log prod_d q(z_d), each (B,).
 
     q(z) = 1/N sum_n q(z|x_n) is the aggregate posterior (Chen et al. 2018,
-    eq. 2). ``estimator`` is "mws" (minibatch-weighted sampling, Appendix C.1)
-    or "mss" (minibatch-stratified sampling, Appendix C.2).
+    eq. 2); the estimate is log sum_j w_ij q(z_i|x_j) with log-weights from
+    ``TC_ESTIMATORS[estimator]``: "mws" (minibatch-weighted sampling, Appendix
+    C.1), "mss" (minibatch-stratified sampling, Appendix C.2, as derived),
+    "chen_mss" (the matrix of Chen's code) or "dlib" (disentanglement_lib).
 
     MWS weights every batch item 1/B. Chen et al.'s eq. S5 (and their code)
     weights them 1/(N B): those weights sum to 1/N, so their log q(z) is offset
@@ -81,14 +140,11 @@ def log_aggregate_posterior(
     logged MI, TC and dimension-wise KL are estimates of those quantities
     (tested against a brute-force TC in tests/zoo).
     """
+    if estimator not in TC_ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(TC_ESTIMATORS)}; got {estimator!r}")
     batch_size = z.shape[0]
     log_qz_pairs = log_q_z_pairwise(z, mean, logvar)  # (B_i, B_j, D)
-    if estimator == "mws":
-        log_w = torch.full((batch_size, batch_size), -math.log(batch_size), device=z.device)
-    elif estimator == "mss":
-        log_w = mss_log_importance_weights(batch_size, dataset_size, device=z.device)
-    else:
-        raise ValueError(f"estimator must be 'mws' or 'mss'; got {estimator!r}")
+    log_w = TC_ESTIMATORS[estimator](batch_size, dataset_size, device=z.device)  # (B_i, B_j)
     log_qz = torch.logsumexp(log_w + log_qz_pairs.sum(dim=2), dim=1)  # (B,)
     log_qz_product = torch.logsumexp(log_w.unsqueeze(2) + log_qz_pairs, dim=1).sum(dim=1)  # (B,)
     return log_qz, log_qz_product
@@ -118,3 +174,31 @@ def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> t
     )
     order = keys.to(z.device).argsort(dim=0)  # (B, D): an independent permutation per dimension
     return torch.gather(z, 0, order)
+
+
+def _log_probs(logits: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits, dim=1)
+
+
+def _dlib_clipped_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    # disentanglement_lib's make_discriminator: softmax, then tf.clip_by_value(probs, 1e-6, 1 - 1e-6);
+    # a clipped probability passes no gradient (clamp's gradient is zero outside the bounds, as TF's).
+    return F.softmax(logits, dim=1).clamp(1e-6, 1.0 - 1e-6).log()
+
+
+#: FactorVAE discriminator's log-probabilities from its logits (B, 2) -> (B, 2).
+#: "none": log_softmax (exact); "dlib": disentanglement_lib's clipped probabilities.
+DISCRIMINATOR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": _log_probs,
+    "dlib": _dlib_clipped_log_probs,
+}
+
+
+def discriminator_loss(logits_real: torch.Tensor, logits_permuted: torch.Tensor, clip: str = "none"):
+    """Kim & Mnih 2018, Algorithm 1: cross-entropy of the discriminator, -1/2 (E log D(z) + E log(1 - D(z~))).
+
+    ``logits_real`` (B, 2) scores samples of q(z), ``logits_permuted`` (B, 2) samples of
+    prod_d q(z_d); column 0 is "from q(z)". ``clip`` picks ``DISCRIMINATOR_LOSSES``.
+    """
+    log_probs = DISCRIMINATOR_LOSSES[clip]
+    return -0.5 * (log_probs(logits_real)[:, 0].mean() + log_probs(logits_permuted)[:, 1].mean())

@@ -1,27 +1,42 @@
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, ConfigError, Terms, non_negative
-from vae_zoo.losses import gaussian_log_density, log_aggregate_posterior
+from vae_zoo.losses import TC_ESTIMATORS, gaussian_log_density, log_aggregate_posterior
 from vae_zoo.registry import register_model
 
 
 @register_model("beta_tcvae")
 class BetaTCVAE(VAE):
-    """beta-TCVAE (Chen et al. 2018, eq. 4): reconstruction + alpha*MI + beta*TC + gamma*dimension-wise KL."""
+    """beta-TCVAE (Chen et al. 2018, eq. 4): reconstruction + alpha*MI + beta*TC + gamma*dimension-wise KL.
+
+    ``estimator`` picks the minibatch estimate of log q(z) (``losses.TC_ESTIMATORS``):
+    "mws" and "mss" (Chen et al., Appendix C.1/C.2; "mss" as derived, "chen_mss" as
+    Chen's code builds it) use eq. 4 with the single-sample Monte Carlo KL it
+    decomposes. "dlib" is disentanglement_lib's ``BetaTCVAE.regularizer`` (alpha =
+    gamma = 1 only): analytic KL + (beta - 1) * its unnormalised TC, which is the
+    MWS TC - (D - 1) log B, so its logged regularizer differs from "mws"'s by
+    (beta - 1)(D - 1) log B besides the KL's Monte Carlo noise.
+    """
 
     @dataclass(frozen=True, kw_only=True)
     class Config(VAE.Config):
         alpha: float = 1.0
         beta: float = 6.0
         gamma: float = 1.0
-        estimator: str = "mws"  # "mws" minibatch-weighted or "mss" minibatch-stratified sampling
+        estimator: str = "mws"  # a key of losses.TC_ESTIMATORS
 
         def __post_init__(self):
             super().__post_init__()
             non_negative(self, "alpha", "beta", "gamma")
-            if self.estimator not in ("mws", "mss"):
+            if self.estimator not in TC_ESTIMATORS:
                 raise ConfigError(
-                    f"BetaTCVAE.Config.estimator must be 'mws' or 'mss'; got {self.estimator!r}"
+                    f"BetaTCVAE.Config.estimator must be one of {', '.join(TC_ESTIMATORS)}; "
+                    f"got {self.estimator!r}"
+                )
+            if self.estimator == "dlib" and (self.alpha, self.gamma) != (1.0, 1.0):
+                raise ConfigError(
+                    "BetaTCVAE.Config.estimator 'dlib' fixes alpha = gamma = 1 (KL + (beta - 1) TC); "
+                    f"got alpha={self.alpha!r}, gamma={self.gamma!r}"
                 )
 
     study_grid = tuple({"beta": b} for b in (1.0, 2.0, 4.0, 6.0, 8.0, 10.0))
@@ -41,10 +56,9 @@ class BetaTCVAE(VAE):
         mi = (log_qz_x - log_qz).mean()
         tc = (log_qz - log_qz_product).mean()
         dw_kl = (log_qz_product - log_pz).mean()
-        c = self.config
-        return c.alpha * mi + c.beta * tc + c.gamma * dw_kl, {
-            "kl": terms.kl.mean(),
-            "mi": mi,
-            "tc": tc,
-            "dw_kl": dw_kl,
-        }
+        c, kl = self.config, terms.kl.mean()
+        if c.estimator == "dlib":  # dlib's vae.py BetaTCVAE: kl_loss + (beta - 1) * total_correlation
+            regularizer = kl + (c.beta - 1.0) * tc
+        else:
+            regularizer = c.alpha * mi + c.beta * tc + c.gamma * dw_kl
+        return regularizer, {"kl": kl, "mi": mi, "tc": tc, "dw_kl": dw_kl}

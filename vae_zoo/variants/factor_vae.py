@@ -1,17 +1,16 @@
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vae_zoo.core import VAE, Terms, VAEOutput, non_negative
-from vae_zoo.losses import permute_dims
+from vae_zoo.core import VAE, ConfigError, Terms, VAEOutput, non_negative
+from vae_zoo.losses import DISCRIMINATOR_LOSSES, discriminator_loss, permute_dims
 from vae_zoo.registry import register_model
 
 
 def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Sequential:
     """Kim & Mnih 2018, Appendix: 6 dense layers of 1000 with leaky ReLU (0.2), 2 logits
-    [from q(z), from prod_d q(z_d)]."""
+    [from q(z), from prod_d q(z_d)]; disentanglement_lib's ``fc_discriminator`` is the same."""
     blocks: list[nn.Module] = []
     width = latent_dim
     for _ in range(layers):
@@ -22,16 +21,31 @@ def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Se
 
 @register_model("factor_vae")
 class FactorVAE(VAE):
-    """FactorVAE (Kim & Mnih 2018, eq. 2): KL + gamma * TC, TC estimated by a discriminator."""
+    """FactorVAE (Kim & Mnih 2018, eq. 2): KL + gamma * TC, TC estimated by a discriminator.
+
+    As disentanglement_lib (not Kim & Mnih, who permute a second batch), the
+    discriminator sees the training batch's own z and its per-dimension permutation.
+    ``discriminator_clip``: "none" (default, unchanged numerics) takes the exact
+    log_softmax; "dlib" clips the discriminator's softmax probabilities to
+    [1e-6, 1 - 1e-6] before the log in its loss, as dlib's ``make_discriminator``
+    (the TC term uses the logits either way). Its optimiser is Adam(lr 1e-4,
+    betas (0.5, 0.9), eps 1e-8), dlib's shared.gin ``discriminator/AdamOptimizer``.
+    """
 
     @dataclass(frozen=True, kw_only=True)
     class Config(VAE.Config):
         gamma: float = 30.0
         discriminator_lr: float = 1e-4
+        discriminator_clip: str = "none"  # a key of losses.DISCRIMINATOR_LOSSES
 
         def __post_init__(self):
             super().__post_init__()
             non_negative(self, "gamma", "discriminator_lr")
+            if self.discriminator_clip not in DISCRIMINATOR_LOSSES:
+                raise ConfigError(
+                    f"FactorVAE.Config.discriminator_clip must be one of {', '.join(DISCRIMINATOR_LOSSES)}; "
+                    f"got {self.discriminator_clip!r}"
+                )
 
     study_grid = tuple({"gamma": g} for g in (10.0, 20.0, 30.0, 40.0, 50.0, 100.0))
     strength_field = "gamma"
@@ -39,6 +53,7 @@ class FactorVAE(VAE):
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
         self.discriminator = discriminator(self.config.latent_dim)
+        self.initialise(self.discriminator)
 
     def regularizer(self, terms: Terms):
         kl = terms.kl.mean()
@@ -54,6 +69,6 @@ class FactorVAE(VAE):
 
     def auxiliary_loss(self, output: VAEOutput, generator=None):
         z = output.z.detach()  # (B, D): the discriminator must not move the encoder
-        real = F.log_softmax(self.discriminator(z), dim=1)[:, 0]
-        permuted = F.log_softmax(self.discriminator(permute_dims(z, generator)), dim=1)[:, 1]
-        return -0.5 * (real.mean() + permuted.mean())  # cross-entropy, Kim & Mnih Algorithm 1
+        real = self.discriminator(z)  # (B, 2)
+        permuted = self.discriminator(permute_dims(z, generator))  # (B, 2)
+        return discriminator_loss(real, permuted, self.config.discriminator_clip)
