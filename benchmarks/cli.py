@@ -1,4 +1,4 @@
-"""The ``vaebench`` command line: list, data, run, table, plot, eval.
+"""The ``vaebench`` command line: list, data, run, table, plot, export, analyze, eval.
 
 Bad input exits with status 2 and a message naming the bad value and what
 would be accepted; a sweep with failed runs exits with status 1 and lists them;
@@ -251,6 +251,48 @@ def plot(
     from benchmarks.report import write_figures
 
     _regenerate(write_figures, out, suite)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+
+
+@app.command()
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
+    out: Annotated[Path, typer.Option(help="Output directory holding runs/.")] = DEFAULT_OUT,
+    suite: SuiteOption = None,
+    to: Annotated[
+        Path | None, typer.Option(help="File to write (default: OUT/export/<suite or all>.<format>).")
+    ] = None,
+) -> None:
+    """Write the tidy table of the records (one row per run, `load_results`) as CSV, Parquet or JSON."""
+    from benchmarks.report import MissingDependency, export_results
+
+    def write(out_dir: Path, name: str | None) -> list[Path]:
+        try:
+            return export_results(out_dir, name, format.value, to)
+        except MissingDependency as exc:
+            fail(str(exc))
+
+    _regenerate(write, out, suite)
+
+
+@app.command()
+def analyze(
+    out: Annotated[Path, typer.Option(help="Output directory holding runs/.")] = DEFAULT_OUT,
+    suite: SuiteOption = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the pairwise intervals.")] = 2000,
+) -> None:
+    """The study's analyses (metric agreement, variance shares, pairwise tests, mean vs sampled
+    representation, unsupervised model selection) into OUT/analysis/<suite>/."""
+    from benchmarks.report import write_analysis
+
+    if n_boot < 100:
+        fail(f"--n-boot must be at least 100; got {n_boot}")
+    _regenerate(lambda out_dir, name: write_analysis(out_dir, name, n_boot=n_boot), out, suite)
 
 
 # -- eval ------------------------------------------------------------------------
