@@ -3,8 +3,9 @@
 A dataset is declarative: its factor names and sizes, observation shape,
 default likelihood, the official files it can read and a procedural
 generator (``render`` for a few images, ``generate`` for the whole grid).
-Images come from one flat uint8 cache ``(N, C, 64, 64)`` in the grid's order,
-built from whichever source was chosen (see ``storage`` for the layout):
+Images come from one flat cache of ``(N, C, 64, 64)`` images in the grid's
+order (uint8, bit-packed when binary; content-hashed and checked on load, see
+``storage`` for the layout), built from whichever source was chosen:
 
 * ``"official"`` - the file published by the dataset's authors, verified by
   checksum and converted once;
@@ -35,6 +36,8 @@ from .grid import FactorGrid
 from .parallel import run_tasks
 from .storage import (
     KNOWN_CHECKSUMS,
+    CacheReader,
+    CacheRebuildWarning,
     Checksum,
     DatasetFileError,
     FlatCache,
@@ -102,16 +105,46 @@ def sample_batch(images_u8: torch.Tensor, indices: torch.Tensor) -> torch.Tensor
 class TrainingImages:
     """The images a run trains on: ``batch(indices)`` gives float32 ``(B, C, H, W)`` in [0, 1] on ``device``.
 
-    ``num_images`` is N, the range batch indices are drawn from.
+    ``num_images`` is N, the range batch indices are drawn from. Two backings,
+    the same numbers bit for bit (``sample_batch``'s ``uint8 -> float32 / 255``;
+    a bit-packed 1 becomes 1.0, which is exactly 255 / 255):
+
+    * ``TrainingImages(images_u8)``: a whole uint8 tensor ``(N, C, H, W)`` on the
+      device (CUDA: one upload, batches gathered on the GPU);
+    * ``TrainingImages(reader=..., device=...)``: each batch is read from the cache
+      file by index (``storage.CacheReader``), unpacked and converted; nothing of
+      the dataset is held in memory (the CPU path).
     """
 
-    def __init__(self, images_u8: torch.Tensor):
-        self.images_u8 = images_u8  # (N, C, H, W) uint8
-        self.device = images_u8.device
-        self.num_images = images_u8.shape[0]
+    def __init__(
+        self,
+        images_u8: torch.Tensor | None = None,
+        *,
+        reader: CacheReader | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if (images_u8 is None) == (reader is None):
+            raise ValueError("TrainingImages needs either images_u8 or reader")
+        self.images_u8 = images_u8  # (N, C, H, W) uint8, or None
+        self.reader = reader
+        if images_u8 is not None:
+            self.device = images_u8.device
+            self.num_images = images_u8.shape[0]
+            self.image_shape = tuple(images_u8.shape[1:])
+        else:
+            self.device = torch.device(device)
+            self.num_images = reader.num_images
+            self.image_shape = tuple(reader.shape[1:])
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return sample_batch(self.images_u8, indices)
+        if self.images_u8 is not None:
+            return sample_batch(self.images_u8, indices)
+        index = indices.to("cpu", torch.int64).numpy()
+        if self.reader.packed:
+            x = torch.from_numpy(self.reader.bits(index)).to(torch.float32)  # 0/1 -> 0.0/1.0
+        else:
+            x = to_float(torch.from_numpy(self.reader.raw(index)))
+        return x.view(len(index), *self.image_shape).to(self.device)  # (B, C, H, W)
 
 
 @dataclass(frozen=True)
@@ -172,7 +205,7 @@ class GroundTruthDataset:
         self.progress = progress
         self._source: str | None = None
         self._cache: FlatCache | None = None
-        self._images: np.ndarray | None = None  # (N, C, H, W) uint8 memmap once prepared
+        self._reader: CacheReader | None = None  # reads the cache's images by index once prepared
         self._provenance: dict = {}
 
     # -- declared structure -----------------------------------------------------
@@ -214,15 +247,34 @@ class GroundTruthDataset:
     def images_at(self, indices: np.ndarray) -> np.ndarray:
         """uint8 ``(n, C, H, W)`` images at flat indices ``(n,)`` (gathered from the memmap cache)."""
         indices = self.grid.validate_indices(indices)
-        return np.asarray(self._ready_images()[indices])
+        return self._ready_images().images(indices)
 
     def as_tensor(self, device: str | torch.device = "cpu") -> torch.Tensor:
-        """The whole dataset as one uint8 tensor ``(N, C, H, W)`` on ``device``."""
-        self.prepare()
-        return torch.from_numpy(self._cache.load()).to(device)
+        """The whole dataset as one uint8 tensor ``(N, C, H, W)`` on ``device`` (2.8 GiB for dSprites).
+
+        Filled in chunks of 16,384 images from the cache file, so a CUDA copy
+        needs no host copy of the whole dataset; on the CPU the tensor is that copy.
+        """
+        reader = self._ready_images()
+        device = torch.device(device)
+        out = torch.empty((reader.num_images, *reader.shape[1:]), dtype=torch.uint8, device=device)
+        step = 16384
+        for start in range(0, reader.num_images, step):
+            stop = min(start + step, reader.num_images)
+            out[start:stop].copy_(torch.from_numpy(reader.images(np.arange(start, stop))))
+        return out
 
     def training_images(self, device: str | torch.device = "cpu") -> TrainingImages:
-        """What the training loop draws batches from (see ``TrainingImages``)."""
+        """What the training loop draws batches from (see ``TrainingImages``).
+
+        On the CPU each batch is read from the cache file by index (peak memory
+        a few MB, not the dataset); on CUDA the whole uint8 dataset is uploaded once
+        and batches are gathered on the device.
+        """
+        reader = self._ready_images()
+        device = torch.device(device)
+        if device.type == "cpu":
+            return TrainingImages(reader=reader, device=device)
         return TrainingImages(self.as_tensor(device))
 
     #: True when an observation is not a function of its factors alone (color_dsprites' colour,
@@ -301,15 +353,47 @@ class GroundTruthDataset:
 
     def prepare(self, *, rebuild: bool = False) -> GroundTruthDataset:
         """Resolve the source and make sure its cache exists; returns ``self``."""
-        if self._images is not None and not rebuild:
+        if self._reader is not None and not rebuild:
             return self
         _PREPARERS[self.requested_source](self, rebuild)
-        self._images = self._cache.open()
+        self._reader = self._cache.reader()
         return self
 
-    def _ready_images(self) -> np.ndarray:
+    def _ready_images(self) -> CacheReader:
         self.prepare()
-        return self._images
+        return self._reader
+
+    def _ensure(
+        self,
+        cache: FlatCache,
+        fill: Callable[[np.ndarray], None],
+        rebuild: bool,
+        *,
+        extra: dict | None = None,
+        before_build: Callable[[], None] | None = None,
+    ) -> None:
+        """Make ``cache`` valid, under its lock: check its content in full, rebuild it if needed.
+
+        One process builds; the others wait on the lock and then find the cache
+        valid. A cache that exists but fails a check is rebuilt with a
+        ``CacheRebuildWarning`` saying why (which file, which chunk, what differs).
+        """
+        with cache.lock():
+            reason = "a rebuild was asked for" if rebuild else cache.problem()
+            if reason is None:
+                mismatch = cache.check_content()
+                if mismatch is None:
+                    return
+                reason = str(mismatch)
+                cache.invalidate(reason)
+            if not rebuild and (cache.array_path.exists() or cache.manifest_path.exists()):
+                warnings.warn(
+                    CacheRebuildWarning(f"rebuilding the {self.name} cache {cache.array_path}: {reason}"),
+                    stacklevel=5,
+                )
+            if before_build is not None:
+                before_build()
+            cache.build(fill, extra=extra)
 
     def procedural_cache(self) -> FlatCache:
         identity = {
@@ -356,28 +440,39 @@ class GroundTruthDataset:
             for official in self.official_files:
                 cache = self.official_cache(official)
                 if cache.is_valid() and not rebuild:
-                    self._use(
-                        cache,
-                        "official",
-                        {"official_file": official.filename, "checksum": str(official.checksum)},
+                    with cache.lock():
+                        mismatch = cache.check_content()
+                    if mismatch is None:
+                        self._use(
+                            cache,
+                            "official",
+                            {"official_file": official.filename, "checksum": str(official.checksum)},
+                        )
+                        return
+                    cache.invalidate(str(mismatch))
+                    warnings.warn(
+                        CacheRebuildWarning(
+                            f"the {self.name} cache {cache.array_path} is corrupt and there is no official "
+                            f"file to rebuild it from: {mismatch}"
+                        ),
+                        stacklevel=4,
                     )
-                    return
             raise OfficialFileMissingError(self.missing_official_message())
         official, path = found
         cache = self.official_cache(official)
         verify_checksum(path, official.checksum, self.cache_dir, progress=self.progress)
-        if rebuild or not cache.is_valid():
-            official.check(path, self)
-            cache.build(
-                lambda out: official.convert(path, self, out, self.progress),
-                extra={"source_path": str(path)},
-            )
+        self._ensure(
+            cache,
+            lambda out: official.convert(path, self, out, self.progress),
+            rebuild,
+            extra={"source_path": str(path)},
+            before_build=lambda: official.check(path, self),
+        )
         self._use(cache, "official", {"official_file": str(path), "checksum": str(official.checksum)})
 
     def _prepare_procedural(self, rebuild: bool) -> None:
         cache = self.procedural_cache()
-        if rebuild or not cache.is_valid():
-            cache.build(lambda out: self.generate(out, self.progress))
+        self._ensure(cache, lambda out: self.generate(out, self.progress), rebuild)
         self._use(cache, "procedural", {"generator_version": self.generator_version})
 
     def _prepare_auto(self, rebuild: bool) -> None:
@@ -388,13 +483,20 @@ class GroundTruthDataset:
             try:
                 self._prepare_official(rebuild)
                 return
-            except DatasetFileError as exc:
+            except (DatasetFileError, OfficialFileMissingError) as exc:
                 warnings.warn(f"{exc}\nFalling back to the procedural {self.name}.", stacklevel=3)
         self._prepare_procedural(rebuild)
 
     def _use(self, cache: FlatCache, source: str, details: dict) -> None:
         self._cache, self._source = cache, source
-        self._provenance = {"dataset": self.name, "source": source, "cache": str(cache.array_path), **details}
+        manifest = cache.manifest() or {}
+        self._provenance = {
+            "dataset": self.name,
+            "source": source,
+            "cache": str(cache.array_path),
+            "cache_content_hash": manifest.get("content_hash"),  # checked in full by prepare
+            **details,
+        }
 
 
 def output_target(out: np.ndarray) -> str | np.ndarray:

@@ -12,6 +12,7 @@ The main ``vaebench`` app mounts ``data_app`` as ``vaebench data``::
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +25,7 @@ from vaebench.registry import UnknownNameError
 
 from .base import SOURCES, GroundTruthDataset, get_dataset_class, list_datasets
 from .official import fetch_file
-from .storage import DatasetFileError, OfficialFileMissingError, verify_checksum
+from .storage import DatasetFileError, FlatCache, OfficialFileMissingError, verify_checksum
 
 __all__ = ["data_app"]
 
@@ -34,6 +35,7 @@ data_app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+err_console = Console(stderr=True)  # errors and warnings: stdout stays the command's output
 
 _SOURCE_HELP = f"where images come from: {', '.join(SOURCES)} (auto: official if present and verified)"
 NameArg = Annotated[str, typer.Argument(help="dataset name (see `vaebench data list`)")]
@@ -43,21 +45,45 @@ RootOpt = Annotated[
 ]
 
 
+class BadInput(ValueError):
+    """A command-line value that is not one of the valid ones (exit code 2, like an unknown name)."""
+
+
 @contextmanager
 def _friendly_errors():
-    """Known failures become a one-line message and a non-zero exit code, not a traceback."""
-    try:
-        yield
-    except UnknownNameError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except (DatasetFileError, OfficialFileMissingError, ConnectionError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    """Known failures become a one-line message on stderr and a non-zero exit code, not a traceback.
+
+    Exit 2: bad input (an unknown dataset, a source that does not exist), the
+    message naming the bad value and the valid ones. Exit 1: a dataset file or
+    cache that is missing or wrong, or no network. Warnings raised meanwhile
+    (a cache rebuilt, and why) are printed to stderr too.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except (UnknownNameError, BadInput) as exc:
+            _print_error(exc)
+            raise typer.Exit(2) from None
+        except (DatasetFileError, OfficialFileMissingError, ConnectionError, ValueError) as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
+        finally:
+            for warning in caught:
+                err_console.print(
+                    f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True
+                )
+
+
+def _print_error(exc: BaseException) -> None:
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
 
 
 def _dataset(name: str, source: str, root: Path | None) -> GroundTruthDataset:
-    return get_dataset_class(name)(source=source, root=root)
+    cls = get_dataset_class(name)
+    if source not in SOURCES:
+        raise BadInput(f"--source {source!r} is not a source; use one of {', '.join(SOURCES)}")
+    return cls(source=source, root=root)
 
 
 @data_app.command("list")
@@ -98,12 +124,25 @@ def info(
             console.print(line, highlight=False, soft_wrap=True)
 
 
-def _cache_state(cache) -> str:
-    manifest = cache.manifest()
-    if manifest is None:
+def _cache_state(cache: FlatCache, sample: int = 8) -> str:
+    """Built or not, and a content check of ``sample`` chunks (``verify`` checks them all)."""
+    problem = cache.problem()
+    if problem == "not built":
         return f"not built ({cache.array_path})"
+    if problem is not None:
+        return f"not valid, rebuilt on the next prepare: {problem} ({cache.array_path})"
+    manifest = cache.manifest()
+    mismatch = cache.check_content(sample=sample)
+    if mismatch is not None:
+        return f"CORRUPT, rebuilt on the next prepare: {mismatch}"
     size = manifest["file_size"] / 2**30
-    return f"ready, {size:.2f} GiB, built in {manifest.get('build_seconds', '?')} s ({cache.array_path})"
+    layout = "bit-packed" if manifest.get("packed") else "uint8"
+    checked = min(sample, len(manifest["chunks"]))
+    return (
+        f"ready, {size:.2f} GiB {layout}, built in {manifest.get('build_seconds', '?')} s; "
+        f"{checked} of {len(manifest['chunks'])} chunks checked against its content hash "
+        f"(all are checked on load and by `vaebench data verify`) ({cache.array_path})"
+    )
 
 
 @data_app.command()
@@ -155,7 +194,8 @@ def verify(
     ] = 64,
     seed: Annotated[int, typer.Option(help="which images to compare")] = 0,
 ) -> None:
-    """Re-check a dataset: re-hash the official file, or re-render procedural samples against the cache."""
+    """Re-check a dataset: the official file's checksum, every chunk of the cache against its content hash,
+    and (procedural) re-rendered samples against the cache. A corrupt cache is marked invalid."""
     with _friendly_errors():
         ds = _dataset(name, source, root)
         found = ds.find_official_file()
@@ -164,7 +204,22 @@ def verify(
             verify_checksum(path, official.checksum, ds.cache_dir, force=True)
             official.check(path, ds)
             console.print(f"{path}: checksum ({official.checksum}) and layout OK")
-        ds.prepare()
+        caches = [ds.official_cache(f) for f in ds.official_files] if source != "procedural" else []
+        if source != "official" and ds.generator_version is not None:
+            caches.append(ds.procedural_cache())
+        built = [cache for cache in caches if cache.is_valid()]
+        for cache in built:
+            with cache.lock():
+                mismatch = cache.check_content()
+                if mismatch is not None:
+                    cache.invalidate(str(mismatch))
+            if mismatch is not None:
+                raise DatasetFileError(
+                    f"{mismatch}. The cache is marked invalid; `vaebench data prepare {ds.name}` "
+                    f"(or the next run) rebuilds it."
+                )
+            console.print(f"{cache.array_path}: every chunk matches its content hash")
+        ds.prepare()  # builds the cache if none was built
         console.print(f"{ds.name}: using the {ds.source} cache {ds.provenance()['cache']}")
         if ds.source == "procedural":
             rng = np.random.default_rng(seed)
@@ -172,9 +227,11 @@ def verify(
             cached, fresh = ds.images(factors).astype(np.int16), ds.render(factors).astype(np.int16)
             worst = int(np.abs(cached - fresh).max(initial=0))
             if worst > 1:  # float reductions may round a pixel the other way, never more
+                ds.procedural_cache().invalidate(f"re-rendered images differ by up to {worst} grey levels")
                 raise DatasetFileError(
                     f"{ds.provenance()['cache']}: {samples} re-rendered images differ from the cache "
-                    f"by up to {worst} grey levels; rebuild: `vaebench data prepare {ds.name} --rebuild`"
+                    f"by up to {worst} grey levels (the generator changed without a new version?). "
+                    f"The cache is marked invalid; `vaebench data prepare {ds.name}` rebuilds it."
                 )
             console.print(f"{samples} re-rendered images match the cache (max difference {worst})")
 

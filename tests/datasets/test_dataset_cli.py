@@ -41,7 +41,11 @@ def test_unknown_dataset_and_bad_source_fail_with_a_message():
     result = invoke("info", "dsprite")
     assert result.exit_code == 2 and "Did you mean 'dsprites'" in result.output
     result = invoke("prepare", "dsprites", "--source", "internet")
-    assert result.exit_code == 1 and "auto, official, procedural" in result.output
+    assert (
+        result.exit_code == 2
+        and "'internet'" in result.stderr
+        and "auto, official, procedural" in result.stderr
+    )
 
 
 def test_prepare_verify_show_on_a_small_grid(tiny_dsprites, data_root, tmp_path):

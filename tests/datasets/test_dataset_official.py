@@ -15,7 +15,7 @@ from benchmarks.datasets.shapes3d import Shapes3D
 def _cache_files(root):
     cache = root / "cache"
     return (
-        sorted(p.name for p in cache.glob("*") if not p.name.endswith(".verified.json"))
+        sorted(p.name for p in cache.glob("*") if not p.name.endswith((".verified.json", ".lock")))
         if cache.exists()
         else []
     )
@@ -32,7 +32,8 @@ def test_npz_with_pickled_metadata_loads_in_grid_order(write_dsprites_npz, trust
     assert provenance["source"] == "official" and provenance["checksum"] == str(checksum)
     assert provenance["official_file"] == str(path)
     assert (data_root / "cache" / "dsprites-official.npy").is_file()
-    assert np.load(data_root / "cache" / "dsprites-official.npy", mmap_mode="r").shape == (len(ds), 1, 64, 64)
+    # binary pixels are stored bit-packed (storage.py): 64 * 64 bits = 512 bytes per image
+    assert np.load(data_root / "cache" / "dsprites-official.npy", mmap_mode="r").shape == (len(ds), 512)
 
 
 def test_hdf5_layout_loads(write_dsprites_hdf5, trust):
