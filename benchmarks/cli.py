@@ -8,6 +8,7 @@ an interrupted sweep exits with 130 and resumes when rerun.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -32,7 +33,9 @@ app.add_typer(list_app, name="list")
 console = Console()
 err_console = Console(stderr=True)
 
-DEFAULT_OUT = Path("results")
+#: Where records go unless --out says otherwise: $VAEBENCH_OUT, else ./vaebench-results. The committed
+#: results/ are regenerated with an explicit `--out results`, so ad-hoc runs never mix into them.
+DEFAULT_OUT = Path(os.environ.get("VAEBENCH_OUT") or "vaebench-results")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -96,6 +99,16 @@ def list_metrics_cmd() -> None:
         typer.echo(f"{name:<24} {doc[0] if doc else ''}")
 
 
+@list_app.command("backends")
+def list_backends_cmd() -> None:
+    """Registered backends for `vaebench run --backend` (built-in and plug-ins)."""
+    from benchmarks.runner.backends import BACKENDS
+
+    for name in BACKENDS.names():
+        doc = (BACKENDS.get(name).__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:<10} {doc[0] if doc else ''}")
+
+
 @list_app.command("datasets")
 def list_datasets_cmd() -> None:
     """Registered ground-truth datasets and their factors."""
@@ -107,87 +120,306 @@ def list_datasets_cmd() -> None:
         typer.echo(f"{name:<10} {factors}")
 
 
-# -- run -----------------------------------------------------------------------
+# -- run / plan / status ------------------------------------------------------------
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-@app.command()
-def run(
-    suite: Annotated[
-        str, typer.Option(help="Suite name (see `vaebench list suites`) or path to a TOML file.")
-    ] = "quick",
-    models: Annotated[
-        str | None, typer.Option(help="'all' or a comma-separated list of model names.")
-    ] = None,
-    datasets: Annotated[str | None, typer.Option(help="Comma-separated dataset names.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Override the suite's training steps.")] = None,
-    metrics: Annotated[
-        str | None, typer.Option(help="Comma-separated metric names (default: the suite's).")
-    ] = None,
-    device: Annotated[Device, typer.Option(help="Training device.")] = Device.auto,
-    source: Annotated[str | None, typer.Option(help="Dataset source: auto, official or procedural.")] = None,
-    out: Annotated[
-        Path, typer.Option(help="Output directory for records, tables and figures.")
-    ] = DEFAULT_OUT,
-    force: Annotated[bool, typer.Option(help="Rerun runs that already have a record.")] = False,
-    pack: Annotated[
-        int | None,
-        typer.Option(
-            help="Train up to N compatible runs as one batched computation (default: 36 on a GPU, 1 on CPU)."
-        ),
-    ] = None,
-) -> None:
-    """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
+SuiteArg = Annotated[
+    str, typer.Option(help="Suite name (see `vaebench list suites`) or path to a TOML file.")
+]
+ModelsArg = Annotated[str | None, typer.Option(help="'all' or a comma-separated list of model names.")]
+DatasetsArg = Annotated[str | None, typer.Option(help="Comma-separated dataset names.")]
+SeedsArg = Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")]
+StepsArg = Annotated[int | None, typer.Option(help="Override the suite's training steps.")]
+MetricsArg = Annotated[str | None, typer.Option(help="Comma-separated metric names (default: the suite's).")]
+SourceArg = Annotated[str | None, typer.Option(help="Dataset source: auto, official or procedural.")]
+OutArg = Annotated[
+    Path,
+    typer.Option(
+        help="Output directory for records, tables and figures ($VAEBENCH_OUT or ./vaebench-results)."
+    ),
+]
+PackArg = Annotated[
+    int | None,
+    typer.Option(
+        help="Train up to N compatible runs as one batched computation (default: 36 on a GPU, 1 on CPU)."
+    ),
+]
+DeviceArg = Annotated[Device, typer.Option(help="Training device.")]
+
+
+def _select(suite, models, datasets, seeds, steps, metrics, source):
+    """The suite with the command line's selection applied, expanded and validated: (suite, specs)."""
     from benchmarks.runner.suite import expand_suite, load_suite, override_suite
-    from benchmarks.runner.sweep import check_writable, run_sweep
-    from benchmarks.runner.train import resolve_device
     from vae_zoo import list_models
 
+    spec_suite = load_suite(suite)
+    model_names = _split(models)
+    if model_names == ["all"]:
+        model_names = list_models()
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in _split(seeds)]
+        except ValueError:
+            fail(f"--seeds must be comma-separated integers; got {seeds!r}")
+    spec_suite = override_suite(
+        spec_suite,
+        models=model_names,
+        datasets=_split(datasets),
+        seeds=seed_list,
+        steps=steps,
+        metrics=_split(metrics),
+        dataset_source=source,
+    )
+    return spec_suite, expand_suite(spec_suite)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"--{name} must be a positive integer; got {value}")
+
+
+@app.command()
+def run(
+    suite: SuiteArg = "quick",
+    models: ModelsArg = None,
+    datasets: DatasetsArg = None,
+    seeds: SeedsArg = None,
+    steps: StepsArg = None,
+    metrics: MetricsArg = None,
+    device: DeviceArg = Device.auto,
+    source: SourceArg = None,
+    out: OutArg = DEFAULT_OUT,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Rerun every run, recorded or not (an interrupted --force resumes)."),
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Rerun the runs recorded as failed.")
+    ] = False,
+    pack: PackArg = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only shard I of N of the plan (I/N, 0 <= I < N), e.g. $SLURM_ARRAY_TASK_ID/8."
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Where to run: local, slurm (see `vaebench list backends`).")
+    ] = "local",
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    gpus_per_job: Annotated[
+        int | None, typer.Option(help="GPUs per SLURM task (the runs train on cuda).")
+    ] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="CPUs per SLURM task.")] = None,
+    mem_gb: Annotated[float | None, typer.Option(help="Memory per SLURM task, GB.")] = None,
+    timeout_min: Annotated[
+        int | None, typer.Option(help="Time limit per SLURM task; a timeout requeues it.")
+    ] = None,
+    array_parallelism: Annotated[int | None, typer.Option(help="At most K SLURM tasks at once.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit, print the job ids and return.")] = False,
+    progress_interval: Annotated[
+        float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
+    ] = 30.0,
+) -> None:
+    """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
+    from benchmarks.runner.backends import BackendOptions, get_backend
+    from benchmarks.runner.plan import parse_shard
+    from benchmarks.runner.sweep import check_writable
+
     try:
-        spec_suite = load_suite(suite)
-        model_names = _split(models)
-        if model_names == ["all"]:
-            model_names = list_models()
-        seed_list = None
-        if seeds is not None:
-            try:
-                seed_list = [int(s) for s in _split(seeds)]
-            except ValueError:
-                fail(f"--seeds must be comma-separated integers; got {seeds!r}")
-        spec_suite = override_suite(
-            spec_suite,
-            models=model_names,
-            datasets=_split(datasets),
-            seeds=seed_list,
-            steps=steps,
-            metrics=_split(metrics),
-            dataset_source=source,
+        spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
+        _positive("pack", pack)
+        options = BackendOptions(
+            device=device.value,
+            force=force,
+            retry_failed=retry_failed,
+            pack=pack,
+            shard=parse_shard(shard) if shard is not None else None,
+            progress_interval=progress_interval,
+            partition=partition,
+            gpus_per_job=gpus_per_job,
+            cpus_per_job=cpus_per_job,
+            mem_gb=mem_gb,
+            timeout_min=timeout_min,
+            array_parallelism=array_parallelism,
+            no_wait=no_wait,
         )
-        specs = expand_suite(spec_suite)
-        torch_device = resolve_device(device.value)
-        if pack is not None and pack < 1:
-            raise ValueError(f"--pack must be a positive integer; got {pack}")
+        runner = get_backend(backend, options, console)
         check_writable(out)
     except _user_errors() as exc:
         fail(str(exc))
-    result = run_sweep(specs, out, torch_device, force=force, pack=pack, console=console)
+    result = runner.run(specs, out)
     if result.interrupted:
         raise typer.Exit(130)
-    if result.failed or result.unreadable:
-        err_console.print(f"[bold red]{len(result.failed)} run(s) failed:[/]")
-        for run_id, step, reason in result.failed:
+    _report_sweep(result, out / "runs" / spec_suite.name)
+    raise typer.Exit(result.exit_code)
+
+
+def _report_sweep(result, records_dir: Path) -> None:
+    """The sweep's closing lines: failures and what could not be read on stderr, a summary on stdout."""
+    problems = result.failed + result.previously_failed
+    if problems:
+        err_console.print(f"[bold red]{len(problems)} run(s) failed:[/]")
+        for run_id, step, reason in problems:
             err_console.print(f"  {run_id}: step {step}: {reason}")
+        if result.previously_failed:
+            err_console.print("  (recorded earlier; `vaebench run ... --retry-failed` reruns them)")
+    if result.unreadable:
+        err_console.print(
+            f"[bold red]{len(result.unreadable)} unreadable record(s) or checkpoint(s), skipped:[/]"
+        )
         for path in result.unreadable:
-            err_console.print(f"  unreadable, skipped: {path}")
-        raise typer.Exit(1)
+            err_console.print(f"  {path}")
+    if result.blocked:
+        err_console.print(f"[bold red]{len(result.blocked)} run(s) blocked on a missing official file:[/]")
+        for run_id, why in sorted(result.blocked.items()):
+            err_console.print(f"  {run_id}: {why.splitlines()[0]}")
+    if result.claimed_elsewhere:
+        console.print(f"{len(result.claimed_elsewhere)} run(s) left to the other process(es) training them.")
     console.print(
         f"{len(result.completed)} run(s) completed, {len(result.skipped)} skipped. "
-        f"Records in {out / 'runs' / spec_suite.name}; `vaebench table` and `vaebench plot` summarise them."
+        f"Records in {records_dir}; `vaebench table` and `vaebench plot` summarise them."
     )
+
+
+@app.command()
+def plan(
+    suite: SuiteArg = "quick",
+    models: ModelsArg = None,
+    datasets: DatasetsArg = None,
+    seeds: SeedsArg = None,
+    steps: StepsArg = None,
+    metrics: MetricsArg = None,
+    source: SourceArg = None,
+    out: OutArg = DEFAULT_OUT,
+    pack: Annotated[int, typer.Option(help="Runs per pack (compatible runs only).")] = 1,
+    shard: Annotated[str | None, typer.Option(help="Show only shard I of N (I/N).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run, nothing else.")] = False,
+    estimate: Annotated[
+        bool, typer.Option("--estimate/--no-estimate", help="Time a few steps of each model for the cost.")
+    ] = True,
+    device: DeviceArg = Device.auto,
+) -> None:
+    """Show the runs, their packs, what is recorded and the estimated cost, without running anything."""
+    import json
+
+    from benchmarks.runner.plan import make_plan, parse_shard
+    from benchmarks.runner.sweep import run_states
+    from benchmarks.runner.train import resolve_device
+
+    try:
+        spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
+        _positive("pack", pack)
+        the_plan = make_plan(specs, pack)
+        if shard is not None:
+            the_plan = the_plan.select_shard(*parse_shard(shard))
+        torch_device = resolve_device(device.value)
+    except _user_errors() as exc:
+        fail(str(exc))
+    if as_json:
+        rows = the_plan.to_json_rows()
+        states = run_states(the_plan, out)
+        for row in rows:
+            row["state"] = states[row["run_id"]][0]
+            typer.echo(json.dumps(row, sort_keys=True))
+        return
+    _print_plan(spec_suite, the_plan, out, torch_device, estimate)
+
+
+def _print_plan(spec_suite, the_plan, out: Path, device, estimate: bool) -> None:
+    from rich.table import Table
+
+    from benchmarks.runner.estimate import estimate_evaluation_seconds, estimate_training_seconds
+    from benchmarks.runner.protocol import protocol_footnote, protocol_of
+    from benchmarks.runner.sweep import run_states
+
+    states = run_states(the_plan, out)
+    counts: dict[str, int] = {}
+    for state, _ in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    pending = [s for s in the_plan.runs if states[s.run_id][0] != "ok"]
+    training = estimate_training_seconds(pending, device) if estimate else {}
+    title = f"suite {spec_suite.name}: {len(the_plan.runs)} run(s) in {len(the_plan.packs)} pack(s)"
+    if the_plan.shard is not None:
+        title += f" (shard {the_plan.shard[0]}/{the_plan.shard[1]})"
+    table = Table(title=title)
+    for col in ("pack", "run id", "dataset", "model", "hyperparameter", "seed", "steps", "state", "est."):
+        table.add_column(col)
+    total = 0.0
+    for pack in the_plan.packs:
+        for i, spec in enumerate(pack.runs):
+            strength = spec.strength
+            state = states[spec.run_id][0]
+            est = ""
+            if spec.run_id in training:
+                seconds = training[spec.run_id] + estimate_evaluation_seconds(spec, device)
+                total += seconds
+                est = f"{seconds / 60:.1f} min"
+            table.add_row(
+                pack.pack_id if i == 0 else "",
+                spec.run_id,
+                spec.dataset,
+                spec.model,
+                f"{strength[0]}={strength[1]:g}" if strength else "-",
+                str(spec.seed),
+                str(spec.training.steps),
+                state,
+                est,
+            )
+    console.print(table)
+    console.print(
+        ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" (under {out / 'runs'})."
+    )
+    if estimate:
+        console.print(
+            f"Estimated cost of what is not recorded: {total / 3600:.2f} h on {device} "
+            "(training timed through the training loop here, runs alone; evaluation from the images "
+            "the metrics declare they encode)."
+        )
+    console.print(protocol_footnote(protocol_of(s) for s in the_plan.runs))
+
+
+@app.command()
+def status(
+    out: Annotated[Path, typer.Option(help="Output directory holding runs/.")] = DEFAULT_OUT,
+    suite: Annotated[str | None, typer.Option(help="Only this suite (a name or TOML path).")] = None,
+) -> None:
+    """Per suite: runs recorded, failed, claimed (running) and pending, and SLURM job states."""
+    from rich.table import Table
+
+    from benchmarks.runner.status import suite_status
+
+    try:
+        rows = suite_status(out, suite)
+    except _user_errors() as exc:
+        fail(str(exc))
+    if not rows:
+        fail(f"no suites with records, claims or jobs under {out}; run `vaebench run` first or pass --out")
+    table = Table(title=f"status of {out}")
+    for col in ("suite", "runs", "recorded ok", "failed", "claimed (running)", "pending", "SLURM jobs"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["suite"],
+            "?" if row["runs"] is None else str(row["runs"]),
+            str(row["ok"]),
+            str(row["failed"]),
+            str(row["claimed"]),
+            "?" if row["pending"] is None else str(row["pending"]),
+            ", ".join(f"{n} {s.lower()}" for s, n in sorted(row["jobs"].items())) or "-",
+        )
+    console.print(table)
+    for row in rows:
+        for run_id, holder in row["claims"].items():
+            console.print(
+                f"  {row['suite']}/{run_id}: claimed by {holder.get('host')} pid {holder.get('pid')}"
+                + (f" (SLURM job {holder['slurm_job_id']})" if holder.get("slurm_job_id") else "")
+            )
 
 
 # -- table / plot ----------------------------------------------------------------

@@ -139,6 +139,7 @@ def _check_grid(factors: np.ndarray, factor_sizes: Sequence[int]) -> list[np.nda
     higher_is_better={"mig_chen": True},
     study={"grid_max_values": None, "batch_size": 1024, "n_samples": 10000},
     fast={"grid_max_values": 8, "batch_size": 1024, "n_samples": 1000},
+    dataset_settings={"exclude_factors": "mig_chen_excluded_factors"},
 )
 def mig_chen(
     mean: np.ndarray,

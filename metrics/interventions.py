@@ -43,6 +43,7 @@ __all__ = [
     "sample_factor_vae_global_variances",
     "sample_factor_vae_local_variances",
     "factor_vae_score_from_variances",
+    "sample_interventions",
 ]
 
 
@@ -106,6 +107,39 @@ def _mean_abs_difference(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
 
 def _variance(z: np.ndarray) -> np.ndarray:
     return np.var(z, axis=0, ddof=1)
+
+
+def sample_interventions(
+    sampler: GroundTruthSampler,
+    encode: Encoder,
+    n_points: int,
+    rng: RandomGenerator,
+    *,
+    factor: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Codes of ``n_points`` random factor vectors under each intervention ``do(factor = c)``: ``(K, n_points, n_codes)``.
+
+    ``K = factor_sizes[factor]``. One draw of ``n_points`` factor vectors, then for
+    every value ``c`` in order the same vectors with ``factor`` set to ``c``, their
+    observations and codes (``encode`` on batches of ``batch_size``). dlib's fairness
+    loop (``fairness.py``, Locatello et al. 2019, "On the Fairness of Disentangled
+    Representations", Sec. 4), draw for draw.
+    """
+    rng = check_rng(rng)
+    _check_counts(n_points=n_points, batch_size=batch_size)
+    sizes = tuple(int(s) for s in sampler.factor_sizes)
+    _n_factors(sampler)
+    if not isinstance(factor, int | np.integer) or not 0 <= factor < len(sizes):
+        raise ValueError(f"factor must be an integer in [0, {len(sizes)}); got {factor!r}")
+    base = np.array(sampler.sample_factors(n_points, rng))
+    codes = []
+    for value in range(sizes[factor]):
+        factors = base.copy()
+        factors[:, factor] = value
+        observations = sampler.sample_observations_from_factors(factors, rng)
+        codes.append(encode_batches(encode, observations, batch_size))
+    return np.stack(codes)  # (K, n_points, n_codes)
 
 
 # -- BetaVAE score ---------------------------------------------------------------------------
@@ -185,6 +219,8 @@ def beta_vae_score_from_features(
     higher_is_better={"beta_vae_train_accuracy": True, "beta_vae_eval_accuracy": True},
     study={"batch_size": 64, "n_train": 10000, "n_eval": 5000, "encode_batch_size": 4096},
     fast={"batch_size": 16, "n_train": 500, "n_eval": 250, "encode_batch_size": 4096},
+    # A pair of batches per training and evaluation point.
+    encodes=lambda s, sizes: 2 * s["batch_size"] * (s["n_train"] + s["n_eval"]),
 )
 def beta_vae_score(
     sampler: GroundTruthSampler,
@@ -361,6 +397,8 @@ def factor_vae_score_from_variances(
         "threshold": 0.05,
         "encode_batch_size": 4096,
     },
+    # One batch per vote, plus the sample behind the codes' scales.
+    encodes=lambda s, sizes: s["batch_size"] * (s["n_train"] + s["n_eval"]) + s["n_variance_estimate"],
 )
 def factor_vae_score(
     sampler: GroundTruthSampler,

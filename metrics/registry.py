@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -53,6 +54,15 @@ _SAMPLING_KEYS = {
     "sampler": (),
     "posterior_grid": ("grid_max_values", "batch_size"),
 }
+# The arguments each kind passes positionally (not settings).
+_POSITIONAL = {
+    "codes_factors": ("codes", "factors"),
+    "codes_only": ("codes",),
+    "train_test": ("codes_train", "factors_train", "codes_test", "factors_test"),
+    "sampler": ("sampler", "encode", "rng"),
+    "posterior_grid": ("mean", "logvar", "factors", "factor_sizes"),
+    "model_group": ("means", "logvars"),
+}
 BUILTIN_MODULES = (
     "metrics.mutual_info_gap",
     "metrics.chen_mig",
@@ -86,6 +96,12 @@ class MetricSpec:
     study: Mapping[str, Any]
     fast: Mapping[str, Any]
     description: str = ""
+    #: ``(settings, factor_sizes) -> images the evaluation encodes``; None: the inputs kind's count
+    #: (``sampler`` metrics sample for themselves and must declare it).
+    encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None
+    #: Settings a dataset supplies, ``{keyword: attribute of the dataset}`` (Chen et al.'s MIG leaves
+    #: out the factors ``mig_chen_excluded_factors`` names); a suite's own value wins.
+    dataset_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -93,8 +109,44 @@ class MetricSpec:
         if not self.higher_is_better:
             raise ValueError(f"metric {self.name!r} must declare its output keys in higher_is_better")
         # Read-only views: a spec is shared by every caller.
-        for field in ("higher_is_better", "study", "fast"):
+        for field in ("higher_is_better", "study", "fast", "dataset_settings"):
             object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
+        if self.inputs == "sampler" and self.encodes is None:
+            raise ValueError(f"metric {self.name!r} samples for itself, so it must declare encodes=")
+        for which in ("study", "fast"):
+            self.check_settings(getattr(self, which), where=f"metric {self.name!r} {which} settings")
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """Every setting this metric accepts: its sampling keys and its function's keyword parameters."""
+        positional = (*_POSITIONAL.get(self.inputs, ()), "rng")  # rng comes from evaluate_metric
+        signature = inspect.signature(self.function).parameters
+        keywords = [
+            n
+            for n, p in signature.items()
+            if n not in positional and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        return tuple(sorted(set(_SAMPLING_KEYS.get(self.inputs, ())) | set(keywords)))
+
+    def check_settings(self, settings: Mapping[str, Any], where: str | None = None) -> None:
+        """Refuse a setting the metric does not take, naming it and listing the valid ones."""
+        unknown = sorted(set(settings) - set(self.parameters))
+        if unknown:
+            where = where or f"metric {self.name!r}"
+            raise ValueError(
+                f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(self.parameters)}"
+            )
+
+    def images_encoded(self, settings: Mapping[str, Any], factor_sizes: tuple[int, ...]) -> int:
+        """How many images evaluating with ``settings`` encodes (before the runner's cache dedupes)."""
+        if self.encodes is not None:
+            return int(self.encodes(settings, tuple(factor_sizes)))
+        if self.inputs == "posterior_grid":
+            most = settings.get("grid_max_values")
+            return math.prod(size if most is None else min(size, most) for size in factor_sizes)
+        if self.inputs == "model_group":
+            return 0
+        return int(settings.get("n_train", 0)) + int(settings.get("n_test", 0))
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -126,6 +178,8 @@ def register_metric(
     study: Mapping[str, Any],
     fast: Mapping[str, Any],
     description: str = "",
+    encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None,
+    dataset_settings: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
 
@@ -134,7 +188,9 @@ def register_metric(
 
     def decorator(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
         doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-        spec = MetricSpec(name, fn, inputs, higher_is_better, study, fast, doc)
+        spec = MetricSpec(
+            name, fn, inputs, higher_is_better, study, fast, doc, encodes, dict(dataset_settings or {})
+        )
         METRICS.register(name)(spec)
         return fn
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 
 from vae_zoo.core import VAE
 from vae_zoo.registry import MODELS
+from vaebench.atomic import atomic_write
 
 FORMAT = "vaebench.checkpoint/1"
 
@@ -25,8 +25,8 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(model: VAE, path: str | os.PathLike, **extra: Any) -> Path:
     """Write the model's registered name, config and weights (plus ``extra``) atomically.
 
-    The file is written beside its destination and renamed into place, so an
-    interrupted save never leaves a half-written checkpoint under ``path``.
+    Through ``vaebench.atomic``, so an interrupted save never leaves a
+    half-written checkpoint under ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,16 +37,7 @@ def save_checkpoint(model: VAE, path: str | os.PathLike, **extra: Any) -> Path:
         "state_dict": model.state_dict(),
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
     return path
 
 

@@ -8,11 +8,13 @@ intervention metrics revisit grid points too: the runner hands the metrics flat
 grid indices as "observations" and encodes each index once (the images of a
 grid point are fixed and the encoder is deterministic in eval mode), which
 makes a whole evaluation cost about one pass over the distinct points it touches.
+Datasets whose observations are random given the factors (``stochastic_observations``:
+colour, noise, painting patch, smallNORB's instance) get no cache: the metrics draw
+real observations from the dataset, as in dlib, and ``ObservationEncoder`` encodes them.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -26,14 +28,17 @@ import torch
 from benchmarks.datasets import GroundTruthDataset, to_float
 from benchmarks.runner.suite import RunSpec
 from vae_zoo import VAE
+from vaebench.atomic import atomic_write
 
 __all__ = [
     "Evaluation",
     "CachedEncoder",
     "IndexSampler",
+    "ObservationEncoder",
+    "REPRESENTATIONS",
     "evaluate_run",
+    "metric_entry",
     "reevaluate",
-    "estimate_evaluation_seconds",
 ]
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 8)
@@ -49,17 +54,18 @@ class Evaluation:
     traversals: np.ndarray | None = None  # (n_latents, n_steps, C, 64, 64) uint8
     kl_per_dim: np.ndarray | None = None  # (n_latents,)
     warnings: dict[str, list[str]] = field(default_factory=dict)  # metric name -> messages it warned
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. points_encoded
 
     def save_artifacts(self, path: Path) -> None:
         """Traversal images for the figures, as a compressed npz written atomically."""
         if self.traversals is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(
-            tmp, traversals=self.traversals, traversal_values=TRAVERSAL_VALUES, kl_per_dim=self.kl_per_dim
-        )
-        tmp.replace(path)
+        arrays = {
+            "traversals": self.traversals,
+            "traversal_values": TRAVERSAL_VALUES,
+            "kl_per_dim": self.kl_per_dim,
+        }
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 class IndexSampler:
@@ -79,12 +85,21 @@ class IndexSampler:
 class CachedEncoder:
     """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once."""
 
-    def __init__(self, model: VAE, dataset: GroundTruthDataset, device: torch.device, batch_size: int = 1024):
+    def __init__(
+        self,
+        model: VAE,
+        dataset: GroundTruthDataset,
+        device: torch.device,
+        batch_size: int = 1024,
+        eps_seed: int = 0,
+    ):
         self.model, self.dataset, self.device, self.batch_size = model, dataset, device, batch_size
         d = model.config.latent_dim
         self.posterior = np.zeros((len(dataset), 2, d))  # (N, [mean, logvar], D)
         self.done = np.zeros(len(dataset), dtype=bool)
         self.encoded = 0
+        self.eps: np.ndarray | None = None  # the sampled representation's noise, drawn on first use
+        self.eps_seed = eps_seed
 
     @torch.no_grad()
     def _fill(self, indices: np.ndarray) -> None:
@@ -107,6 +122,65 @@ class CachedEncoder:
         """The representation scored in the study: the posterior mean."""
         return self.posterior_of(indices)[0]
 
+    def sampled_of(self, indices: np.ndarray) -> np.ndarray:
+        """One posterior draw per grid point, fixed for the evaluation: mean + exp(logvar / 2) * eps."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        mean, logvar = self.posterior_of(indices)
+        if self.eps is None:  # (N, D), from its own generator so the metrics' draws are unchanged
+            self.eps = np.random.RandomState(self.eps_seed).standard_normal(self.posterior.shape[::2])
+        return mean + np.exp(0.5 * logvar) * self.eps[indices]
+
+
+class ObservationEncoder:
+    """Observations (n, C, H, W) -> posterior mean and logvar (n, D), encoded as drawn.
+
+    For datasets with ``stochastic_observations`` (color/noisy/scream dSprites,
+    smallNORB's instance): a grid point has no one image, so the metrics draw
+    real observations from the dataset (as in dlib) and nothing is cached by index.
+    """
+
+    def __init__(self, model: VAE, device: torch.device, batch_size: int = 1024, eps_seed: int = 0):
+        self.model, self.device, self.batch_size = model, device, batch_size
+        self.encoded = 0
+        self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
+
+    @torch.no_grad()
+    def posterior_of(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = torch.from_numpy(np.asarray(observations))
+        means, logvars = [], []
+        for start in range(0, len(images), self.batch_size):
+            x = images[start : start + self.batch_size].to(self.device)
+            mean, logvar = self.model.encode(to_float(x) if x.dtype == torch.uint8 else x.float())
+            means.append(mean.double().cpu().numpy())
+            logvars.append(logvar.double().cpu().numpy())
+        self.encoded += len(images)
+        return np.concatenate(means), np.concatenate(logvars)
+
+    def mean_of(self, observations: np.ndarray) -> np.ndarray:
+        return self.posterior_of(observations)[0]
+
+    def sampled_of(self, observations: np.ndarray) -> np.ndarray:
+        """One posterior draw per observation: mean + exp(logvar / 2) * eps."""
+        mean, logvar = self.posterior_of(observations)
+        return mean + np.exp(0.5 * logvar) * self.eps_rng.standard_normal(mean.shape)
+
+
+#: How the metrics see a trained model (disentanglement_lib's postprocess_configs): the posterior
+#: mean (``mean.gin``, the study's default) or one draw from the posterior (``sampled.gin``).
+REPRESENTATIONS = ("mean", "sampled")
+
+
+def metric_entry(entry: str) -> tuple[str, str]:
+    """A suite's metric entry -> (registered metric name, representation): ``"unsupervised@sampled"``
+    scores ``unsupervised`` on the sampled representation; a bare name scores the mean."""
+    name, _, representation = entry.partition("@")
+    representation = representation or "mean"
+    if representation not in REPRESENTATIONS:
+        raise ValueError(
+            f"metric entry {entry!r}: representation must be one of {', '.join(REPRESENTATIONS)}"
+        )
+    return name, representation
+
 
 def evaluate_run(
     spec: RunSpec,
@@ -115,39 +189,49 @@ def evaluate_run(
     device: torch.device,
     metric_names: list[str] | None = None,
 ) -> Evaluation:
-    """Every metric of the spec (or the named subset), the MI matrix, and traversal images."""
+    """Every metric of the spec (or the named subset), the MI matrix, and traversal images.
+
+    An entry ``name@sampled`` scores the metric on codes drawn from the posterior
+    (``mean + exp(logvar / 2) * eps``, eps from ``RandomState(evaluation_seed)``, drawn
+    per point and fixed for the evaluation); its keys get the prefix ``sampled_``.
+    """
     from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
 
     model = model.to(device).eval()
-    encoder = CachedEncoder(model, dataset, device)
-    sampler = IndexSampler(dataset)
+    if dataset.stochastic_observations:  # no fixed image per grid point: encode what the metrics draw
+        encoder, sampler = ObservationEncoder(model, device, eps_seed=spec.evaluation_seed), dataset
+    else:
+        encoder = CachedEncoder(model, dataset, device, eps_seed=spec.evaluation_seed)
+        sampler = IndexSampler(dataset)
     result = Evaluation()
-    for name in metric_names if metric_names is not None else list(spec.metrics):
+    for entry in metric_names if metric_names is not None else list(spec.metrics):
+        name, representation = metric_entry(entry)
         metric = get_metric(name)
-        overrides = dict(spec.metrics.get(name) or metric.settings("fast"))
-        if "exclude_factors" in inspect.signature(metric.function).parameters:
-            # A property of the dataset, not of the suite (Chen et al. drop dSprites' shape).
-            overrides.setdefault("exclude_factors", tuple(dataset.mig_chen_excluded_factors))
+        overrides = dict(spec.metrics.get(entry) or metric.settings("fast"))
+        for keyword, attribute in metric.dataset_settings.items():  # e.g. Chen et al. drop dSprites' shape
+            overrides.setdefault(keyword, tuple(getattr(dataset, attribute)))
+        encode = encoder.mean_of if representation == "mean" else encoder.sampled_of
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # kept in the record, not lost in the log
             warnings.simplefilter("always")
             scores = evaluate_metric(
                 metric,
                 sampler,
-                encoder.mean_of,
+                encode,
                 np.random.RandomState(spec.evaluation_seed),
                 encode_posterior=encoder.posterior_of,
                 **overrides,
             )
-        result.seconds[name] = time.perf_counter() - started
+        result.seconds[entry] = time.perf_counter() - started
         if caught:
-            result.warnings[name] = sorted({str(w.message) for w in caught})
-        result.metrics.update({k: float(v) for k, v in scores.items()})
-    result.seconds["points_encoded"] = float(encoder.encoded)
+            result.warnings[entry] = sorted({str(w.message) for w in caught})
+        prefix = "" if representation == "mean" else f"{representation}_"
+        result.metrics.update({f"{prefix}{k}": float(v) for k, v in scores.items()})
+    result.counts["points_encoded"] = int(encoder.encoded)
 
     rng = np.random.RandomState(spec.evaluation_seed)
     factors = dataset.sample_factors(SUMMARY_POINTS, rng)
-    mean, logvar = encoder.posterior_of(sampler.sample_observations_from_factors(factors))
+    mean, logvar = encoder.posterior_of(sampler.sample_observations_from_factors(factors, rng))
     mi = discrete_mutual_info(histogram_discretize(mean, 20), factors)  # (codes, factors), nats
     result.mi_matrix = {"codes_by_factors": mi.tolist(), "factor_names": list(dataset.factor_names)}
     result.kl_per_dim = (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
@@ -167,36 +251,6 @@ def traversals(model: VAE, reference_mean: np.ndarray, device: torch.device) -> 
     return (images * 255).round().to(torch.uint8).cpu().numpy().reshape(d, n, *images.shape[1:])
 
 
-def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
-    """A rough prior for the plan's time estimate: the images the metrics encode, plus their own cost.
-
-    Image counts from each metric's settings: ``n_train + n_test`` points; the intervention
-    scores encode batches of pairs (β-VAE: ``2 * batch_size`` per point) or of one batch
-    (FactorVAE, plus its variance estimate); Chen et al.'s MIG encodes its thinned grid. The
-    encoder's cache makes the true count smaller. Rates measured with
-    benchmarks/perf/train_throughput.py (results/perf/train_cpu.md): about 2.8e-4 s per
-    image on 2 CPU cores, plus well under a second per metric at the fast settings.
-    """
-    from benchmarks.datasets import get_dataset_class
-
-    factor_sizes = get_dataset_class(spec.dataset).factor_sizes
-    images = 0
-    for settings in spec.metrics.values():
-        points = settings.get("n_train", 0) + settings.get("n_eval", settings.get("n_test", 0))
-        if "n_variance_estimate" in settings:  # FactorVAE: one batch per vote
-            images += settings.get("batch_size", 1) * points + settings["n_variance_estimate"]
-        elif "n_eval" in settings:  # β-VAE: a pair of batches per point
-            images += 2 * settings.get("batch_size", 1) * points
-        elif "grid_max_values" in settings:  # Chen et al.'s MIG: the (thinned) factor grid
-            most = settings["grid_max_values"]  # None: the full grid
-            images += math.prod(size if most is None else min(size, most) for size in factor_sizes)
-        else:
-            images += points
-    per_image, per_metric = (1e-5, 0.2) if device.type == "cuda" else (2.8e-4, 0.5)
-    per_metric *= max(1.0, max((s.get("n_train", 0) for s in spec.metrics.values()), default=0) / 2000)
-    return images * per_image + per_metric * len(spec.metrics)
-
-
 def reevaluate(target: str, out_dir: Path, metrics: list[str] | None, device: torch.device, console=None):
     """`vaebench eval`: recompute metrics of a run from its checkpoint and update its record."""
     from benchmarks.datasets import load_dataset
@@ -212,7 +266,7 @@ def reevaluate(target: str, out_dir: Path, metrics: list[str] | None, device: to
             raise CheckpointError(
                 f"checkpoint {target_path} holds no run spec; it was not written by the runner"
             )
-        spec = RunSpec(**payload["run_spec"])
+        spec = RunSpec.from_dict(payload["run_spec"])
     else:
         matches = sorted((out_dir / "runs").glob(f"*/{target}.json"))
         if not matches:
@@ -220,24 +274,32 @@ def reevaluate(target: str, out_dir: Path, metrics: list[str] | None, device: to
             raise ValueError(
                 f"no run {target!r} under {out_dir / 'runs'}; known runs: {', '.join(known) or '(none)'}"
             )
-        spec = RunSpec(**read_record(matches[0])["spec"])
+        spec = read_record(matches[0]).run_spec
         target_path = checkpoint_path(out_dir, spec.suite, spec.run_id)
+        if not target_path.exists():
+            raise CheckpointError(
+                f"no checkpoint at {target_path}: checkpoints stay on the machine that trained the run "
+                "and are never committed, so a run recorded elsewhere (the committed results/, say) "
+                f"has none here. Retrain it with `vaebench run --suite {spec.suite} --out {out_dir} "
+                "--force` (same seed, same numbers), or pass a checkpoint path."
+            )
         payload = read_checkpoint(target_path)
-    if payload.get("step") != spec.training["steps"]:
+    if payload.get("step") != spec.training.steps:
         raise CheckpointError(
-            f"checkpoint {target_path} is at step {payload.get('step')} of {spec.training['steps']}; "
+            f"checkpoint {target_path} is at step {payload.get('step')} of {spec.training.steps}; "
             "finish the run with `vaebench run` first"
         )
-    for name in metrics or []:
-        get_metric(name)  # unknown names fail before any work
+    for entry in metrics or []:
+        get_metric(metric_entry(entry)[0])  # unknown names fail before any work
     model = model_from_payload(payload).to(device).eval()
     dataset = load_dataset(spec.dataset, spec.dataset_source)
     evaluation = evaluate_run(spec, model, dataset, device, metrics)
     path = record_path(out_dir, spec.suite, spec.run_id)
     record = read_record(path)
-    record["metrics"].update(evaluation.metrics)
-    record["metric_seconds"].update({k: v for k, v in evaluation.seconds.items()})
-    record["mi_matrix"] = evaluation.mi_matrix
-    record.setdefault("metric_warnings", {}).update(evaluation.warnings)
+    record.metrics.update(evaluation.metrics)
+    record.metric_seconds.update(evaluation.seconds)
+    record.evaluation.update(evaluation.counts)
+    record.mi_matrix = evaluation.mi_matrix
+    record.metric_warnings.update(evaluation.warnings)
     write_record(path, record)
     return path, {k: (v if math.isfinite(v) else None) for k, v in evaluation.metrics.items()}

@@ -1,46 +1,42 @@
 """Run records: one JSON file per run, written atomically, with full provenance.
 
-Layout under the output directory (default ``results/``)::
+Layout under the output directory::
 
-    runs/<suite>/<run_id>.json        the record (schema below), committed
-    artifacts/<suite>/<run_id>.npz    latent traversal images for the figures, committed
-    checkpoints/<suite>/<run_id>.pt   training state for resume and `vaebench eval`, not committed
+    runs/<suite>/<run_id>.json        the record (``RunRecord``), committed for results/
+    artifacts/<suite>/<run_id>.npz    latent traversals and cached encodings, committed for results/
+    checkpoints/<suite>/<run_id>.pt   training state for resume and `vaebench eval`, never committed
+    claims/<suite>/<run_id>.lock      who is training the run now (see ``claims``)
 
-Record schema ``vaebench.run/1``::
-
-    schema, run_id, suite, status ("ok" | "failed"),
-    spec        the full RunSpec (dataset, model, model_config, seed, training, metrics, ...)
-    strength    {"field": "beta", "value": 4.0} or null (the variant's regularisation strength)
-    metrics     flat {key: float} over every metric's outputs (NaN stored as null)
-    metric_seconds  {metric name: seconds}
-    mi_matrix   {"codes_by_factors": [[...]], "factor_names": [...]}  (histogram MI in nats, train sample)
-    metric_warnings  {metric name: [messages]}  what a metric warned about (NaN causes, deviations)
-    curve       {"step": [...], "<term>": [...]}   each term averaged over a log window
-    final       {"<term>": float}                  the last window's averages
-    failure     null, or {"step": int, "reason": str}
-    timing      {"train_seconds", "eval_seconds", "images_per_second"}
-    provenance  {vaebench, git_commit, git_dirty (code changes outside results/), python, torch,
-                 numpy, scipy, scikit_learn, platform, device, device_name, precision,
-                 dataset: {...}, created}
+``RunRecord`` is the only definition of a record: the sweep builds one, the
+report and the tests read them through ``RunRecord.from_json``. Schema
+``vaebench.run/2``; records of ``vaebench.run/1`` are read and migrated
+(``metric_seconds.points_encoded`` moved to ``evaluation.points_encoded``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
 import subprocess
-import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "vaebench.run/1"
+from benchmarks.runner.spec import RunSpec
+from vaebench.atomic import atomic_write_text
+
+SCHEMA = "vaebench.run/2"
+READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
+STATUSES = ("ok", "failed")
 
 __all__ = [
     "SCHEMA",
     "RecordError",
+    "RunRecord",
     "cpu_model",
     "atomic_write_text",
     "write_record",
@@ -73,22 +69,6 @@ def artifact_path(out_dir: Path, suite: str, run_id: str) -> Path:
     return Path(out_dir) / "artifacts" / suite / f"{run_id}.npz"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the destination, fsync, rename: readers see the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _jsonable(value: Any) -> Any:
     """NaN and infinities become null (JSON has no NaN); numpy scalars become Python numbers."""
     if isinstance(value, dict):
@@ -102,26 +82,123 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True) + "\n")
+@dataclass
+class RunRecord:
+    """One run's outcome. ``status`` is "ok" or "failed"; a failed run has ``failure`` and no metrics.
+
+    Attributes:
+        run_id, suite: the run's identity (``RunSpec.run_id``) and the suite it was listed in.
+        spec: ``RunSpec.to_dict()``; ``run_spec`` gives it typed.
+        strength: ``{"field": "beta", "value": 4.0}`` or None (the variant's regularisation strength).
+        protocol: the choices that build the model and its loss (architecture, init, likelihood,
+            estimator, ...) and how the representation was scored; see ``protocol_of``.
+        metrics: flat ``{key: float | None}`` over every metric's outputs (NaN stored as null).
+        metric_seconds: ``{metric name: seconds}``.
+        metric_warnings: ``{metric name: [messages]}``, what a metric warned about.
+        evaluation: counts of the evaluation, e.g. ``{"points_encoded": 38001}``.
+        mi_matrix: ``{"codes_by_factors": [[...]], "factor_names": [...]}`` (histogram MI, nats).
+        curve: ``{"step": [...], "<term>": [...]}``, each term averaged over a log window.
+        final: ``{"<term>": float}``, the last window's averages.
+        failure: None, or ``{"step": int, "reason": str}``.
+        timing: ``{"train_seconds", "eval_seconds", "images_per_second", "resumed_from_step"}``.
+        provenance: code and library versions, machine, device, precision, dataset (with its
+            content hash), creation time; see ``provenance``.
+    """
+
+    run_id: str
+    suite: str
+    status: str
+    spec: dict[str, Any]
+    strength: dict[str, Any] | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    metric_seconds: dict[str, float] = field(default_factory=dict)
+    metric_warnings: dict[str, list[str]] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    mi_matrix: dict[str, Any] | None = None
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}")
+
+    @classmethod
+    def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
+        """A record of ``spec``: identity, spec, strength and protocol filled from it."""
+        from benchmarks.runner.protocol import protocol_of
+
+        strength = spec.strength
+        return cls(
+            run_id=spec.run_id,
+            suite=spec.suite,
+            status=status,
+            spec=spec.to_dict(),
+            strength={"field": strength[0], "value": strength[1]} if strength else None,
+            protocol=protocol_of(spec),
+            **fields,
+        )
+
+    @property
+    def run_spec(self) -> RunSpec:
+        return RunSpec.from_dict(self.spec)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(dataclasses.asdict(self)), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: Path | None = None) -> RunRecord:
+        """Parse and check a record; RecordError names the path and what is wrong."""
+        where = f"run record {path}" if path is not None else "run record"
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where} is unreadable or corrupt: {exc}", path) from None
+        if not isinstance(raw, dict) or raw.get("schema") not in READABLE_SCHEMAS:
+            found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+            raise RecordError(f"{where}: expected schema {SCHEMA!r}, found {found!r}", path)
+        for key in ("run_id", "suite", "status", "spec"):
+            if key not in raw:
+                raise RecordError(f"{where}: missing field {key!r}", path)
+        if raw["schema"] == "vaebench.run/1":  # migrate: a count does not belong among seconds
+            seconds = dict(raw.get("metric_seconds") or {})
+            points = seconds.pop("points_encoded", None)
+            raw["metric_seconds"] = seconds
+            raw["evaluation"] = {"points_encoded": int(points)} if points is not None else {}
+            raw["schema"] = SCHEMA
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise RecordError(f"{where}: unknown field(s) {', '.join(unknown)}", path)
+        values = {k: v for k, v in raw.items() if v is not None or k in ("strength", "mi_matrix", "failure")}
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{where}: {exc}", path) from None
 
 
-def read_record(path: Path) -> dict[str, Any]:
+def write_record(path: Path, record: RunRecord) -> None:
+    atomic_write_text(path, record.to_json())
+
+
+def read_record(path: Path) -> RunRecord:
     path = Path(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"run record {path} is unreadable or corrupt: {exc}", path) from None
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-        found = record.get("schema") if isinstance(record, dict) else type(record).__name__
-        raise RecordError(f"run record {path}: expected schema {SCHEMA!r}, found {found!r}", path)
-    for key in ("run_id", "suite", "status", "spec"):
-        if key not in record:
-            raise RecordError(f"run record {path}: missing field {key!r}", path)
-    return record
+    return RunRecord.from_json(text, path)
 
 
-def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> list[dict[str, Any]]:
+def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> list[RunRecord]:
     """All readable records under out_dir/runs (one suite or all), sorted by path.
 
     A corrupt record is reported through ``on_error(RecordError)`` and skipped,

@@ -40,8 +40,6 @@ Format (see ``benchmarks/suites/*.toml``)::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +50,22 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from benchmarks.runner.spec import RunSpec, RunTraining
 from vae_zoo import ConfigError, get_model
 from vaebench.registry import UnknownNameError
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
-__all__ = ["SuiteError", "Suite", "RunSpec", "TrainingSettings", "load_suite", "list_suites", "expand_suite"]
+__all__ = [
+    "SuiteError",
+    "Suite",
+    "RunSpec",
+    "RunTraining",
+    "TrainingSettings",
+    "load_suite",
+    "list_suites",
+    "expand_suite",
+]
 
 
 class SuiteError(ValueError):
@@ -108,42 +116,6 @@ class Suite:
     metric_settings: str = "fast"
     dataset_source: str = "auto"
     evaluation_seed: int = 0
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one run's numbers. Its hash is the run id."""
-
-    suite: str
-    dataset: str
-    model: str
-    model_config: dict[str, Any]  # full config overrides, incl. architecture, latent_dim, likelihood
-    seed: int
-    training: dict[str, Any]  # steps, batch_size, optimizer, learning_rate, precision, log_every, ...
-    metrics: dict[str, dict[str, Any]]
-    dataset_source: str = "auto"
-    evaluation_seed: int = 0
-    representation: str = "mean"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def run_id(self) -> str:
-        """``<model>-<12 hex>``: a hash of everything but the suite's name, so the same
-        experiment has the same id wherever it is listed."""
-        payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return f"{self.model}-{digest[:12]}"
-
-    @property
-    def strength(self) -> tuple[str, float] | None:
-        """The variant's regularisation-strength field and its value, for sweeps' x-axes."""
-        field_name = get_model(self.model).strength_field
-        if field_name is None:
-            return None
-        value = self.model_config.get(field_name, getattr(get_model(self.model).Config, field_name, None))
-        return field_name, value
 
 
 def list_suites() -> list[str]:
@@ -321,11 +293,15 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
 
     specs = []
     t = suite.training
-    training = {
-        k: v
-        for k, v in dataclasses.asdict(t).items()
-        if k not in ("architecture", "latent_dim", "likelihood")
-    }
+    training = RunTraining(
+        steps=t.steps,
+        batch_size=t.batch_size,
+        optimizer=t.optimizer,
+        learning_rate=t.learning_rate,
+        precision=t.precision,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+    )
     for dataset in suite.datasets:
         dataset_cls = get_dataset_class(dataset)
         likelihood = t.likelihood.get(dataset, dataset_cls.likelihood)

@@ -1,42 +1,56 @@
-"""Training one run: the step a reader can follow in one sitting, resumable to the same numbers.
+"""The training loop: K >= 1 runs trained together, each ending with the numbers it would have alone.
 
-The hot path has no host round-trip: the dataset sits on the device as uint8
-and batches are drawn by index; the reparameterisation noise and batch indices
-come from the run's own ``torch.Generator``; the loss and its parts go into a
-device buffer of one log window and are read back once per window. Divergence
-is found there, at the exact step.
+A single run is a pack of one. Per step, every run draws from its own
+``torch.Generator``, in this order: its batch indices, the dataset's
+per-observation noise (``observation_noise``; none for most datasets), and the
+reparameterisation noise. The network is evaluated either by the run's own
+module (a pack of one: ``VAE.forward``) or by one vmapped evaluation over the
+stacked weights of all K runs (``packing.StackedNetwork``); either way the loss
+is assembled by ``VAE.assemble_loss``, the one assembly of the ELBO.
+
+The hot path has no host round-trip: batches are drawn by index, the loss and
+its parts go into a device buffer of one log window and are read back once per
+window, where divergence is found at the exact step. Progress is counted on the
+host, every step.
 
 Everything that determines the next step (weights, both optimisers' states, the
 generator's state, the log buffer) goes into the checkpoint, so a run resumed
 from any checkpoint ends with the numbers of an uninterrupted run (exactly, on
-the CPU).
+the CPU); a packed run's checkpoint has the layout of a run trained alone, so
+it resumes in a pack or alone.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from benchmarks.datasets import sample_batch
+from benchmarks.datasets import TrainingImages
+from benchmarks.runner.spec import RunSpec
 from vae_zoo import VAE, create_model, save_checkpoint
 from vae_zoo.checkpoint import CheckpointError, read_checkpoint
+from vae_zoo.core import VAEOutput
 
 __all__ = [
     "Diverged",
     "Interrupted",
     "TrainResult",
+    "ProgressCallback",
+    "train_runs",
     "train_run",
     "resolve_device",
     "resolve_precision",
     "make_optimizers",
 ]
+
+#: ``on_progress(index of the run in the pack, steps done, total steps)``, called every step.
+ProgressCallback = Callable[[int, int, int], None]
 
 
 class Diverged(RuntimeError):
@@ -48,11 +62,13 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """Training stopped on request (SIGINT/SIGTERM) after checkpointing."""
+    """Training stopped on request (SIGINT/SIGTERM) after checkpointing every unfinished run."""
 
-    def __init__(self, step: int, checkpoint: Path):
-        super().__init__(f"interrupted at step {step}; state saved to {checkpoint}")
-        self.step, self.checkpoint = step, checkpoint
+    def __init__(self, step: int, checkpoints: Sequence[Path | None]):
+        saved = [c for c in checkpoints if c is not None]
+        where = f"state saved to {saved[0]}" if len(saved) == 1 else f"state of {len(saved)} runs saved"
+        super().__init__(f"interrupted at step {step}; {where}")
+        self.step, self.checkpoints = step, list(checkpoints)
 
 
 @dataclass
@@ -109,140 +125,274 @@ def make_optimizers(model: VAE, learning_rate: float, device: torch.device):
     return torch.optim.Adam(params, lr=learning_rate, **fast), aux
 
 
-def _autocast(precision: str, device: torch.device):
+def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
-def train_run(
-    spec: dict[str, Any],
-    images_u8: torch.Tensor,
+@dataclass
+class Member:
+    """One run of a pack: its spec, weights, optimisers, generator, window and checkpoint."""
+
+    index: int  # position in train_runs' arguments
+    spec: RunSpec
+    checkpoint: Path | None
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    aux_optimizer: torch.optim.Optimizer | None
+    generator: torch.Generator
+    start_step: int = 0
+    window: _Window | None = None
+
+    @classmethod
+    def build(cls, index: int, spec: RunSpec, device: torch.device, checkpoint: Path | None) -> Member:
+        """The run's model, optimisers and generator, initialised from its seed and restored from its
+        checkpoint."""
+        torch.manual_seed(spec.seed)  # weight initialisation
+        model = create_model(spec.model, **spec.model_config).to(device)
+        optimizer, aux_optimizer = make_optimizers(model, spec.training.learning_rate, device)
+        generator = torch.Generator(device=device).manual_seed(spec.seed)  # batches, noise, permutations
+        member = cls(index, spec, checkpoint, model, optimizer, aux_optimizer, generator)
+        member.restore(device)
+        return member
+
+    def restore(self, device: torch.device) -> None:
+        """Load a partial run from the checkpoint if there is one."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return
+        try:
+            state = read_checkpoint(self.checkpoint, map_location=device)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}. Delete it to restart this run from scratch.") from None
+        if state.get("run_spec") != self.spec.to_dict():
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint} belongs to a different run spec; delete it to restart"
+            )
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.aux_optimizer is not None:
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
+        window.curve = state["curve"]
+        self.start_step, self.window = state["step"], window
+
+    def save(self, step: int) -> None:
+        """Everything that determines the next step, in the layout ``restore`` reads."""
+        if self.checkpoint is None:
+            return
+        w = self.window
+        save_checkpoint(
+            self.model,
+            self.checkpoint,
+            run_spec=self.spec.to_dict(),
+            step=step,
+            optimizer=self.optimizer.state_dict(),
+            aux_optimizer=self.aux_optimizer.state_dict() if self.aux_optimizer is not None else None,
+            generator=self.generator.get_state(),
+            window_names=w.names if w else [],
+            window_values=w.values if w else torch.zeros(0),
+            window_filled=w.filled if w else 0,
+            curve=w.curve if w else {},
+        )
+
+    def log(self, scalars: dict[str, torch.Tensor], step: int, steps: int, device: torch.device) -> None:
+        """Add this step's terms to the window; at its end read it back and check it (Diverged)."""
+        if self.window is None:
+            log_every = self.spec.training.log_every
+            self.window = _Window(list(scalars), torch.zeros(log_every, len(scalars), device=device))
+        window = self.window
+        window.values[window.filled] = torch.stack([scalars[k].detach().float() for k in window.names])
+        window.filled += 1
+        if window.filled == window.values.shape[0] or step + 1 == steps:
+            _close_window(window, step + 1)
+
+    def result(self, steps: int, seconds: float, precision: str) -> TrainResult:
+        done = steps - self.start_step
+        self.model.eval()
+        curve = self.window.curve if self.window is not None else {}
+        return TrainResult(
+            model=self.model,
+            curve=curve,
+            final={k: v[-1] for k, v in curve.items() if k != "step"},
+            train_seconds=seconds,
+            images_per_second=done * self.spec.training.batch_size / seconds if seconds > 0 else math.nan,
+            resumed_from_step=self.start_step,
+            precision=precision,
+        )
+
+
+class SingleNetwork:
+    """A pack of one: the run's own module and optimisers, the auxiliary step included."""
+
+    def __init__(self, members: list[Member], device: torch.device):
+        (self.member,) = members
+        self.members = members
+        self.member.model.train()
+
+    def step(self, x: torch.Tensor, noise: torch.Tensor, step: int, precision: str, device) -> list[dict]:
+        """One optimisation step on x (1, B, C, H, W) and noise (1, B, D); the logged scalars."""
+        m = self.member
+        with autocast(precision, device):
+            out: VAEOutput = m.model(x[0], step=step, noise=noise[0])
+        m.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        m.optimizer.step()
+        scalars = out.scalars()
+        if m.aux_optimizer is not None:
+            m.aux_optimizer.zero_grad(set_to_none=True)
+            with autocast(precision, device):
+                aux_loss = m.model.auxiliary_loss(out, m.generator)
+            aux_loss.backward()
+            m.aux_optimizer.step()
+            scalars["auxiliary_loss"] = aux_loss
+        return [scalars]
+
+    def write_back(self, k: int) -> None:
+        """The member's module is the network itself: nothing to copy."""
+
+
+def train_runs(
+    specs: Sequence[RunSpec],
+    images: TrainingImages,
     device: torch.device,
-    checkpoint: Path,
+    checkpoints: Sequence[Path | None],
     *,
-    on_step: Callable[[int, int], None] | None = None,
+    observation_noise: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-) -> TrainResult:
-    """Train the model a run spec describes; resume from ``checkpoint`` if it holds a partial run.
+) -> list[TrainResult | Diverged]:
+    """Train K >= 1 compatible runs together; for each, its ``TrainResult`` or its ``Diverged``.
 
     Args:
-        spec: ``RunSpec.to_dict()``.
-        images_u8: the whole training set (N, C, 64, 64) uint8, already on ``device``.
-        checkpoint: where training state is saved (periodically, and when stopped).
-        on_step: progress callback (steps done, total steps), called once per log window.
-        should_stop: polled every step; when it turns true the state is saved and
+        specs: the runs; more than one must share ``packing.pack_key`` (one that cannot be
+            packed trains alone).
+        images: the training images (``GroundTruthDataset.training_images``).
+        checkpoints: one path per run (None: do not checkpoint). A run resumes from its own;
+            runs resumed at different steps train in consecutive packs, one per start step.
+        observation_noise: the dataset's per-observation randomness, ``(batch, generator) -> batch``.
+        on_progress: ``(index of the run in specs, steps done, total steps)``, every step.
+        should_stop: polled every step; when it turns true every unfinished run is saved and
             ``Interrupted`` is raised.
+
+    Returns:
+        per run, its ``TrainResult`` or the ``Diverged`` that ended it. ``train_seconds`` is
+        the wall time of the pack the run trained in, and ``images_per_second`` the run's own
+        images over it, so a pack's aggregate throughput is the sum over its runs.
     """
-    t = spec["training"]
-    steps, batch_size, log_every = t["steps"], t["batch_size"], t["log_every"]
-    precision = resolve_precision(t["precision"], device)
-    model, optimizer, aux_optimizer, generator = _build(spec, device)
-    start_step, window = _restore(checkpoint, spec, device, model, optimizer, aux_optimizer, generator)
+    from benchmarks.runner.packing import StackedNetwork, check_packable
 
-    def save(step: int) -> None:
-        _save(checkpoint, spec, step, model, optimizer, aux_optimizer, generator, window)
+    if len(specs) != len(checkpoints):
+        raise ValueError(f"{len(specs)} specs but {len(checkpoints)} checkpoints")
+    if len(specs) > 1:
+        check_packable(specs)
+    results: list[TrainResult | Diverged | None] = [None] * len(specs)
+    members = []
+    for i, (spec, checkpoint) in enumerate(zip(specs, checkpoints)):
+        member = Member.build(i, spec, device, None if checkpoint is None else Path(checkpoint))
+        steps = spec.training.steps
+        if member.start_step >= steps:  # already finished: nothing left to do
+            precision = resolve_precision(spec.training.precision, device)
+            results[i] = member.result(steps, seconds=0.0, precision=precision)
+        else:
+            members.append(member)
+    for start in sorted({m.start_step for m in members}):
+        group = [m for m in members if m.start_step == start]
+        network = SingleNetwork if len(group) == 1 else StackedNetwork
+        _train_group(
+            network, group, start, images, device, results, observation_noise, on_progress, should_stop
+        )
+    return results  # type: ignore[return-value]
 
-    n_images = images_u8.shape[0]
-    latent_dim = model.config.latent_dim
-    model.train()
+
+def train_run(
+    spec: RunSpec,
+    images: TrainingImages,
+    device: torch.device,
+    checkpoint: Path | None,
+    *,
+    observation_noise=None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """``train_runs`` for one run; raises its ``Diverged``."""
+    (outcome,) = train_runs(
+        [spec],
+        images,
+        device,
+        [checkpoint],
+        observation_noise=observation_noise,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+    if isinstance(outcome, Diverged):
+        raise outcome
+    return outcome
+
+
+def _train_group(
+    network_type, members, start_step, images, device, results, observation_noise, on_progress, should_stop
+) -> None:
+    """The loop, for members that all start at ``start_step``."""
+    t = members[0].spec.training
+    steps, batch_size = t.steps, t.batch_size
+    precision = resolve_precision(t.precision, device)
+    n_images = images.num_images
+    latent_dim = members[0].model.config.latent_dim
+    network = network_type(members, device)
     started = time.perf_counter()
     for step in range(start_step, steps):
         if should_stop():
-            save(step)
-            raise Interrupted(step, checkpoint)
-        index = torch.randint(n_images, (batch_size,), generator=generator, device=device)
-        x = sample_batch(images_u8, index)  # (B, C, 64, 64) float in [0, 1], gathered on the device
-        noise = torch.randn(batch_size, latent_dim, generator=generator, device=device)
-        with _autocast(precision, device):
-            out = model(x, step=step, noise=noise)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        if aux_optimizer is not None:
-            aux_optimizer.zero_grad(set_to_none=True)
-            with _autocast(precision, device):
-                aux_loss = model.auxiliary_loss(out, generator)
-            aux_loss.backward()
-            aux_optimizer.step()
+            for k, member in enumerate(network.members):
+                network.write_back(k)
+                member.save(step)
+            raise Interrupted(step, [m.checkpoint for m in network.members])
+        # Each member draws from its own generator: its batch indices, its observations' noise, its eps.
+        indices = [
+            torch.randint(n_images, (batch_size,), generator=m.generator, device=device)
+            for m in network.members
+        ]
+        x = images.batch(torch.cat(indices) if len(indices) > 1 else indices[0])  # (K * B, C, H, W)
+        x = x.view(len(network.members), batch_size, *x.shape[1:])
+        if observation_noise is not None:
+            x = torch.stack([observation_noise(x[k], m.generator) for k, m in enumerate(network.members)])
+        noise = torch.stack(
+            [
+                torch.randn(batch_size, latent_dim, generator=m.generator, device=device)
+                for m in network.members
+            ]
+        )  # (K, B, D)
+        logged = network.step(x, noise, step, precision, device)
 
-        scalars = out.scalars()
-        if aux_optimizer is not None:
-            scalars["auxiliary_loss"] = aux_loss
-        if window is None:
-            window = _Window(list(scalars), torch.zeros(log_every, len(scalars), device=device))
-        window.values[window.filled] = torch.stack([scalars[k].detach().float() for k in window.names])
-        window.filled += 1
-        if window.filled == log_every or step + 1 == steps:
-            _close_window(window, step + 1)
-            if on_step is not None:
-                on_step(step + 1, steps)
-        if (step + 1) % t["checkpoint_every"] == 0 and step + 1 < steps:
-            save(step + 1)
+        diverged = []
+        for member, scalars in zip(network.members, logged):
+            try:
+                member.log(scalars, step, steps, device)
+            except Diverged as exc:
+                results[member.index] = exc
+                diverged.append(member)
+                continue
+            if on_progress is not None:
+                on_progress(member.index, step + 1, steps)
+        for k, member in enumerate(network.members):
+            if member not in diverged and (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
+                network.write_back(k)
+                member.save(step + 1)
+        if diverged:  # the others go on in a smaller pack, from their own (written back) states
+            survivors = [m for m in network.members if m not in diverged]
+            for k, member in enumerate(network.members):
+                if member in survivors:
+                    network.write_back(k)
+            if not survivors:
+                return
+            network = (SingleNetwork if len(survivors) == 1 else network_type)(survivors, device)
 
     seconds = time.perf_counter() - started
-    done = steps - start_step
-    if done:
-        save(steps)  # the finished model, for `vaebench eval` and a crash during evaluation
-    final = {k: v[-1] for k, v in window.curve.items() if k != "step"}
-    model.eval()
-    return TrainResult(
-        model=model,
-        curve=window.curve,
-        final=final,
-        train_seconds=seconds,
-        images_per_second=done * batch_size / seconds if seconds > 0 else math.nan,
-        resumed_from_step=start_step,
-        precision=precision,
-    )
-
-
-def _build(spec: dict[str, Any], device: torch.device):
-    """A run's model, optimisers and generator, initialised from its seed (shared with packing)."""
-    torch.manual_seed(spec["seed"])  # weight initialisation
-    model = create_model(spec["model"], **spec["model_config"]).to(device)
-    optimizer, aux_optimizer = make_optimizers(model, spec["training"]["learning_rate"], device)
-    generator = torch.Generator(device=device).manual_seed(spec["seed"])  # batches, noise, permutations
-    return model, optimizer, aux_optimizer, generator
-
-
-def _restore(checkpoint: Path, spec, device, model, optimizer, aux_optimizer, generator):
-    """Load a partial run from ``checkpoint`` if there is one: (start step, log window or None)."""
-    if not checkpoint.exists():
-        return 0, None
-    try:
-        state = read_checkpoint(checkpoint, map_location=device)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}. Delete it to restart this run from scratch.") from None
-    if state.get("run_spec") != spec:
-        raise CheckpointError(
-            f"checkpoint {checkpoint} belongs to a different run spec; delete it to restart"
-        )
-    model.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    if aux_optimizer is not None:
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
-    generator.set_state(state["generator"].cpu())
-    window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
-    window.curve = state["curve"]
-    return state["step"], window
-
-
-def _save(checkpoint: Path, spec, step: int, model, optimizer, aux_optimizer, generator, window) -> None:
-    """Everything that determines the next step, in the payload layout ``_restore`` reads."""
-    save_checkpoint(
-        model,
-        checkpoint,
-        run_spec=spec,
-        step=step,
-        optimizer=optimizer.state_dict(),
-        aux_optimizer=aux_optimizer.state_dict() if aux_optimizer is not None else None,
-        generator=generator.get_state(),
-        window_names=window.names if window else [],
-        window_values=window.values if window else torch.zeros(0),
-        window_filled=window.filled if window else 0,
-        curve=window.curve if window else {},
-    )
+    for k, member in enumerate(network.members):
+        network.write_back(k)
+        member.save(steps)  # the finished model, for `vaebench eval` and a crash during evaluation
+        results[member.index] = member.result(steps, seconds, precision)
 
 
 def _close_window(window: _Window, step_after: int) -> None:

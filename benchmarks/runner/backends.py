@@ -1,0 +1,151 @@
+"""Where a plan runs: a registry of backends (a Ray or Kubernetes one plugs in without touching the runner).
+
+A backend is a class registered under a name (built in: ``local`` and
+``slurm``; third parties through the entry-point group ``vaebench.backends``).
+It is built from ``BackendOptions``; ``check()`` refuses what it cannot do
+before anything is submitted or trained (a ``BackendError``, exit 2), and
+``run(plan, ...)`` executes the plan's packs and returns the sweep's exit code.
+Every backend ends up in ``sweep.run_sweep`` on each pack, so every backend
+writes the same records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from rich.console import Console
+
+from vaebench.registry import Registry
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "BackendOptions", "LocalBackend", "get_backend"]
+
+
+class BackendError(ValueError):
+    """A backend that cannot run here, or an option it does not take; the message says what to do."""
+
+
+BACKENDS: Registry[type[Backend]] = Registry(
+    "backend", "vaebench.backends", builtin_modules=("benchmarks.runner.backends", "benchmarks.runner.slurm")
+)
+register_backend = BACKENDS.register
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the command line passes to a backend. Cluster options are None unless given."""
+
+    device: str = "auto"  # auto | cpu | cuda (a local run resolves it; a cluster job on its node)
+    force: bool = False
+    retry_failed: bool = False
+    pack: int | None = None
+    shard: tuple[int, int] | None = None
+    progress_interval: float = 30.0
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem_gb: float | None = None
+    timeout_min: int | None = None
+    array_parallelism: int | None = None
+    no_wait: bool = False
+
+    def given(self, names: tuple[str, ...]) -> list[str]:
+        """The cluster options among ``names`` that were set."""
+        return [n for n in names if getattr(self, n) not in (None, False)]
+
+
+CLUSTER_OPTIONS = (
+    "partition",
+    "gpus_per_job",
+    "cpus_per_job",
+    "mem_gb",
+    "timeout_min",
+    "array_parallelism",
+    "no_wait",
+)
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+class Backend:
+    """Base of a backend: ``accepts`` names the cluster options it takes; the rest are refused."""
+
+    name: ClassVar[str]
+    accepts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: BackendOptions, console: Console | None = None):
+        self.options = options
+        self.console = console or Console()
+
+    def check(self) -> None:
+        refused = [n for n in options_given(self.options) if n not in self.accepts]
+        if refused:
+            flags = ", ".join(option_flag(n) for n in refused)
+            raise BackendError(
+                f"{flags} need(s) a cluster backend (e.g. --backend slurm); not --backend {self.name}"
+            )
+
+    def pack_size(self) -> int:
+        raise NotImplementedError
+
+    def run(self, specs, out_dir: Path) -> int:
+        raise NotImplementedError
+
+
+def options_given(options: BackendOptions) -> list[str]:
+    return options.given(CLUSTER_OPTIONS)
+
+
+def get_backend(name: str, options: BackendOptions, console: Console | None = None) -> Backend:
+    """The backend ``name`` built from ``options`` and checked (UnknownNameError lists the known ones)."""
+    backend = BACKENDS.get(name)(options, console)
+    backend.check()
+    return backend
+
+
+@register_backend("local")
+class LocalBackend(Backend):
+    """This process, on this machine: the plan (or one ``--shard`` of it) pack after pack."""
+
+    name = "local"
+
+    def __init__(self, options: BackendOptions, console: Console | None = None):
+        super().__init__(options, console)
+        from benchmarks.runner.train import resolve_device
+
+        self.device: torch.device = resolve_device(options.device)
+
+    def pack_size(self) -> int:
+        from benchmarks.runner.sweep import default_pack_size
+
+        if self.options.pack is not None:
+            return self.options.pack
+        if self.options.shard is not None and self.options.device == "auto":
+            # A shard's plan must not depend on the machine that runs it: every shard must cut the
+            # same packs, so an unpinned device means no packing (give --pack or --device cuda).
+            return 1
+        return default_pack_size(self.device)
+
+    def run(self, specs, out_dir: Path):
+        from benchmarks.runner.sweep import run_sweep
+
+        o = self.options
+        return run_sweep(
+            specs,
+            out_dir,
+            self.device,
+            force=o.force,
+            retry_failed=o.retry_failed,
+            pack=self.pack_size(),
+            shard=o.shard,
+            console=self.console,
+            progress_interval=o.progress_interval,
+        )
+
+
+def backend_field_names() -> list[str]:
+    return [f.name for f in fields(BackendOptions)]

@@ -1,0 +1,85 @@
+"""Claims: many processes share one output directory and never train the same run at once.
+
+A run is claimed by an exclusive, non-blocking lock (the ``filelock`` package)
+on ``claims/<suite>/<run_id>.lock``. The lock is the operating system's
+(``flock``), so it dies with its process: the claim of a process that crashed
+or was killed is released by the kernel and the next process reclaims it. A
+JSON note beside the lock says who holds it (host, pid, SLURM job, since when)
+for ``vaebench status``; a note whose lock is free is stale and is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from vaebench.atomic import atomic_write_text
+
+__all__ = ["claim_path", "try_claim", "Claim", "claim_holder"]
+
+
+def claim_path(out_dir: Path, suite: str, run_id: str) -> Path:
+    return Path(out_dir) / "claims" / suite / f"{run_id}.lock"
+
+
+class Claim:
+    """A held claim on one run; ``release()`` (or the process's end) frees it."""
+
+    def __init__(self, lock: FileLock, note: Path):
+        self._lock, self.note = lock, note
+
+    def release(self) -> None:
+        self.note.unlink(missing_ok=True)
+        self._lock.release()
+
+
+def try_claim(out_dir: Path, suite: str, run_id: str) -> Claim | None:
+    """Claim the run, or None when another live process holds it."""
+    path = claim_path(out_dir, suite, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0, is_singleton=False, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    note = path.with_suffix(".json")
+    holder = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(note, json.dumps(holder) + "\n")
+    return Claim(lock, note)
+
+
+def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
+    """Who holds the run's claim now, or None when nobody does (a stale note is cleared)."""
+    path = claim_path(out_dir, suite, run_id)
+    if not path.exists():
+        return None
+    claim = try_claim(out_dir, suite, run_id)
+    if claim is not None:  # free: whatever note was there is stale
+        claim.release()
+        return None
+    try:
+        return json.loads(path.with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"host": "?", "pid": None}
+
+
+@contextmanager
+def claimed(out_dir: Path, suite: str, run_id: str) -> Iterator[Claim | None]:
+    claim = try_claim(out_dir, suite, run_id)
+    try:
+        yield claim
+    finally:
+        if claim is not None:
+            claim.release()

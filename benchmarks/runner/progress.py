@@ -1,0 +1,161 @@
+"""What a sweep shows while it runs: a bar per pack and one for the sweep, or plain lines in a log.
+
+The training loop reports every step (counted on the host, no device sync),
+so the bars move from the first step and the ETA shows within seconds. Rates
+under 10 steps/s keep a decimal. The sweep's ETA starts from the plan's
+estimate and is corrected by how fast the finished runs went against their
+estimates. When stdout is not a terminal (a log file, a SLURM job), one plain
+progress line is printed every ``interval`` seconds instead of bars.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchmarks.runner.spec import RunSpec
+
+__all__ = ["SweepProgress", "format_rate", "format_duration"]
+
+
+def format_rate(steps_per_second: float) -> str:
+    """``"0.4 steps/s"``, ``"3.1 steps/s"``, ``"27 steps/s"``, ``"1,204 steps/s"``."""
+    if steps_per_second < 10:
+        return f"{steps_per_second:.1f} steps/s"
+    return f"{steps_per_second:,.0f} steps/s"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class SweepProgress:
+    """Progress of one sweep: ``start_pack``, ``on_progress`` every step, ``end_pack``, ``run_done``."""
+
+    def __init__(
+        self, console: Console, todo: Sequence[RunSpec], estimates: dict[str, float], interval: float
+    ):
+        self.console = console
+        self.interval = interval
+        self.total_runs = len(todo)
+        self.estimates = dict(estimates)
+        self.remaining = {s.run_id: self.estimates.get(s.run_id) for s in todo}
+        self.done_runs = 0
+        self.spent = 0.0  # wall seconds of finished runs
+        self.estimated_spent = 0.0  # their estimates
+        self.tty = console.is_terminal
+        self._bars: Progress | None = None
+        self._pack: list[RunSpec] = []
+        self._last_print = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> SweepProgress:
+        if self.tty:
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=self.console,
+                transient=False,
+            )
+            self._bars.start()
+            self._sweep_task = self._bars.add_task(
+                "sweep", total=self.total_runs, rate="", eta=format_duration(self._sweep_eta(0.0))
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+    # -- a pack ------------------------------------------------------------------
+    def start_pack(self, pack: Sequence[RunSpec], start_steps: Sequence[int]) -> None:
+        self._pack = list(pack)
+        self._steps = pack[0].training.steps
+        self._start_steps = list(start_steps)
+        self._done = list(start_steps)
+        self._started = time.perf_counter()
+        self._last_print = self._started
+        for spec, start in zip(pack, start_steps):
+            if start > 0:
+                self.console.print(f"{spec.run_id} {spec.label()}: resumed at step {start} of {self._steps}")
+        label = pack[0].label() if len(pack) == 1 else f"pack of {len(pack)} ({pack[0].model}, ...)"
+        self._label = label
+        if self._bars is not None:
+            self._run_task = self._bars.add_task(
+                label, total=self._steps, completed=min(start_steps), rate="", eta="-"
+            )
+
+    def on_progress(self, index: int, done: int, total: int) -> None:
+        self._done[index] = done
+        now = time.perf_counter()
+        slowest = min(self._done)
+        trained = slowest - min(self._start_steps)
+        elapsed = now - self._started
+        rate = trained / elapsed if elapsed > 0 and trained > 0 else None
+        eta = (total - slowest) / rate if rate else None
+        if self._bars is not None:
+            self._bars.update(
+                self._run_task,
+                completed=slowest,
+                rate=format_rate(rate) if rate else "",
+                eta=format_duration(eta),
+            )
+            self._bars.update(self._sweep_task, eta=format_duration(self._sweep_eta(elapsed)))
+        elif now - self._last_print >= self.interval:
+            self._last_print = now
+            rate_text = format_rate(rate) if rate else "-"
+            self.console.print(
+                f"[{time.strftime('%H:%M:%S')}] {self._label}: step {slowest}/{total} "
+                f"({100 * slowest / total:.0f}%), {rate_text}, ETA {format_duration(eta)}; "
+                f"sweep {self.done_runs}/{self.total_runs} runs done, "
+                f"ETA {format_duration(self._sweep_eta(elapsed))}",
+                highlight=False,
+            )
+
+    def end_pack(self) -> None:
+        if self._bars is not None:
+            self._bars.remove_task(self._run_task)
+
+    def run_done(self, spec: RunSpec, record) -> None:
+        self.done_runs += 1
+        timing = record.timing or {}
+        actual = float(timing.get("train_seconds", 0.0)) + float(timing.get("eval_seconds", 0.0))
+        estimate = self.remaining.pop(spec.run_id, None)
+        if estimate and actual:
+            self.spent += actual
+            self.estimated_spent += estimate
+        if self._bars is not None:
+            self._bars.update(self._sweep_task, advance=1, eta=format_duration(self._sweep_eta(0.0)))
+
+    # -- the sweep's ETA ---------------------------------------------------------------
+    def _sweep_eta(self, elapsed_in_pack: float) -> float | None:
+        """Estimates of the runs still to finish, scaled by actual/estimated of those finished."""
+        left = [e for e in self.remaining.values() if e is not None]
+        if not left:
+            return None
+        correction = self.spent / self.estimated_spent if self.estimated_spent > 0 else 1.0
+        pack_ids = {s.run_id for s in self._pack}
+        pack_estimate = max((self.remaining.get(i) or 0.0 for i in pack_ids), default=0.0)
+        others = sum(e for i, e in self.remaining.items() if e is not None and i not in pack_ids)
+        current = max(pack_estimate * correction - elapsed_in_pack, 0.0)
+        return others * correction + current

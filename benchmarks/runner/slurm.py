@@ -1,0 +1,301 @@
+"""SLURM through submitit: one job-array task per pack, each running exactly the code of a local run.
+
+``vaebench run --backend slurm`` plans the suite here (the login node), skips
+the packs whose runs are all recorded, and submits one array task per pack
+with ``submitit`` (``pip install "vaebench[slurm]"``). A task calls
+``sweep.run_sweep`` on its pack, with the same claims and records as a local
+run, into the output directory (which must be on a filesystem the nodes
+share). A timeout or a preemption requeues the task through submitit's own
+checkpointing (``PackTask.checkpoint``): submitit owns the signals inside the
+job (vaebench installs no SIGTERM/SIGINT handler there), and the requeued task
+resumes its runs from their checkpoints, ending with the records of an
+uninterrupted run.
+
+Without ``--no-wait`` the command follows the jobs (records appearing, job
+states from ``squeue``) and exits as a local run does; with it, it prints the
+job ids and returns. Submitted job ids are kept under ``slurm/<suite>/jobs.json``
+for ``vaebench status``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmarks.runner.backends import (
+    CLUSTER_OPTIONS,
+    Backend,
+    BackendError,
+    BackendOptions,
+    register_backend,
+)
+
+__all__ = ["SlurmBackend", "PackTask", "slurm_job_states", "submitted_jobs"]
+
+SUBMITIT_HINT = 'pip install "vaebench[slurm]"'
+
+
+class PackTask:
+    """One array task: run one pack's specs with ``run_sweep``; checkpointable for submitit."""
+
+    def __init__(
+        self,
+        out_dir: str,
+        specs: list[dict],
+        device: str,
+        force: bool,
+        retry_failed: bool,
+        modules: list[str],
+    ):
+        self.out_dir, self.specs, self.device = out_dir, specs, device
+        self.force, self.retry_failed = force, retry_failed
+        self.modules = modules  # where the pack's models and datasets are defined
+
+    def __call__(self) -> dict:
+        from benchmarks.runner.spec import RunSpec
+        from benchmarks.runner.sweep import run_sweep
+        from benchmarks.runner.train import resolve_device
+
+        # Plug-ins registered by import (not by entry point) are known on the node as they were
+        # where the plan was made.
+        for module in self.modules:
+            importlib.import_module(module)
+        specs = [RunSpec.from_dict(s) for s in self.specs]
+        console = Console(file=sys.stdout, force_terminal=False, width=140)
+        result = run_sweep(
+            specs,
+            Path(self.out_dir),
+            resolve_device(self.device),
+            force=self.force,
+            retry_failed=self.retry_failed,
+            pack=len(specs),
+            console=console,
+            progress_interval=30.0,
+            handle_signals=False,  # submitit's handlers stay in charge of SIGUSR2/SIGTERM
+            estimate=False,
+        )
+        return result.to_dict()
+
+    def checkpoint(self, *args, **kwargs):
+        """Requeue the same task: its runs resume from their own checkpoints (submitit's protocol)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(PackTask(**self.__dict__))
+
+
+def _definition_modules(spec) -> list[str]:
+    from benchmarks.datasets import get_dataset_class
+    from vae_zoo import get_model
+
+    return [get_model(spec.model).__module__, get_dataset_class(spec.dataset).__module__]
+
+
+def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
+    path = Path(out_dir) / "slurm" / suite / "jobs.json"
+    try:
+        return json.loads(path.read_text())["job_ids"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return []
+
+
+def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
+    """job id -> state, from ``squeue`` (running or pending jobs; finished ones have left it)."""
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    base = sorted({j.split("_")[0] for j in job_ids})
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(base)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    states = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+@register_backend("slurm")
+class SlurmBackend(Backend):
+    """A SLURM cluster through submitit: one array task per pack."""
+
+    name = "slurm"
+    accepts = CLUSTER_OPTIONS
+
+    def __init__(self, options: BackendOptions, console: Console | None = None):
+        super().__init__(options, console)
+
+    def check(self) -> None:
+        super().check()
+        if self.options.shard is not None:
+            raise BackendError("--shard is for schedulers driven by hand; --backend slurm submits every pack")
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise BackendError(
+                f"--backend slurm needs submitit, which is not installed: {SUBMITIT_HINT}"
+            ) from None
+        if shutil.which("sbatch") is None:
+            raise BackendError(
+                "--backend slurm needs SLURM's sbatch on PATH, and it is not there: run on a login node "
+                "of your cluster (or start a local one with .ci/local-slurm start)"
+            )
+        for name in ("gpus_per_job", "cpus_per_job", "timeout_min", "array_parallelism"):
+            value = getattr(self.options, name)
+            if value is not None and value < (0 if name == "gpus_per_job" else 1):
+                raise BackendError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
+        if self.options.mem_gb is not None and not self.options.mem_gb > 0:
+            raise BackendError(f"--mem-gb must be > 0; got {self.options.mem_gb}")
+
+    @property
+    def job_device(self) -> str:
+        if self.options.device != "auto":
+            return self.options.device
+        return "cuda" if (self.options.gpus_per_job or 0) > 0 else "cpu"
+
+    def pack_size(self) -> int:
+        from benchmarks.runner.sweep import DEFAULT_PACK
+
+        if self.options.pack is not None:
+            return self.options.pack
+        return DEFAULT_PACK["cuda" if self.job_device.startswith("cuda") else "cpu"]
+
+    def run(self, specs, out_dir: Path):
+        import submitit
+
+        from benchmarks.runner.plan import make_plan
+        from benchmarks.runner.sweep import SweepResult, check_writable, run_states
+
+        o = self.options
+        out_dir = Path(out_dir).resolve()
+        check_writable(out_dir)
+        plan = make_plan(specs, self.pack_size())
+        states = run_states(plan, out_dir)
+        result = SweepResult()
+
+        def owed(spec) -> bool:
+            state = states[spec.run_id][0]
+            return o.force or state == "pending" or (state == "failed" and o.retry_failed)
+
+        packs = [p for p in plan.packs if any(owed(s) for s in p.runs)]
+        for spec in plan.runs:
+            state, detail = states[spec.run_id]
+            if not owed(spec) and state == "ok":
+                result.skipped.append(spec.run_id)
+            elif not owed(spec) and state == "failed":
+                failure = detail.failure or {}
+                result.previously_failed.append(
+                    (spec.run_id, failure.get("step", -1), failure.get("reason", ""))
+                )
+        if not packs:
+            self.console.print("Nothing to submit: every run is recorded.")
+            return result
+        suite = plan.runs[0].suite
+        folder = out_dir / "slurm" / suite
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+        params = {"timeout_min": o.timeout_min or 60 * 24, "name": f"vaebench-{suite}", "slurm_requeue": True}
+        if o.partition:
+            params["slurm_partition"] = o.partition
+        if o.gpus_per_job:
+            params["gpus_per_node"] = o.gpus_per_job
+        if o.cpus_per_job:
+            params["cpus_per_task"] = o.cpus_per_job
+        if o.mem_gb:
+            params["mem_gb"] = o.mem_gb
+        if o.array_parallelism:
+            params["slurm_array_parallelism"] = o.array_parallelism
+        executor.update_parameters(**params)
+        tasks = [
+            PackTask(
+                str(out_dir),
+                [s.to_dict() for s in p.runs],
+                self.job_device,
+                o.force,
+                o.retry_failed,
+                sorted({m for s in p.runs for m in _definition_modules(s)}),
+            )
+            for p in packs
+        ]
+        jobs = executor.submit_array(tasks)
+        job_ids = [job.job_id for job in jobs]
+        folder.mkdir(parents=True, exist_ok=True)
+        from vaebench.atomic import atomic_write_text
+
+        known = submitted_jobs(out_dir, suite)
+        atomic_write_text(folder / "jobs.json", json.dumps({"job_ids": known + job_ids}, indent=1) + "\n")
+        self.console.print(
+            f"Submitted {len(jobs)} array task(s) for {sum(len(p) for p in packs)} run(s) of suite {suite}: "
+            f"job {job_ids[0].split('_')[0]} ({', '.join(job_ids[:4])}{', ...' * (len(job_ids) > 4)}); "
+            f"logs under {folder}."
+        )
+        if o.no_wait:
+            self.console.print(f"Follow them with `vaebench status --suite {suite} --out {out_dir}`.")
+            result.submitted = job_ids  # type: ignore[attr-defined]
+            return result
+        return self._follow(jobs, packs, out_dir, result)
+
+    def _follow(self, jobs, packs, out_dir: Path, result):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from benchmarks.runner.records import record_path
+
+        runs = [s for p in packs for s in p.runs]
+        tty = self.console.is_terminal
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[states]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not tty,
+        )
+        last_line = 0.0
+        with progress:
+            task = progress.add_task("runs recorded", total=len(runs), states="")
+            while True:
+                done = sum(job.done() for job in jobs)
+                recorded = sum(record_path(out_dir, s.suite, s.run_id).exists() for s in runs)
+                states = slurm_job_states([j.job_id for j in jobs])
+                counts: dict[str, int] = {}
+                for state in states.values():
+                    counts[state] = counts.get(state, 0) + 1
+                summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+                summary = (
+                    f"{summary}, {done}/{len(jobs)} tasks finished"
+                    if summary
+                    else f"{done}/{len(jobs)} tasks finished"
+                )
+                progress.update(task, completed=recorded, states=summary)
+                if not tty and time.monotonic() - last_line > 30:
+                    last_line = time.monotonic()
+                    self.console.print(
+                        f"[{time.strftime('%H:%M:%S')}] {recorded}/{len(runs)} runs recorded; {summary}"
+                    )
+                if done == len(jobs):
+                    break
+                time.sleep(2)
+        for job in jobs:
+            try:
+                outcome = job.result()
+            except Exception as exc:  # the task itself crashed: its runs are not recorded
+                result.unreadable.append(
+                    f"job {job.job_id} failed: {str(exc).splitlines()[0]} (log: {job.paths.stderr})"
+                )
+                continue
+            result.completed += outcome["completed"]
+            result.skipped += outcome["skipped"]
+            result.failed += [tuple(f) for f in outcome["failed"]]
+            result.previously_failed += [tuple(f) for f in outcome["previously_failed"]]
+            result.unreadable += outcome["unreadable"]
+            result.blocked.update(outcome["blocked"])
+        return result

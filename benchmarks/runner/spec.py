@@ -1,0 +1,142 @@
+"""A run spec: everything that determines one run's numbers, typed and immutable. Its hash is the run id.
+
+``RunSpec`` holds typed settings (``RunTraining`` for the loop, read-only
+mappings for the model config and the metric settings). No mapping is shared
+between specs: each spec owns deep, read-only copies, so changing one spec's
+settings (or the suite's dict it came from) can never change another's.
+
+``to_dict`` gives the canonical JSON-like form that records and checkpoints
+store and that the run id hashes; ``from_dict`` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RunSpec", "RunTraining", "freeze", "thaw"]
+
+
+def freeze(value: Any) -> Any:
+    """A deep, read-only copy: mappings become MappingProxyType, lists tuples."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The plain JSON-like form of a frozen value: dicts and lists (what JSON reads back)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RunTraining:
+    """The training loop's settings for one run (the suite's ``[training]`` less what builds the model)."""
+
+    steps: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    precision: str
+    log_every: int
+    checkpoint_every: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class RunSpec:
+    """One run: dataset, model and its config, seed, training, metrics. Hashable by its run id."""
+
+    suite: str
+    dataset: str
+    model: str
+    model_config: Mapping[str, Any]  # the config overrides, incl. architecture, latent_dim, likelihood
+    seed: int
+    training: RunTraining
+    metrics: Mapping[str, Mapping[str, Any]]  # metric name -> its keyword settings
+    dataset_source: str = "auto"
+    evaluation_seed: int = 0
+    representation: str = "mean"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_config", freeze(self.model_config))
+        object.__setattr__(self, "metrics", freeze(self.metrics))
+        if isinstance(self.training, Mapping):
+            object.__setattr__(self, "training", RunTraining(**self.training))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical plain form: what records and checkpoints store and the run id hashes."""
+        return {
+            "suite": self.suite,
+            "dataset": self.dataset,
+            "model": self.model,
+            "model_config": thaw(self.model_config),
+            "seed": self.seed,
+            "training": self.training.to_dict(),
+            "metrics": thaw(self.metrics),
+            "dataset_source": self.dataset_source,
+            "evaluation_seed": self.evaluation_seed,
+            "representation": self.representation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"run spec has unknown field(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        return cls(**{k: v for k, v in data.items()})
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def run_id(self) -> str:
+        """``<model>-<12 hex>``: a hash of everything but the suite's name, so the same
+        experiment has the same id wherever it is listed."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.model}-{digest[:12]}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunSpec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.suite, self.run_id))
+
+    @property
+    def strength(self) -> tuple[str, float] | None:
+        """The variant's regularisation-strength field and its value, for sweeps' x-axes."""
+        from vae_zoo import get_model
+
+        cls = get_model(self.model)
+        if cls.strength_field is None:
+            return None
+        value = self.model_config.get(cls.strength_field, getattr(cls.Config, cls.strength_field, None))
+        return cls.strength_field, value
+
+    def full_model_config(self) -> dict[str, Any]:
+        """Every field of the variant's Config, defaults included (what actually builds the model)."""
+        from vae_zoo import get_model
+
+        config = get_model(self.model).make_config(**thaw(self.model_config))
+        return dataclasses.asdict(config)
+
+    def label(self) -> str:
+        """``model field=value seed S``, for progress lines."""
+        strength = self.strength
+        hyper = f" {strength[0]}={strength[1]:g}" if strength else ""
+        return f"{self.model}{hyper} seed {self.seed}"
