@@ -316,7 +316,7 @@ def representation_curves(df: pd.DataFrame, mean_column: str, sampled_column: st
 
     Returns columns ``model``, ``strength_field``, ``strength_value``, ``representation``
     (``"mean"``/``"sampled"``), ``n``, ``mean``, ``std``. Raises InsufficientData when the
-    sampled representation's column is missing or empty, or no run has a strength.
+    sampled representation's column is missing or empty, or no model has two strength values.
     """
     if sampled_column not in df or df[sampled_column].notna().sum() == 0:
         raise InsufficientData(
@@ -328,6 +328,11 @@ def representation_curves(df: pd.DataFrame, mean_column: str, sampled_column: st
     swept = df[df["strength_value"].notna()]
     if swept.empty:
         raise InsufficientData("no run has a regularisation strength to plot against")
+    grid = swept.groupby("model", observed=True)["strength_value"].nunique()
+    if grid.max() < 2:
+        raise InsufficientData(
+            "a curve needs at least 2 strength values of one model; every model has at most 1"
+        )
     parts = []
     for column, representation in ((mean_column, "mean"), (sampled_column, "sampled")):
         g = swept[swept[column].notna()].groupby(

@@ -206,7 +206,7 @@ def _variance(dataset, title, sub, **_):
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the total sum of squares", fontsize=8)
-    ax.legend(fontsize=8, frameon=False, loc="outside lower center", ncol=3)
+    fig.legend(fontsize=8, frameon=False, loc="outside lower center", ncol=3)
     n_runs = int(table["n_runs"].max())
     fig.suptitle(
         f"{title}: variance explained by model, hyperparameter and seed (n={n_runs} runs)", fontsize=10
@@ -257,9 +257,9 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
         image = ax.imshow(matrix.to_numpy(float), cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
         for r in res.itertuples():
             i, j = models.index(r.model_a), models.index(r.model_b)
-            ax.text(
-                j, i, f"{r.p_win:.2f}{'*' if r.significant else ''}", ha="center", va="center", fontsize=6
-            )
+            colour = "white" if abs(r.p_win - 0.5) > 0.3 else "black"
+            label = f"{r.p_win:.2f}{'*' if r.significant else ''}"
+            ax.text(j, i, label, ha="center", va="center", fontsize=7, color=colour)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=40, ha="right", fontsize=7)
         ax.set_yticks(range(len(models)))
