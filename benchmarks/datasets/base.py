@@ -63,7 +63,15 @@ __all__ = [
 DATASETS: Registry[type[GroundTruthDataset]] = Registry(
     "dataset",
     "vaebench.datasets",
-    builtin_modules=("benchmarks.datasets.dsprites", "benchmarks.datasets.shapes3d"),
+    builtin_modules=(
+        "benchmarks.datasets.dsprites",
+        "benchmarks.datasets.shapes3d",
+        "benchmarks.datasets.dsprites_variants",
+        "benchmarks.datasets.scream",
+        "benchmarks.datasets.smallnorb",
+        "benchmarks.datasets.cars3d",
+        "benchmarks.datasets.mpi3d",
+    ),
 )
 register_dataset = DATASETS.register
 
@@ -154,20 +162,33 @@ class OfficialFile:
     ``check(path, dataset)`` inspects keys, shapes and dtypes without reading
     the pixels and raises DatasetFileError naming what it expected and found;
     ``convert(path, dataset, out, progress)`` writes every image into ``out``
-    ``(N, C, H, W)`` uint8 at its flat index.
+    ``(N, C, H, W)`` uint8 at its flat index. ``companions`` are further files
+    published beside it (same URL directory, own checksums) that ``check`` and
+    ``convert`` read too (smallnorb's six matrices).
     """
 
     filename: str
     url: str
     check: Callable[[Path, GroundTruthDataset], None]
     convert: Callable[[Path, GroundTruthDataset, np.ndarray, bool], None]
+    companions: tuple[str, ...] = ()
 
     @property
     def checksum(self) -> Checksum:
+        return self.checksum_of(self.filename)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.filename, *self.companions)
+
+    def url_of(self, filename: str) -> str:
+        return self.url if filename == self.filename else f"{self.url.rsplit('/', 1)[0]}/{filename}"
+
+    def checksum_of(self, filename: str) -> Checksum:
         try:
-            return KNOWN_CHECKSUMS[self.filename]
+            return KNOWN_CHECKSUMS[filename]
         except KeyError:
-            raise DatasetFileError(f"no known checksum for {self.filename!r}; cannot verify it") from None
+            raise DatasetFileError(f"no known checksum for {filename!r}; cannot verify it") from None
 
 
 class GroundTruthDataset:
@@ -194,7 +215,9 @@ class GroundTruthDataset:
     #: Factor indices Chen et al.'s MIG leaves out on this dataset (dSprites: shape, as in the paper).
     mig_chen_excluded_factors: ClassVar[tuple[int, ...]] = ()
     official_files: ClassVar[tuple[OfficialFile, ...]] = ()
-    generator_version: ClassVar[str]  # bump when procedural images change
+    #: Files read when observations are drawn, whatever the image source (scream_dsprites' painting).
+    assets: ClassVar[tuple[OfficialFile, ...]] = ()
+    generator_version: ClassVar[str | None]  # bump when procedural images change; None: official only
     render_batch: ClassVar[int] = 4096  # images per chunk in the default ``generate``
 
     def __init__(self, source: str = "auto", root: str | os.PathLike | None = None, *, progress: bool = True):
@@ -471,11 +494,19 @@ class GroundTruthDataset:
         self._use(cache, "official", {"official_file": str(path), "checksum": str(official.checksum)})
 
     def _prepare_procedural(self, rebuild: bool) -> None:
+        if self.generator_version is None:  # smallnorb, cars3d, mpi3d: nothing here can make their images
+            raise OfficialFileMissingError(
+                f"{self.name} has no procedural generator; only its official files hold its images. "
+                + self.missing_official_message()
+            )
         cache = self.procedural_cache()
         self._ensure(cache, lambda out: self.generate(out, self.progress), rebuild)
         self._use(cache, "procedural", {"generator_version": self.generator_version})
 
     def _prepare_auto(self, rebuild: bool) -> None:
+        if self.generator_version is None:  # no procedural fallback to fall back on
+            self._prepare_official(rebuild)
+            return
         official_ready = self.find_official_file() is not None or any(
             self.official_cache(f).is_valid() for f in self.official_files
         )

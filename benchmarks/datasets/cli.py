@@ -110,18 +110,40 @@ def info(
             f"data root: {ds.root}",
         ]
         for official in ds.official_files:
-            state = "present" if (ds.root / official.filename).is_file() else "absent"
-            lines.append(
-                f"official file {official.filename}: {state} (expects {official.checksum}; {official.url})"
-            )
+            lines += [f"official file {_file_state(ds, official, name)}" for name in official.files]
             lines.append(f"  its cache: {_cache_state(ds.official_cache(official))}")
-        lines.append(f"procedural generator v{ds.generator_version}: {_cache_state(ds.procedural_cache())}")
+        lines += [f"needed file {_file_state(ds, asset, asset.filename)}" for asset in ds.assets]
         official_ready = ds.find_official_file() is not None or any(
             ds.official_cache(f).is_valid() for f in ds.official_files
         )
-        lines.append(f"--source auto uses: {'official (once verified)' if official_ready else 'procedural'}")
+        if ds.generator_version is None:
+            lines.append(
+                f"procedural generator: none. {ds.name} exists only as its official files; "
+                "--source procedural is refused and --source auto uses the official files or nothing"
+            )
+        else:
+            lines.append(
+                f"procedural generator v{ds.generator_version}: {_cache_state(ds.procedural_cache())}"
+            )
+            auto = "official (once verified)" if official_ready else "procedural"
+            lines.append(f"--source auto uses: {auto}")
+        if ds.stochastic_observations:
+            lines.append(
+                f"observations: drawn per observation from the stored images {ds.grid.names} "
+                "(the same factors give a different image each time)"
+            )
         for line in lines:
             console.print(line, highlight=False, soft_wrap=True)
+
+
+def _file_state(ds: GroundTruthDataset, official, filename: str) -> str:
+    """``name: present|absent (expects <checksum>; <url>)``; an unknown checksum is said, not raised."""
+    state = "present" if (ds.root / filename).is_file() else "absent"
+    try:
+        expects = f"expects {official.checksum_of(filename)}"
+    except DatasetFileError:
+        expects = "NO KNOWN CHECKSUM, so it cannot be verified and is refused"
+    return f"{filename}: {state} ({expects}; {official.url_of(filename)})"
 
 
 def _cache_state(cache: FlatCache, sample: int = 8) -> str:
@@ -169,19 +191,22 @@ def fetch(
     root: RootOpt = None,
     timeout: Annotated[float, typer.Option(help="network timeout in seconds")] = 10.0,
 ) -> None:
-    """Download the official file into the data directory (verified, then renamed into place)."""
+    """Download the official file(s) into the data directory (verified, then renamed into place)."""
     with _friendly_errors():
         ds = _dataset(name, "official", root)
-        if not ds.official_files:
+        if not ds.official_files and not ds.assets:
             raise ValueError(f"{ds.name} has no official file to fetch")
-        official = ds.official_files[0]
-        destination = ds.root / official.filename
-        if destination.is_file():
-            verify_checksum(destination, official.checksum, ds.cache_dir)
-            console.print(f"{destination} is already here and verified")
-            return
-        fetch_file(official.url, destination, official.checksum, ds.cache_dir, timeout=timeout)
-        console.print(f"fetched and verified {destination}")
+        # the files read when observing first (scream's painting), then the first official set
+        wanted = [(asset, asset.filename) for asset in ds.assets]
+        wanted += [(ds.official_files[0], f) for f in ds.official_files[0].files] if ds.official_files else []
+        for official, filename in wanted:
+            destination, checksum = ds.root / filename, official.checksum_of(filename)
+            if destination.is_file():
+                verify_checksum(destination, checksum, ds.cache_dir)
+                console.print(f"{destination} is already here and verified")
+                continue
+            fetch_file(official.url_of(filename), destination, checksum, ds.cache_dir, timeout=timeout)
+            console.print(f"fetched and verified {destination}")
 
 
 @data_app.command()
@@ -201,9 +226,16 @@ def verify(
         found = ds.find_official_file()
         if found is not None and source != "procedural":
             official, path = found
-            verify_checksum(path, official.checksum, ds.cache_dir, force=True)
+            for filename in official.files:  # the file and its companions
+                verify_checksum(
+                    path.parent / filename, official.checksum_of(filename), ds.cache_dir, force=True
+                )
             official.check(path, ds)
             console.print(f"{path}: checksum ({official.checksum}) and layout OK")
+        for asset in ds.assets:
+            verify_checksum(ds.root / asset.filename, asset.checksum, ds.cache_dir, force=True)
+            asset.check(ds.root / asset.filename, ds)
+            console.print(f"{ds.root / asset.filename}: checksum ({asset.checksum}) and content OK")
         caches = [ds.official_cache(f) for f in ds.official_files] if source != "procedural" else []
         if source != "official" and ds.generator_version is not None:
             caches.append(ds.procedural_cache())
@@ -253,6 +285,13 @@ def show(
         console.print(f"wrote {path}")
 
 
+def _observed(ds: GroundTruthDataset, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 ``(n, C, H, W)`` as a model sees them: drawn observations where they are random."""
+    if not ds.stochastic_observations:
+        return ds.images(factors)
+    return (np.asarray(ds.sample_observations_from_factors(factors, rng)) * 255).round().astype(np.uint8)
+
+
 def write_overview(ds: GroundTruthDataset, path: Path, *, seed: int = 0, steps: int = 10) -> None:
     """PNG of 2 x ``steps`` random samples and, per factor, ``steps`` values with the others fixed."""
     import matplotlib
@@ -262,14 +301,14 @@ def write_overview(ds: GroundTruthDataset, path: Path, *, seed: int = 0, steps: 
 
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, np.ndarray]] = []
-    samples = ds.images(ds.sample_factors(2 * steps, rng))
+    samples = _observed(ds, ds.sample_factors(2 * steps, rng), rng)
     rows += [("random", samples[:steps]), ("random", samples[steps:])]
     base = ds.sample_factors(1, rng)[0]
     for j, (factor, size) in enumerate(zip(ds.factor_names, ds.factor_sizes)):
         values = np.unique(np.linspace(0, size - 1, min(steps, size)).round().astype(np.int64))
         factors = np.repeat(base[None], len(values), axis=0)
         factors[:, j] = values
-        rows.append((f"{factor} ({size})", ds.images(factors)))
+        rows.append((f"{factor} ({size})", _observed(ds, factors, rng)))
 
     fig, axes = plt.subplots(len(rows), steps, figsize=(steps * 1.1, len(rows) * 1.15), squeeze=False)
     for r, (label, images) in enumerate(rows):

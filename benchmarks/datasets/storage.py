@@ -166,6 +166,36 @@ KNOWN_CHECKSUMS: dict[str, Checksum] = {
         "sha256", "729fa22e884c9c500e1f17415d580746b4c5894fbbb780a1319bbcfa39a745bb"
     ),
     "3dshapes.h5": Checksum("sha256", "0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785"),
+    # smallNORB's six matrices as the NYU server publishes them (gzipped), from tensorflow_datasets'
+    # url_checksums/smallnorb.txt (sizes 131,896,188 / 348 / 71,052 / 130,799,817 / 347 / 10,428 bytes)
+    "smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat.gz": Checksum(
+        "sha256", "5ffd6272a07d32695ee1082a26a41a93a37aab8c28da047f8c34ed348d214873"
+    ),
+    "smallnorb-5x46789x9x18x6x2x96x96-training-cat.mat.gz": Checksum(
+        "sha256", "2784e542c1922060691090952b6cd6278879a216c90f81476f0f00256d42cdaa"
+    ),
+    "smallnorb-5x46789x9x18x6x2x96x96-training-info.mat.gz": Checksum(
+        "sha256", "de7eb932ebe7a4ee16217fead60660d0eb3d23632c2f4d1c51f88c501c17bf32"
+    ),
+    "smallnorb-5x01235x9x18x6x2x96x96-testing-dat.mat.gz": Checksum(
+        "sha256", "cf7104eed3e51174d2f65b66d1e5878b9da233b886f161b0d88f4510ba2c7474"
+    ),
+    "smallnorb-5x01235x9x18x6x2x96x96-testing-cat.mat.gz": Checksum(
+        "sha256", "ecaf6d5bb8c3bc5eab9cf0258f6d2198dd474e016e374836fc097f2e5ff509ff"
+    ),
+    "smallnorb-5x01235x9x18x6x2x96x96-testing-info.mat.gz": Checksum(
+        "sha256", "16adf314226327ee006d1a44db8cfef52773c06c829951d5653a9f6f310248a2"
+    ),
+    # Cars3D: Reed et al.'s archive; md5 of the whole file from disent (dataset/data/_groundtruth__cars3d.py)
+    "nips2015-analogy-data.tar.gz": Checksum("md5", "4e866a7919c1beedf53964e6f7a23686"),
+    # MPI3D (Gondal et al. 2019): md5 of the whole files from disent (_groundtruth__mpi3d.py); the toy
+    # one is also recorded by a second, independent loader
+    "mpi3d_toy.npz": Checksum("md5", "55889cb7c7dfc655d6e0277beee88868"),
+    "mpi3d_realistic.npz": Checksum("md5", "59a6225b88b635365f70c91b3e52f70f"),
+    "mpi3d_real.npz": Checksum("md5", "0f33f609918fb5c97996692f91129802"),
+    # "The_Scream.jpg" (scream_dsprites' painting) is deliberately absent: no checksum is documented
+    # anywhere (disentanglement_lib downloads it from Wikimedia unchecked, and Wikimedia may replace the
+    # file), so verification refuses it; see benchmarks/datasets/scream.py.
 }
 
 
