@@ -118,7 +118,7 @@ def sample_interventions(
     factor: int,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Codes of ``n_points`` random factor vectors under each intervention ``do(factor = c)``: ``(K, n_points, n_codes)``.
+    """Codes of ``n_points`` random factor vectors under each ``do(factor = c)``: ``(K, n_points, n_codes)``.
 
     ``K = factor_sizes[factor]``. One draw of ``n_points`` factor vectors, then for
     every value ``c`` in order the same vectors with ``factor`` set to ``c``, their

@@ -45,6 +45,9 @@ INPUT_KINDS = {
     "sampler": "fn(sampler, encode, rng, **kw): interventions, the metric samples itself",
     "posterior_grid": "fn(mean, logvar, factors, factor_sizes, rng=..., **kw) on the factor grid "
     "(grid_max_values thins it); needs encode_posterior",
+    "model_group": "fn(means, logvars, **kw) -> one flat dict per model: a group of runs (same config, "
+    "other seeds) encoded on the same n_points; computed by `vaebench udr`, not per run (evaluate_metric "
+    "refuses it)",
 }
 # Keys of the settings that steer the sampling rather than the metric function.
 _SAMPLING_KEYS = {
@@ -53,6 +56,7 @@ _SAMPLING_KEYS = {
     "train_test": ("n_train", "n_test", "batch_size"),
     "sampler": (),
     "posterior_grid": ("grid_max_values", "batch_size"),
+    "model_group": ("n_points",),
 }
 # The arguments each kind passes positionally (not settings).
 _POSITIONAL = {
@@ -72,6 +76,9 @@ BUILTIN_MODULES = (
     "metrics.unsupervised_scores",
     "metrics.irs_score",
     "metrics.interventions",
+    "metrics.downstream_task",
+    "metrics.fairness",
+    "metrics.udr",
 )
 
 
@@ -228,6 +235,11 @@ def evaluate_metric(
         encode_posterior: observations -> (mean, logvar), for ``posterior_grid`` metrics.
     """
     spec = metric if isinstance(metric, MetricSpec) else get_metric(metric)
+    if spec.inputs == "model_group":
+        raise ValueError(
+            f"metric {spec.name!r} scores a group of runs (same config, different seeds) together, not one "
+            "model; it is computed by `vaebench udr --suite S` from the runs' recorded encodings"
+        )
     rng = check_rng(rng)
     kwargs = {**spec.settings(settings), **overrides}
     sampling = {k: kwargs.pop(k) for k in _SAMPLING_KEYS[spec.inputs] if k in kwargs}
