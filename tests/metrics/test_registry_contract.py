@@ -7,6 +7,7 @@ fed the same bad inputs as every other metric of its inputs kind.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -56,12 +57,42 @@ def posterior(rep):
     return encode_posterior
 
 
+def model_group(rep, rng, n_models=3, n_points=400):
+    """A group of "models" of one representation, encoded on the same points: (means, logvars).
+
+    Model m sees the points shifted by 0.137 m (so that noise codes differ between models,
+    while factor-aligned codes only move by a constant) and permutes and flips its codes.
+    """
+    x = Toy().sample_observations_from_factors(Toy().sample_factors(n_points, rng), rng)
+    means = []
+    for m in range(n_models):
+        codes = rep(x + 0.137 * m)
+        order = np.random.RandomState(m).permutation(codes.shape[1])
+        means.append(codes[:, order] * np.where(np.arange(codes.shape[1]) % 2, -1.0, 1.0))
+    return means, [np.full(mean.shape, np.log(1e-4)) for mean in means]
+
+
 def evaluate(name, rep, seed=0, rng_type=np.random.RandomState):
+    spec = metrics.get_metric(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.MetricWarning)
+        if spec.inputs == "model_group":  # scored per group (`vaebench udr`): the group's first model
+            settings = {k: v for k, v in spec.fast.items() if k != "n_points"}
+            return spec.function(*model_group(rep, rng_type(seed)), **settings)[0]
         return metrics.evaluate_metric(
             name, Toy(), rep, rng_type(seed), settings="fast", encode_posterior=posterior(rep)
         )
+
+
+def expected_keys(spec):
+    """The keys for the fast settings: ``spec.keys``, or the function's ``output_keys(**settings)`` where
+    the keys name a setting (the downstream task's train sizes); those must be declared keys too."""
+    output_keys = getattr(spec.function, "output_keys", None)
+    if output_keys is None:
+        return list(spec.keys)
+    keys = list(output_keys(**spec.fast))
+    assert set(keys) <= set(spec.keys), sorted(set(keys) - set(spec.keys))
+    return keys
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -80,7 +111,7 @@ def test_spec_is_complete(name):
 def test_returns_flat_dict_of_python_floats_with_documented_keys(name):
     result = evaluate(name, good)
     spec = metrics.get_metric(name)
-    assert list(result) == list(spec.keys)
+    assert list(result) == expected_keys(spec)
     assert all(type(value) is float and math.isfinite(value) for value in result.values()), result
 
 
@@ -92,7 +123,7 @@ def test_direction_good_beats_bad(name):
     directions = {d for d in spec.higher_is_better.values() if d is not None}
     bads = {higher: evaluate(name, noise if higher else entangled) for higher in directions}
     for key, higher in spec.higher_is_better.items():
-        if higher is None:
+        if higher is None or key not in ours:
             continue
         bad = bads[higher]
         if higher:
@@ -105,7 +136,7 @@ def test_direction_good_beats_bad(name):
 def test_same_rng_same_result_and_generator_works(name):
     assert evaluate(name, good, seed=3) == evaluate(name, good, seed=3)
     result = evaluate(name, good, seed=3, rng_type=np.random.default_rng)
-    assert list(result) == list(metrics.get_metric(name).keys)
+    assert list(result) == expected_keys(metrics.get_metric(name))
 
 
 # -- bad input: one table per inputs kind, run for every metric of that kind ----------------------
@@ -197,15 +228,25 @@ def test_bad_arrays_raise_value_error_naming_the_argument(name, label, args, tex
 SAMPLER_NAMES = [n for n in NAMES if metrics.get_metric(n).inputs == "sampler"]
 
 
+# Small sample sizes, by the name of the setting, for whichever a sampler metric takes.
+TINY = {"n_train": 5, "n_eval": 5, "n_test": 5, "train_sizes": (5,), "n_test_per_class": 5}
+
+
+def tiny(fn, **change):
+    parameters = inspect.signature(fn).parameters
+    return {k: change.get(k, v) for k, v in TINY.items() if k in parameters}
+
+
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
 def test_sampler_metrics_reject_bad_encoders_and_rngs(name):
     fn = metrics.get_metric(name).function
     with pytest.raises(ValueError, match="encode must return an array"):
-        fn(Toy(), lambda x: x[:, 0], np.random.RandomState(0), n_train=5, n_eval=5)
+        fn(Toy(), lambda x: x[:, 0], np.random.RandomState(0), **tiny(fn))
     with pytest.raises(ValueError, match="rng must be a numpy Generator"):
-        fn(Toy(), good, "seed", n_train=5, n_eval=5)
-    with pytest.raises(ValueError, match="n_train must be a positive integer"):
-        fn(Toy(), good, np.random.RandomState(0), n_train=0, n_eval=5)
+        fn(Toy(), good, "seed", **tiny(fn))
+    size = "n_train" if "n_train" in inspect.signature(fn).parameters else "train_sizes"
+    with pytest.raises(ValueError, match=f"{size} must be"):
+        fn(Toy(), good, np.random.RandomState(0), **tiny(fn, n_train=0, train_sizes=(0,)))
 
 
 GRID_NAMES = [n for n in NAMES if metrics.get_metric(n).inputs == "posterior_grid"]
@@ -282,8 +323,33 @@ def test_sampler_metrics_reject_nan_codes(name):
         codes[0, 0] = np.nan
         return codes
 
+    fn = metrics.get_metric(name).function
     with pytest.raises(ValueError, match="NaN or infinite code value"):
-        metrics.get_metric(name).function(Toy(), broken, np.random.RandomState(0), n_train=5, n_eval=5)
+        fn(Toy(), broken, np.random.RandomState(0), **tiny(fn))
+
+
+GROUP_NAMES = [n for n in NAMES if metrics.get_metric(n).inputs == "model_group"]
+
+
+@pytest.mark.parametrize("name", GROUP_NAMES)
+def test_model_group_metrics_reject_bad_groups_and_evaluate_metric_refuses_them(name):
+    fn = metrics.get_metric(name).function
+    means, logvars = model_group(good, np.random.RandomState(0))
+    assert len(fn(means, logvars)) == len(means)
+    with pytest.raises(ValueError, match="means and logvars must hold one array per model"):
+        fn(means, logvars[:2])
+    with pytest.raises(ValueError, match="at least 2 models"):
+        fn(means[:1], logvars[:1])
+    with pytest.raises(ValueError, match=r"means\[1\] must have the shape of means\[0\]"):
+        fn([means[0], means[1][:, :3], means[2]], [logvars[0], logvars[1][:, :3], logvars[2]])
+    with pytest.raises(ValueError, match=r"model 2 .*mean must be finite"):
+        fn(means[:2] + [with_nan(means[2])], logvars)
+    with pytest.raises(ValueError, match=r"model 0 .*logvar and mean must have the same number of samples"):
+        fn([means[0]] + means[1:], [logvars[0][:-1]] + logvars[1:])
+    with pytest.raises(ValueError, match="kl_filter_threshold must be a finite number"):
+        fn(means, logvars, kl_filter_threshold=float("nan"))
+    with pytest.raises(ValueError, match="vaebench udr"):
+        metrics.evaluate_metric(name, Toy(), good, np.random.RandomState(0), settings="fast")
 
 
 def test_metrics_imports_neither_torch_nor_the_other_packages():
