@@ -103,7 +103,8 @@ _LABEL_COLUMNS = ("hyperparameters", "config")
 _PROVENANCE_KEYS = ("git_commit", "git_dirty", "device", "device_name", "precision")
 # How the sampled representation's scores may be told apart in a record's flat ``metrics``
 # (the runner's key convention is being settled): a marker before or after the key.
-_SAMPLED_MARKERS = (("sampled.", ""), ("sampled/", ""), ("", "@sampled"))
+#: How the runner names a score of the sampled representation (a suite's ``name@sampled`` entry).
+_SAMPLED_MARKERS = (("sampled_", ""),)
 
 log = logging.getLogger(__name__)
 

@@ -83,9 +83,13 @@ class TrainingSettings:
     precision: str = "auto"
     log_every: int = 100
     checkpoint_every: int = 1000
+    #: Per dataset; a dataset not named trains with its class's default likelihood.
     likelihood: dict[str, str] = field(
         default_factory=lambda: {"dsprites": "bernoulli", "shapes3d": "gaussian"}
     )
+    #: Weight initialisation (``VAE.Config.init``: "torch" or "tf"); None leaves the variant's default
+    #: (and the run ids of suites that never set it unchanged).
+    init: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
@@ -95,6 +99,8 @@ class TrainingSettings:
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < math.inf):
             raise SuiteError(f"training.learning_rate must be a finite number > 0; got {lr!r}")
+        if self.init is not None and self.init not in ("torch", "tf"):
+            raise SuiteError(f"training.init must be 'torch' or 'tf'; got {self.init!r}")
         if self.optimizer != "adam":
             raise SuiteError(
                 f"training.optimizer must be 'adam' (the study's optimiser); got {self.optimizer!r}"
@@ -187,30 +193,47 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
     models: dict[str, tuple[dict[str, Any], ...]] = {}
     for model_name, grid in _require(raw, "models", dict, where).items():
         cls = get_model(model_name)  # UnknownNameError lists valid names
+        shared: dict[str, Any] = {}
+        if isinstance(grid, dict):  # { grid = "study" | [...], <field> = value, ... }: shared by every point
+            shared = dict(grid)
+            grid = shared.pop("grid", [{}])
         if grid == "study":
-            models[model_name] = tuple(cls.study_grid)
+            points = tuple(cls.study_grid)
         elif isinstance(grid, list) and all(isinstance(p, dict) for p in grid) and grid:
-            models[model_name] = tuple(grid)
+            points = tuple(grid)
         else:
             raise SuiteError(
-                f'{where}: models.{model_name} must be "study" or a list of tables; got {grid!r}'
+                f'{where}: models.{model_name} must be "study", a list of tables, or a table with '
+                f"grid = ... and shared fields; got {grid!r}"
             )
+        models[model_name] = tuple({**point, **shared} for point in points)
 
     metrics_raw = dict(_require(raw, "metrics", dict, where))
     settings = metrics_raw.pop("settings", "fast")
     if settings not in ("fast", "study"):
         raise SuiteError(f"{where}: metrics.settings must be 'fast' or 'study'; got {settings!r}")
     names = metrics_raw.pop("names", "all")
-    names = list_metrics() if names == "all" else list(names)
+    names = per_run_metrics() if names == "all" else list(names)
+    sampled = metrics_raw.pop("sampled", [])
+    sampled = list(names) if sampled == "all" else list(sampled)
     overrides = metrics_raw.pop("overrides", {})
     if metrics_raw:
-        raise SuiteError(f"{where}: unknown metrics field(s) {', '.join(sorted(metrics_raw))}")
+        raise SuiteError(
+            f"{where}: unknown metrics field(s) {', '.join(sorted(metrics_raw))}; "
+            "valid: settings, names, sampled, overrides"
+        )
+    for metric_name in sampled:
+        if metric_name not in names:
+            raise SuiteError(f"{where}: metrics.sampled names {metric_name!r}, which is not in metrics.names")
     metrics = {}
     for metric_name in names:
         spec = get_metric(metric_name)
         metrics[metric_name] = {**getattr(spec, settings), **overrides.get(metric_name, {})}
+        _check_metric_settings(spec, metrics[metric_name], f"{where}: metrics.overrides.{metric_name}")
+        if metric_name in sampled:  # the same metric on the sampled representation (postprocess sampled.gin)
+            metrics[f"{metric_name}@sampled"] = dict(metrics[metric_name])
     for metric_name in overrides:
-        if metric_name not in metrics:
+        if metric_name not in names:
             raise SuiteError(
                 f"{where}: metrics.overrides names {metric_name!r}, which is not in metrics.names"
             )
@@ -231,6 +254,21 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
         dataset_source=source,
         evaluation_seed=int(raw.get("evaluation_seed", 0)),
     )
+
+
+def per_run_metrics() -> list[str]:
+    """``names = "all"``: every registered metric that scores one run (not UDR's groups of runs)."""
+    from metrics import get_metric, list_metrics
+
+    return [n for n in list_metrics() if get_metric(n).inputs != "model_group"]
+
+
+def _check_metric_settings(metric, settings: dict[str, Any], where: str) -> None:
+    """A misspelt setting fails when the suite is loaded, naming it and the valid ones."""
+    try:
+        metric.check_settings(settings, where=where)
+    except ValueError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def override_suite(
@@ -277,9 +315,14 @@ def override_suite(
             checkpoint_every=min(suite.training.checkpoint_every, steps),
         )
     if metrics is not None:
-        changes["metrics"] = {
-            m: suite.metrics.get(m, getattr(get_metric(m), suite.metric_settings)) for m in metrics
-        }
+        chosen_metrics = {}
+        for entry in metrics:
+            name = entry.partition("@")[0]
+            metric = get_metric(name)  # validates, listing valid names
+            if entry.partition("@")[2] not in ("", "sampled"):
+                raise SuiteError(f"--metrics {entry!r}: a representation after @ must be 'sampled'")
+            chosen_metrics[entry] = suite.metrics.get(entry, dict(getattr(metric, suite.metric_settings)))
+        changes["metrics"] = chosen_metrics
     if dataset_source is not None:
         if dataset_source not in ("auto", "official", "procedural"):
             raise SuiteError(f"--source must be auto, official or procedural; got {dataset_source!r}")
@@ -312,6 +355,8 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
             "in_channels": dataset_cls.observation_shape[0],
             "dataset_size": math.prod(dataset_cls.factor_sizes),
         }
+        if t.init is not None:
+            base["init"] = t.init
         for model, grid in suite.models.items():
             for point in grid:
                 config = {**base, **point}

@@ -166,7 +166,7 @@ def _study(tmp_path, suite="study", seeds=(0, 1, 2), sampled=True):
                     "mutual_info_score": 0.5 - base / 3 + rng.normal(0, 0.05),
                 }
                 if sampled:
-                    metrics["sampled.gaussian_total_correlation"] = (
+                    metrics["sampled_gaussian_total_correlation"] = (
                         2.0 - 0.1 * (value or 0) + rng.normal(0, 0.05)
                     )
                 strength = (field, value) if field else None

@@ -102,12 +102,12 @@ def test_summary_stats_match_numpy(results):
 
 def test_sampled_representation_and_protocol_columns():
     record = make_record("beta_vae", ("beta", 4.0), 0, {"gaussian_total_correlation": 1.5})
-    record["metrics"]["sampled.gaussian_total_correlation"] = 0.5
+    record["metrics"]["sampled_gaussian_total_correlation"] = 0.5
     record["protocol"] = {"architecture": "dlib_conv", "init": "tf", "representation": "mean"}
     row = record_row(record)
     assert row["metric.gaussian_total_correlation"] == 1.5
     assert row["metric_sampled.gaussian_total_correlation"] == 0.5
-    assert row["protocol.init"] == "tf" and "metric.sampled.gaussian_total_correlation" not in row
+    assert row["protocol.init"] == "tf" and "metric.sampled_gaussian_total_correlation" not in row
 
 
 def test_typed_records_read_the_same_as_their_json(results):

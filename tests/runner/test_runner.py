@@ -287,7 +287,7 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
 
 def test_the_plan_estimates_evaluation_from_the_images_the_metrics_encode():
     """The quick suite's fast settings, counted by hand (the encoder's cache makes the truth smaller)."""
-    from benchmarks.runner.evaluate import estimate_evaluation_seconds
+    from benchmarks.runner.estimate import estimate_evaluation_seconds
     from benchmarks.runner.suite import expand_suite, load_suite
 
     spec = expand_suite(load_suite("quick"))[0]
