@@ -1,4 +1,4 @@
-"""Training throughput on one device: a reference-style baseline, our single-model path, packed runs.
+"""Training throughput on one device: a reference-style baseline, the runner's loop alone and packed.
 
     python benchmarks/perf/train_throughput.py [--device auto] [--quick] [--out results/perf]
 
@@ -11,15 +11,21 @@ not depend on the pixels). Configurations, all measured in one run on one device
     disentanglement-pytorch): a ``torch.utils.data.Dataset`` of float images, a
     shuffling ``DataLoader`` (batches collated on the host and copied to the
     device), one model, eager fp32, ``torch.optim.Adam`` with its defaults, and
-    ``loss.item()`` every step.
-(b) ``single``: ``benchmarks.runner.train.train_run`` as the runner calls it,
-    with ``precision="auto"`` (the default the runner picks for the device),
-    and also with the other precision.
-    ``step:*``: variations of train_run's step, to choose that default (Adam
-    foreach/fused/for-loop, bf16 autocast, channels_last, torch.compile; on
-    CUDA also TF32, a CUDA graph of the whole step, compile "reduce-overhead").
-(c) ``packed:N``: ``benchmarks.runner.packing.train_packed`` with N runs
-    (N = 1, 6, 36; different seeds); images/s is the aggregate over the N runs.
+    ``loss.item()`` every step. It is the comparison point, not the runner's loop.
+(b) ``single``: ``benchmarks.runner.train.train_run`` with a ``RunSpec``, on
+    ``TrainingImages`` backed as the runner backs them on this device
+    (``GroundTruthDataset.training_images``: read by index from a bit-packed
+    cache file on the CPU, one uint8 upload on CUDA), with ``precision="auto"``
+    (the runner's default for the device), and ``single:<other precision>``.
+    ``step:*``: the runner's own step (``train.Member`` built from the spec:
+    its model, optimisers and generator; ``train.SingleNetwork.step``, i.e.
+    ``VAE.forward``/``assemble_loss``; ``Member.log``'s device window) with one
+    thing changed, to choose defaults: Adam foreach/fused/for-loop, bf16
+    autocast, channels_last, ``torch.compile``; on CUDA also TF32 and a CUDA
+    graph of the whole step. None of them is what the runner runs by default.
+(c) ``packed:N``: ``benchmarks.runner.train.train_runs`` with N runs of
+    different seeds (N = 1 is a pack of one, i.e. the ``single`` path);
+    images/s is the aggregate over the N runs.
 
 Configurations are measured round-robin (repeat 1 of every configuration, then
 repeat 2, ...) so that load from other jobs on a shared machine spreads over
@@ -47,21 +53,34 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.datasets import sample_batch, to_float  # noqa: E402
-from benchmarks.runner.packing import train_packed  # noqa: E402
+from benchmarks.datasets import TrainingImages, to_float  # noqa: E402
+from benchmarks.datasets.storage import CacheReader  # noqa: E402
 from benchmarks.runner.records import cpu_model  # noqa: E402
-from benchmarks.runner.train import _autocast, _close_window, _Window, resolve_precision, train_run  # noqa: E402
+from benchmarks.runner.spec import RunSpec, RunTraining  # noqa: E402
+from benchmarks.runner.train import (  # noqa: E402
+    Member,
+    SingleNetwork,
+    resolve_precision,
+    train_run,
+    train_runs,
+)
 from vae_zoo import create_model  # noqa: E402
 
 MODEL, BETA, ARCHITECTURE, LATENT, BATCH, LR = "beta_vae", 4.0, "locatello", 10, 64, 1e-4
-LOG_EVERY = 100  # train_run's default window: one host read-back per 100 steps
+LOG_EVERY = 100  # the runner's default window: one host read-back per 100 steps
 N_IMAGES = 16384
+IMAGE_BACKINGS = ("auto", "file", "tensor")
+BACKING_WORDS = {
+    "file": "read by index from a bit-packed cache file",
+    "tensor": "one uint8 tensor on the device",
+}
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -114,6 +133,27 @@ def random_images(n: int) -> torch.Tensor:
     return (torch.rand(n, 1, 64, 64, generator=g) < 0.1).to(torch.uint8) * 255
 
 
+def training_images(images_u8: torch.Tensor, device: torch.device, backing: str = "auto") -> TrainingImages:
+    """``TrainingImages`` as ``GroundTruthDataset.training_images(device)`` backs them.
+
+    ``file``: a bit-packed cache file read by index (``storage.CacheReader``; the runner's
+    CPU path); ``tensor``: one uint8 tensor on the device (its CUDA path); ``auto``: the
+    runner's choice for ``device``.
+    """
+    if backing == "auto":
+        backing = "file" if device.type == "cpu" else "tensor"
+    if backing == "tensor":
+        return TrainingImages(images_u8.to(device))
+    if backing != "file":
+        raise ValueError(f"image backing must be one of {', '.join(IMAGE_BACKINGS)}; got {backing!r}")
+    u8 = images_u8.cpu().numpy()
+    if not np.isin(u8, (0, 255)).all():
+        raise ValueError("the file backing is bit-packed: images must be 0 or 255")
+    path = Path(tempfile.mkdtemp(prefix="vaebench-perf-")) / "images.npy"
+    np.save(path, np.packbits(u8.reshape(len(u8), -1) > 0, axis=1))  # the cache's packed layout
+    return TrainingImages(reader=CacheReader(path, u8.shape, packed=True), device=device)
+
+
 class FloatImages(Dataset):
     """What reference implementations hand the DataLoader: float images in [0, 1] and a label."""
 
@@ -127,34 +167,49 @@ class FloatImages(Dataset):
         return self.images[i], 0
 
 
-def run_spec(seed: int = 0, precision: str = "auto", steps: int = 10) -> dict:
-    return {
-        "suite": "perf",
-        "dataset": "dsprites",
-        "model": MODEL,
-        "model_config": {
-            "architecture": ARCHITECTURE,
-            "latent_dim": LATENT,
-            "likelihood": "bernoulli",
-            "in_channels": 1,
-            "dataset_size": 737280,
-            "beta": BETA,
-        },
-        "seed": seed,
-        "training": {
-            "steps": steps,
-            "batch_size": BATCH,
-            "optimizer": "adam",
-            "learning_rate": LR,
-            "precision": precision,
-            "log_every": LOG_EVERY,
-            "checkpoint_every": 10**9,  # no checkpoint inside the timed loop
-        },
-        "metrics": {},
-        "dataset_source": "procedural",
-        "evaluation_seed": 0,
-        "representation": "mean",
+def run_spec(
+    seed: int = 0,
+    precision: str = "auto",
+    steps: int = 10,
+    *,
+    model: str = MODEL,
+    batch_size: int = BATCH,
+    log_every: int = LOG_EVERY,
+    checkpoint_every: int = 10**9,  # no checkpoint inside the timed loop
+    **config,
+) -> RunSpec:
+    """The benchmark's run as the runner gets it from a suite (``config`` overrides the model's)."""
+    model_config = {
+        "architecture": ARCHITECTURE,
+        "latent_dim": LATENT,
+        "likelihood": "bernoulli",
+        "in_channels": 1,
+        "dataset_size": 737280,
+        **({"beta": BETA} if model == MODEL else {}),
+        **config,
     }
+    return RunSpec(
+        suite="perf",
+        dataset="dsprites",
+        model=model,
+        model_config=model_config,
+        seed=seed,
+        training=RunTraining(
+            steps=steps,
+            batch_size=batch_size,
+            optimizer="adam",
+            learning_rate=LR,
+            precision=precision,
+            log_every=log_every,
+            checkpoint_every=checkpoint_every,
+        ),
+        metrics={},
+        dataset_source="procedural",
+    )
+
+
+def with_steps(spec: RunSpec, steps: int) -> RunSpec:
+    return spec.replace(training=RunTraining(**{**spec.training.to_dict(), "steps": steps}))
 
 
 # -- runners: each returns run(steps) -> (seconds, images) ---------------------------------------
@@ -192,101 +247,169 @@ def baseline_runner(device: torch.device, images_u8: torch.Tensor) -> Runner:
     return run
 
 
-def single_runner(device: torch.device, images_u8: torch.Tensor, precision: str) -> Runner:
-    """(b) train_run itself; its own clock covers the training loop, not model creation or the last save."""
-    tmp = Path(tempfile.mkdtemp(prefix="vaebench-perf-"))
+def single_runner(device: torch.device, images: TrainingImages, precision: str) -> Runner:
+    """(b) ``train_run`` itself; its own clock covers the loop, not building the model."""
 
     def run(steps: int) -> tuple[float, int]:
-        ckpt = tmp / "single.pt"
-        ckpt.unlink(missing_ok=True)
-        result = train_run(run_spec(0, precision, steps), images_u8, device, ckpt)
+        result = train_run(run_spec(0, precision, steps), images, device, None)
         return result.train_seconds, steps * BATCH
 
     return run
 
 
-def packed_runner(device: torch.device, images_u8: torch.Tensor, n: int, precision: str = "auto") -> Runner:
-    """(c) train_packed with n runs of different seeds; images are counted over all n runs."""
-    tmp = Path(tempfile.mkdtemp(prefix="vaebench-perf-"))
+def packed_runner(device: torch.device, images: TrainingImages, n: int, precision: str = "auto") -> Runner:
+    """(c) ``train_runs`` with n runs of different seeds; images are counted over all n runs."""
 
     def run(steps: int) -> tuple[float, int]:
-        ckpts = [tmp / f"run{i}.pt" for i in range(n)]
-        for c in ckpts:
-            c.unlink(missing_ok=True)
-        results = train_packed([run_spec(i, precision, steps) for i in range(n)], images_u8, device, ckpts)
+        results = train_runs([run_spec(i, precision, steps) for i in range(n)], images, device, [None] * n)
         return results[0].train_seconds, n * steps * BATCH
 
     return run
 
 
-def step_runner(
-    device: torch.device,
-    images_u8: torch.Tensor,
-    *,
-    precision: str = "fp32",
-    adam: str = "foreach",
-    channels_last: bool = False,
-    compile_mode: str | None = None,
-    tf32: bool = False,
-    cuda_graph: bool = False,
-) -> Runner:
-    """train_run's step (device-resident data drawn by index from the run's generator, noise from
-    it, loss parts into a device window read back once per 100 steps), with one thing changed."""
-    torch.manual_seed(0)
-    model = create_model(MODEL, architecture=ARCHITECTURE, latent_dim=LATENT, beta=BETA).to(device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    options = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[adam]
-    if cuda_graph:
-        options = {"fused": True, "capturable": True}
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **options)
-    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
-    generator = torch.Generator(device=device).manual_seed(0)
-    n_images = images_u8.shape[0]
-    tf32_context = _tf32(tf32) if device.type == "cuda" else contextlib.nullcontext()
-    window: _Window | None = None
+class Stepper:
+    """The runner's step for one run with one thing changed (``step:*`` configurations).
 
-    def draw() -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(n_images, (BATCH,), generator=generator, device=device)
-        x = sample_batch(images_u8, index).contiguous(memory_format=memory_format)
-        return x, torch.randn(BATCH, LATENT, generator=generator, device=device)
+    Built from the runner's own pieces: ``train.Member.build`` (the spec's model, initialised
+    from its seed; its optimisers; its generator), ``train.SingleNetwork.step`` (``VAE.forward``,
+    hence ``assemble_loss``; backward; the optimiser step) and ``Member.log`` (the device window,
+    read back once per ``log_every`` and at the end). The draws are the loop's, in its order:
+    batch indices, then reparameterisation noise, both from the run's generator. With nothing
+    changed it takes exactly the steps of ``train_run`` (tests/gpu/test_gpu.py checks it).
 
-    def log(step: int, scalars: dict[str, torch.Tensor]) -> None:
-        nonlocal window
-        if window is None:
-            window = _Window(list(scalars), torch.zeros(LOG_EVERY, len(scalars), device=device))
-        window.values[window.filled] = torch.stack([scalars[k].detach().float() for k in window.names])
-        window.filled += 1
-        if window.filled == LOG_EVERY:
-            _close_window(window, step + 1)
+    Args:
+        adam: None (the runner's: fused on CUDA, foreach on the CPU), "foreach", "fused", "for-loop".
+        channels_last: model and batches in channels_last memory format.
+        compile_mode: ``torch.compile`` the model (``nn.Module.compile``) in this mode.
+        tf32: allow TF32 matmuls and convolutions (CUDA).
+        cuda_graph: capture the whole step (forward, backward, fused capturable Adam) as one CUDA
+            graph; the batch and noise are drawn outside it, from the run's generator, into static
+            buffers (PyTorch's "whole network capture" recipe). The warm-up the capture needs runs
+            on other inputs and its effect on the weights and Adam state is undone, so the graph
+            starts from the spec's initial state. The graph is recorded at step 0: only for
+            variants whose loss does not depend on the step (vae, beta_vae, ...). bf16 autocast
+            runs with its weight-cast cache off, as CUDA graphs require.
+    """
 
-    def eager_step(step: int) -> None:
-        x, noise = draw()
-        with _autocast(precision, device):
-            out = forward(x, step=step, noise=noise)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        log(step, out.scalars())
+    def __init__(
+        self,
+        spec: RunSpec,
+        images: TrainingImages,
+        device: torch.device,
+        *,
+        adam: str | None = None,
+        channels_last: bool = False,
+        compile_mode: str | None = None,
+        tf32: bool = False,
+        cuda_graph: bool = False,
+    ):
+        if cuda_graph and device.type != "cuda":
+            raise ValueError("cuda_graph needs a CUDA device")
+        self.spec, self.images, self.device = spec, images, device
+        self.precision = resolve_precision(spec.training.precision, device)
+        self.member = member = Member.build(0, spec, device, None)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            member.model.to(memory_format=torch.channels_last)
+        if adam is not None or cuda_graph:
+            options = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}
+            chosen = {"fused": True, "capturable": True} if cuda_graph else options[adam]
+            params = [p for group in member.optimizer.param_groups for p in group["params"]]
+            member.optimizer = torch.optim.Adam(params, lr=spec.training.learning_rate, **chosen)
+        if compile_mode:
+            member.model.compile(mode=compile_mode)
+        self.network = SingleNetwork([member], device)
+        self.tf32 = tf32
+        self.counter = 0  # steps taken
+        self.total = 0  # the step the current ``run`` ends at (its window is read back there)
+        self.graphed = cuda_graph
+        self._graph = self._capture() if cuda_graph else None
 
-    step_fn = eager_step
-    if cuda_graph:
-        step_fn = _graphed_step(model, optimizer, draw, log, precision, device)
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loop's draws for one run: (1, B, C, H, W) batch, (1, B, D) noise."""
+        t, g = self.spec.training, self.member.generator
+        index = torch.randint(self.images.num_images, (t.batch_size,), generator=g, device=self.device)
+        x = self.images.batch(index).contiguous(memory_format=self.memory_format)
+        noise = torch.randn(
+            t.batch_size, self.member.model.config.latent_dim, generator=g, device=self.device
+        )
+        return x[None], noise[None]
 
-    counter = 0
+    def _network_step(self, x, noise, step):
+        if not self.graphed:
+            return self.network.step(x, noise, step, self.precision, self.device)
+        # CUDA graphs: autocast's cast cache must be off; the runner's autocast keeps it on.
+        cast = (
+            torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with cast:
+            return self.network.step(x, noise, step, "fp32", self.device)
 
-    def run(steps: int) -> tuple[float, int]:
-        nonlocal counter
-        with tf32_context:
-            sync(device)
+    def _capture(self):
+        m, t = self.member, self.spec.training
+        index = torch.arange(t.batch_size, device=self.device) % self.images.num_images
+        static_x = self.images.batch(index)[None].clone()  # not from the run's generator
+        static_noise = torch.zeros(1, t.batch_size, m.model.config.latent_dim, device=self.device)
+        initial = [p.detach().clone() for p in m.model.parameters()]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside the graph, as capture requires
+                self._network_step(static_x, static_noise, 0)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        m.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            (scalars,) = self._network_step(static_x, static_noise, 0)
+            static_scalars = {k: v.detach() for k, v in scalars.items()}
+        # Undo the warm-up: the spec's initial weights, a fresh Adam (zero moments, step 0), in place
+        # (the graph holds these tensors' addresses).
+        with torch.no_grad():
+            for p, p0 in zip(m.model.parameters(), initial):
+                p.copy_(p0)
+            for state in m.optimizer.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()
+        return graph, static_x, static_noise, static_scalars
+
+    def step(self) -> None:
+        step = self.counter
+        x, noise = self.draw()
+        if self._graph is None:
+            (scalars,) = self._network_step(x, noise, step)
+        else:
+            graph, static_x, static_noise, scalars = self._graph
+            static_x.copy_(x)
+            static_noise.copy_(noise)
+            graph.replay()
+        self.member.log(scalars, step, max(self.total, step + 1), self.device)
+        self.counter += 1
+
+    def run(self, steps: int) -> float:
+        """``steps`` more steps; seconds, the last step's window read back included (as a run ends)."""
+        self.total = self.counter + steps
+        with _tf32(self.tf32) if self.device.type == "cuda" else contextlib.nullcontext():
+            sync(self.device)
             started = time.perf_counter()
             for _ in range(steps):
-                step_fn(counter)
-                counter += 1
-            if window is not None and window.filled:
-                _close_window(window, counter)  # the read-back a run ends with
-            sync(device)
-        return time.perf_counter() - started, steps * BATCH
+                self.step()
+            sync(self.device)
+        return time.perf_counter() - started
+
+    @property
+    def curve(self) -> dict[str, list[float]]:
+        return self.member.window.curve if self.member.window is not None else {}
+
+
+def step_runner(device: torch.device, images: TrainingImages, *, precision: str = "fp32", **change) -> Runner:
+    """A ``Stepper`` of the benchmark's run as a runner."""
+    stepper = Stepper(run_spec(0, precision, 10**9), images, device, **change)
+
+    def run(steps: int) -> tuple[float, int]:
+        return stepper.run(steps), steps * BATCH
 
     return run
 
@@ -299,39 +422,6 @@ def _tf32(enabled: bool):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def _graphed_step(model, optimizer, draw, log, precision, device):
-    """The whole step (forward, backward, fused capturable Adam) as one CUDA graph; the batch and noise
-    are drawn outside it into static buffers (PyTorch's "whole network capture" recipe)."""
-    static_x, static_noise = draw()
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):  # warm-up outside the graph, as capture requires
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(precision, device):
-                out = model(static_x, step=0, noise=static_noise)
-            out.loss.backward()
-            optimizer.step()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        with _autocast(precision, device):
-            out = model(static_x, step=0, noise=static_noise)
-        out.loss.backward()
-        optimizer.step()
-        static_scalars = {k: v.detach() for k, v in out.scalars().items()}
-
-    def step(step: int) -> None:
-        x, noise = draw()
-        static_x.copy_(x)
-        static_noise.copy_(noise)
-        graph.replay()
-        log(step, static_scalars)
-
-    return step
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -380,7 +470,6 @@ def time_evaluation(device: torch.device, settings: str) -> dict:
         import metrics
         from benchmarks.datasets import load_dataset
         from benchmarks.runner.evaluate import evaluate_run
-        from benchmarks.runner.suite import RunSpec
     except ImportError as exc:
         return {"skipped": f"metrics package not importable ({exc})"}
     if not hasattr(metrics, "list_metrics"):
@@ -389,14 +478,12 @@ def time_evaluation(device: torch.device, settings: str) -> dict:
     dataset = load_dataset("dsprites", "procedural")
     prepare = time.perf_counter() - started
     names = metrics.list_metrics()
-    spec_dict = run_spec(0, "auto", 20)
-    spec_dict["metrics"] = {n: metrics.get_metric(n).settings(settings) for n in names}
-    subset = torch.arange(0, len(dataset), 97).numpy()
-    images = torch.from_numpy(dataset.images_at(subset)).to(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        model = train_run(spec_dict, images, device, Path(tmp) / "eval.pt").model
+    spec = run_spec(0, "auto", 20).replace(
+        metrics={n: metrics.get_metric(n).settings(settings) for n in names}
+    )
+    model = train_run(spec, dataset.training_images(device), device, None).model
     started = time.perf_counter()
-    evaluation = evaluate_run(RunSpec(**spec_dict), model, dataset, device)
+    evaluation = evaluate_run(spec, model, dataset, device)
     total = time.perf_counter() - started
     seconds = dict(evaluation.seconds)
     points = int(seconds.pop("points_encoded", 0))
@@ -431,6 +518,11 @@ def time_encoding(model, dataset, device: torch.device, n: int, batch_size: int 
 
 
 # -- main ----------------------------------------------------------------------------------------
+def selected(name: str, wanted: list[str] | None) -> bool:
+    """``--configs``: a configuration is selected by its name or by the part before its colon."""
+    return wanted is None or name in wanted or name.split(":")[0] in wanted
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -439,7 +531,19 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--steps", type=int, help="timed steps per repeat of a single-model configuration")
     parser.add_argument("--repeats", type=int, help="repeats per configuration (median reported)")
+    parser.add_argument("--warmup", type=int, help="warm-up steps per configuration (default 10; 3 --quick)")
     parser.add_argument("--packs", default="1,6,36", help="pack sizes for (c)")
+    parser.add_argument(
+        "--configs",
+        help="comma-separated configurations to measure, by name or by the part before the colon "
+        "(e.g. baseline,single,packed); default: all",
+    )
+    parser.add_argument(
+        "--images",
+        choices=IMAGE_BACKINGS,
+        default="auto",
+        help="how TrainingImages are backed; auto: as the runner backs them on the device",
+    )
     parser.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="auto: off on CPU --quick"
     )
@@ -458,8 +562,11 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     steps = args.steps or (8 if args.quick else 40)
     repeats = args.repeats or (2 if args.quick else 5)
-    warmup = 3 if args.quick else 10
+    warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)
     packs = [int(n) for n in args.packs.split(",") if n]
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
+    if wanted is not None and "baseline" not in wanted:
+        wanted.append("baseline")  # every ratio is to it
     use_compile = args.compile == "on" or (
         args.compile == "auto" and not (args.quick and device.type == "cpu")
     )
@@ -472,47 +579,45 @@ def main(argv: list[str] | None = None) -> dict:
         f"{info['torch_threads']} threads"
     )
 
-    images_u8 = random_images(N_IMAGES).to(device)
-    runners: dict[str, tuple[Runner, int]] = {
-        "baseline": (baseline_runner(device, images_u8), steps),
-        "single": (single_runner(device, images_u8, "auto"), steps),
-        f"single:{other}": (single_runner(device, images_u8, other), steps),
-        "step:fp32 foreach-adam": (step_runner(device, images_u8, adam="foreach"), steps),
-        "step:fp32 fused-adam": (step_runner(device, images_u8, adam="fused"), steps),
-        "step:fp32 for-loop-adam": (step_runner(device, images_u8, adam="for-loop"), steps),
-        "step:bf16 foreach-adam": (step_runner(device, images_u8, precision="bf16"), steps),
-        "step:bf16 fused-adam": (step_runner(device, images_u8, precision="bf16", adam="fused"), steps),
-        "step:fp32 channels_last": (step_runner(device, images_u8, channels_last=True), steps),
-        "step:bf16 channels_last": (
-            step_runner(device, images_u8, precision="bf16", channels_last=True),
-            steps,
-        ),
+    images_u8 = random_images(N_IMAGES)
+    images = training_images(images_u8, device, args.images)
+    print(f"training images: {'file (read by index)' if images.reader is not None else 'tensor'}")
+    images_u8 = images_u8.to(device)
+    factories: dict[str, tuple[Callable[[], Runner], int]] = {
+        "baseline": (lambda: baseline_runner(device, images_u8), steps),
+        "single": (lambda: single_runner(device, images, "auto"), steps),
+        f"single:{other}": (lambda: single_runner(device, images, other), steps),
     }
+
+    def add_step(name: str, **change) -> None:
+        factories[f"step:{name}"] = (lambda: step_runner(device, images, **change), steps)
+
+    add_step("fp32 foreach-adam", adam="foreach")
+    add_step("fp32 fused-adam", adam="fused")
+    add_step("fp32 for-loop-adam", adam="for-loop")
+    add_step("bf16 foreach-adam", precision="bf16", adam="foreach")
+    add_step("bf16 fused-adam", precision="bf16", adam="fused")
+    add_step("fp32 channels_last", channels_last=True)
+    add_step("bf16 channels_last", precision="bf16", channels_last=True)
     if device.type == "cuda":
-        runners["step:tf32 fused-adam"] = (step_runner(device, images_u8, adam="fused", tf32=True), steps)
-        runners["step:bf16 cuda-graph"] = (
-            step_runner(device, images_u8, precision="bf16", cuda_graph=True),
-            steps,
-        )
+        add_step("tf32 fused-adam", adam="fused", tf32=True)
+        add_step("fp32 cuda-graph", cuda_graph=True)
+        add_step("bf16 cuda-graph", precision="bf16", cuda_graph=True)
     if use_compile:
-        for precision in ("fp32", "bf16"):
-            runners[f"step:{precision} compile"] = (
-                step_runner(device, images_u8, precision=precision, compile_mode="default"),
-                steps,
-            )
+        add_step("fp32 compile", compile_mode="default")
+        add_step("bf16 compile", precision="bf16", compile_mode="default")
         if device.type == "cuda":
-            runners["step:bf16 compile reduce-overhead"] = (
-                step_runner(device, images_u8, precision="bf16", compile_mode="reduce-overhead"),
-                steps,
-            )
+            add_step("bf16 compile reduce-overhead", precision="bf16", compile_mode="reduce-overhead")
     for n in packs:
         # A pack step costs about n single steps on a CPU; fewer steps keep the run short there.
         pack_steps = steps if device.type == "cuda" else max(2, steps // max(1, n // 2))
-        runners[f"packed:{n}"] = (packed_runner(device, images_u8, n), pack_steps)
+        factories[f"packed:{n}"] = (lambda n=n: packed_runner(device, images, n), pack_steps)
+    runners = {name: (make(), k) for name, (make, k) in factories.items() if selected(name, wanted)}
 
     print(f"{len(runners)} configurations, {repeats} repeats, {steps} steps each (packs fewer on CPU)")
     results = measure(runners, repeats, warmup)
     base = results["baseline"].get("images_per_s")
+    packs = [n for n in packs if f"packed:{n}" in results]
     for entry in results.values():
         if base and entry.get("images_per_s"):
             entry["vs_baseline"] = entry["images_per_s"] / base
@@ -533,10 +638,11 @@ def main(argv: list[str] | None = None) -> dict:
             "repeats": repeats,
             "warmup_steps": warmup,
             "packs": packs,
+            "images": "file" if images.reader is not None else "tensor",
             "quick": args.quick,
         },
         "configurations": results,
-        "single_vs_baseline": (results["single"].get("images_per_s") or float("nan"))
+        "single_vs_baseline": (results.get("single", {}).get("images_per_s") or float("nan"))
         / (base or float("nan")),
         "packed_aggregate_images_per_s": max((v for v in packed.values() if v), default=None),
         "packed_best_n": max((n for n in packs if packed[n]), key=lambda n: packed[n], default=None),
@@ -581,7 +687,10 @@ def markdown(report: dict) -> str:
         f"Setup: {s['model']} on the {s['architecture']} architecture, {s['latent_dim']} latents, batch "
         f"{s['batch_size']}, Adam lr {s['learning_rate']}; {s['steps']} timed steps x {s['repeats']} repeats "
         f"per configuration after {s['warmup_steps']} warm-up steps, round-robin; median reported. "
-        f"`auto` precision on this device: **{s['auto_precision']}**.",
+        f"`auto` precision on this device: **{s['auto_precision']}**. Training images: "
+        f"{BACKING_WORDS[s.get('images', 'tensor')]}, as the runner backs them. "
+        "`single` and `packed:N` are `train_run`/`train_runs` themselves (`packed:1` is a pack of one, "
+        "the `single` path); `step:*` are the runner's step with one thing changed.",
         "",
         "| configuration | images/s (median) | x baseline | repeats (images/s) | load (1 min) at repeats |",
         "|---|---:|---:|---|---|",
@@ -617,7 +726,7 @@ def markdown(report: dict) -> str:
             for k, v in ev["metric_seconds"].items()
         ]
         lines += [f"| **evaluate_run total** (metrics, MI matrix, traversals) | {ev['total_seconds']:.2f} |"]
-        steps_per_s = (conf["single"].get("images_per_s") or 0) / s["batch_size"]
+        steps_per_s = (conf.get("single", {}).get("images_per_s") or 0) / s["batch_size"]
         if steps_per_s:
             lines += [
                 "",
