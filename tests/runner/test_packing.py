@@ -25,15 +25,18 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from benchmarks.runner.packing import (
-    _Member,
-    _Pack,
-    pack_key,
-    plan_packs,
-    train_packed,
-    why_not_packable,
+from benchmarks.datasets import TrainingImages
+from benchmarks.runner.packing import StackedNetwork, pack_key, plan_packs, why_not_packable
+from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.train import (
+    Diverged,
+    Interrupted,
+    Member,
+    TrainResult,
+    make_optimizers,
+    train_run,
+    train_runs,
 )
-from benchmarks.runner.train import Diverged, Interrupted, TrainResult, make_optimizers, train_run
 from vae_zoo import VAE, create_model, list_models, register_model
 from vae_zoo.checkpoint import read_checkpoint
 
@@ -64,7 +67,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def images():
-    """64 random rectangles, (64, 1, 64, 64) uint8: random images a VAE can learn something from.
+    """``TrainingImages`` over 64 random rectangles, (64, 1, 64, 64) uint8: random images a VAE can learn something from.
 
     (Pure noise images are a poor test: with nothing to learn, the gradients are noise
     and trajectories bifurcate within tens of steps.)"""
@@ -74,37 +77,39 @@ def images():
         side = int(torch.randint(6, 30, (), generator=g))
         top, left = torch.randint(0, 64 - side, (2,), generator=g).tolist()
         out[i, 0, top : top + side, left : left + side] = 255
-    return out
+    return TrainingImages(out)
 
 
 def spec(model, seed, *, steps=20, lr=1e-4, log_every=5, checkpoint_every=1000, precision="fp32", **config):
-    return {
-        "suite": "packing",
-        "dataset": "toy",
-        "model": model,
-        "model_config": {
-            "architecture": "burgess",
-            "latent_dim": 4,
-            "likelihood": "bernoulli",
-            "in_channels": 1,
-            "dataset_size": 64,
-            **config,
-        },
-        "seed": seed,
-        "training": {
-            "steps": steps,
-            "batch_size": 8,
-            "optimizer": "adam",
-            "learning_rate": lr,
-            "precision": precision,
-            "log_every": log_every,
-            "checkpoint_every": checkpoint_every,
-        },
-        "metrics": {},
-        "dataset_source": "procedural",
-        "evaluation_seed": 0,
-        "representation": "mean",
-    }
+    return RunSpec.from_dict(
+        {
+            "suite": "packing",
+            "dataset": "toy",
+            "model": model,
+            "model_config": {
+                "architecture": "burgess",
+                "latent_dim": 4,
+                "likelihood": "bernoulli",
+                "in_channels": 1,
+                "dataset_size": 64,
+                **config,
+            },
+            "seed": seed,
+            "training": {
+                "steps": steps,
+                "batch_size": 8,
+                "optimizer": "adam",
+                "learning_rate": lr,
+                "precision": precision,
+                "log_every": log_every,
+                "checkpoint_every": checkpoint_every,
+            },
+            "metrics": {},
+            "dataset_source": "procedural",
+            "evaluation_seed": 0,
+            "representation": "mean",
+        }
+    )
 
 
 def stop_at(step, start=0):
@@ -127,17 +132,15 @@ def flat(model_or_state):
 
 
 def initial(s):
-    torch.manual_seed(s["seed"])
-    return flat(create_model(s["model"], **s["model_config"]))
+    torch.manual_seed(s.seed)
+    return flat(create_model(s.model, **dict(s.model_config)))
 
 
 def assert_same_run(alone, packed, s, *, params_tol):
     """``params_tol``: bound on |packed - alone| / |alone - initial| (the distance training moved)."""
     a, p = flat(alone), flat(packed)
     moved = (a - initial(s)).norm()
-    assert (a - p).norm() <= params_tol * moved, (
-        f"{s['model']} seed {s['seed']}: {(a - p).norm() / moved:.2e}"
-    )
+    assert (a - p).norm() <= params_tol * moved, f"{s['model']} seed {s.seed}: {(a - p).norm() / moved:.2e}"
 
 
 def assert_same_curve(alone, packed, rtol, atol=None):
@@ -164,9 +167,11 @@ def test_packed_forward_equals_each_models_own_forward(name):
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        models.append(create_model(name, **s["model_config"]))
-    members = [_Member(i, s, None, m, make_optimizers(m, 1e-4, CPU)[0], None) for i, m in enumerate(models)]
-    pack = _Pack(members, CPU)
+        models.append(create_model(name, **s.model_config))
+    members = [
+        Member(i, s, None, m, make_optimizers(m, 1e-4, CPU)[0], None, None) for i, m in enumerate(models)
+    ]
+    pack = StackedNetwork(members, CPU)
     x, noise = torch.rand(2, 8, 1, 64, 64), torch.randn(2, 8, 4)
     outs = pack.forward(x, noise, step=3)
     for k, model in enumerate(models):
@@ -219,8 +224,8 @@ def test_plan_packs_cuts_compatible_runs_into_packs_and_keeps_the_rest_alone():
     specs = [spec("beta_vae", s) for s in range(5)] + [spec("factor_vae", 0), spec("vae", 0, lr=1e-3)]
     packs = plan_packs(specs, 2)
     assert [len(p) for p in packs] == [2, 2, 1, 1, 1]
-    assert [s["seed"] for p in packs[:3] for s in p] == [0, 1, 2, 3, 4]
-    assert packs[3][0]["model"] == "factor_vae"
+    assert [s.seed for p in packs[:3] for s in p] == [0, 1, 2, 3, 4]
+    assert packs[3][0].model == "factor_vae"
     assert all(len(p) == 1 for p in plan_packs(specs, 1))
     assert len(plan_packs(specs, 36)[0]) == 5
     with pytest.raises(ValueError, match="pack_size"):
@@ -229,14 +234,14 @@ def test_plan_packs_cuts_compatible_runs_into_packs_and_keeps_the_rest_alone():
 
 def test_incompatible_runs_are_refused(tmp_path, images):
     with pytest.raises(ValueError, match="pack_key"):
-        train_packed(
+        train_runs(
             [spec("beta_vae", 0), spec("factor_vae", 1)], images, CPU, [tmp_path / "a.pt", tmp_path / "b.pt"]
         )
 
 
 def test_a_run_that_cannot_be_packed_trains_alone(tmp_path, images):
     s = spec("factor_vae", 0, steps=3, log_every=3)
-    (packed,) = train_packed([s], images, CPU, [tmp_path / "p.pt"])
+    (packed,) = train_runs([s], images, CPU, [tmp_path / "p.pt"])
     alone = train_run(s, images, CPU, tmp_path / "a.pt")
     assert torch.equal(flat(packed.model), flat(alone.model)) and packed.curve == alone.curve
 
@@ -259,12 +264,12 @@ def test_packed_runs_equal_their_alone_runs(tmp_path, images):
         with pytest.raises(Interrupted):
             train_run(s, images, CPU, ckpt, should_stop=stop_at(20))
     with pytest.raises(Interrupted) as stopped:
-        train_packed(specs, images, CPU, packed_ckpts, should_stop=stop_at(20))
+        train_runs(specs, images, CPU, packed_ckpts, should_stop=stop_at(20))
     assert stopped.value.step == 20 and stopped.value.checkpoints == packed_ckpts
 
     for s, a_path, p_path in zip(specs, alone_ckpts, packed_ckpts):
         a, p = read_checkpoint(a_path), read_checkpoint(p_path)
-        assert a.keys() == p.keys() and p["step"] == 20 and p["run_spec"] == s
+        assert a.keys() == p.keys() and p["step"] == 20 and p["run_spec"] == s.to_dict()
         assert torch.equal(a["generator"], p["generator"])  # the same draws, in the same order
         assert_same_run(a["state_dict"], p["state_dict"], s, params_tol=1e-4)
         assert_same_curve(a["curve"], p["curve"], rtol=1e-6)
@@ -275,7 +280,7 @@ def test_packed_runs_equal_their_alone_runs(tmp_path, images):
         assert p["optimizer"]["param_groups"] == a["optimizer"]["param_groups"]
 
     alone = [train_run(s, images, CPU, ckpt) for s, ckpt in zip(specs, alone_ckpts)]
-    packed = train_packed(specs, images, CPU, packed_ckpts)
+    packed = train_runs(specs, images, CPU, packed_ckpts)
     for a, p in zip(alone, packed):
         assert isinstance(p, TrainResult) and p.resumed_from_step == 20
         assert len(p.curve["step"]) == 20 and p.curve["step"][-1] == 100
@@ -288,17 +293,17 @@ def test_packed_runs_equal_their_alone_runs(tmp_path, images):
 
 def test_packed_checkpoints_resume_exactly_in_a_pack_or_alone(tmp_path, images):
     specs = [spec("beta_vae", 3, steps=30, beta=4.0, checkpoint_every=10), spec("dip_vae_i", 4, steps=30)]
-    reference = train_packed(specs, images, CPU, [tmp_path / f"ref{i}.pt" for i in range(2)])
+    reference = train_runs(specs, images, CPU, [tmp_path / f"ref{i}.pt" for i in range(2)])
 
     ckpts = [tmp_path / f"run{i}.pt" for i in range(2)]
     with pytest.raises(Interrupted) as stopped:
-        train_packed(specs, images, CPU, ckpts, should_stop=stop_at(13))  # mid-window
+        train_runs(specs, images, CPU, ckpts, should_stop=stop_at(13))  # mid-window
     assert stopped.value.step == 13
     copies = [tmp_path / f"copy{i}.pt" for i in range(2)]
     for src, dst in zip(ckpts, copies):
         shutil.copy(src, dst)
 
-    resumed = train_packed(specs, images, CPU, ckpts)
+    resumed = train_runs(specs, images, CPU, ckpts)
     for ref, res in zip(reference, resumed):
         assert res.resumed_from_step == 13
         assert torch.equal(flat(res.model), flat(ref.model)) and res.curve == ref.curve
@@ -310,7 +315,7 @@ def test_packed_checkpoints_resume_exactly_in_a_pack_or_alone(tmp_path, images):
     # ... and one written alone resumes in a pack, beside a fresh run (each from its own step).
     with pytest.raises(Interrupted):
         train_run(specs[1], images, CPU, tmp_path / "alone1.pt", should_stop=stop_at(13))
-    mixed = train_packed(specs[::-1], images, CPU, [tmp_path / "alone1.pt", tmp_path / "fresh0.pt"])
+    mixed = train_runs(specs[::-1], images, CPU, [tmp_path / "alone1.pt", tmp_path / "fresh0.pt"])
     assert mixed[0].resumed_from_step == 13 and mixed[1].resumed_from_step == 0
     for s, m, ref in zip(specs[::-1], mixed, reference[::-1]):
         assert_same_run(m.model, ref.model, s, params_tol=1e-4)
@@ -323,8 +328,8 @@ def test_a_run_that_diverges_in_a_pack_fails_alone_and_the_others_go_on(tmp_path
         train_run(specs[1], images, CPU, tmp_path / "nan.pt")
     alone = [train_run(specs[i], images, CPU, tmp_path / f"alone{i}.pt") for i in (0, 2)]
     calls = []
-    packed = train_packed(
-        specs, images, CPU, [tmp_path / f"p{i}.pt" for i in range(3)], on_step=lambda *a: calls.append(a)
+    packed = train_runs(
+        specs, images, CPU, [tmp_path / f"p{i}.pt" for i in range(3)], on_progress=lambda *a: calls.append(a)
     )
     assert isinstance(packed[1], Diverged) and packed[1].step == 7
     assert (packed[1].step, packed[1].reason) == (alone_failure.value.step, alone_failure.value.reason)
@@ -332,25 +337,27 @@ def test_a_run_that_diverges_in_a_pack_fails_alone_and_the_others_go_on(tmp_path
         assert isinstance(p, TrainResult)
         assert_same_run(a.model, p.model, s, params_tol=1e-4)
         assert_same_curve(a.curve, p.curve, rtol=1e-6)
-    # Progress as train_run reports it: every closed window; the failing run's first one closed clean.
-    assert sorted(calls) == sorted([(i, n, 15) for i in (0, 2) for n in (5, 10, 15)] + [(1, 5, 15)])
+    # Progress every step; the failing run's last report is the step before its window closed on NaN.
+    assert sorted(calls) == sorted(
+        [(i, n, 15) for i in (0, 2) for n in range(1, 16)] + [(1, n, 15) for n in range(1, 10)]
+    )
 
 
 def test_a_pack_trains_in_bf16_close_to_alone(tmp_path, images):
     """bf16 keeps 8 bits of mantissa: logged terms agree to 1e-2 relative, or 0.1 nats."""
     specs = [spec("beta_vae", seed, steps=5, precision="bf16") for seed in (0, 1)]
-    packed = train_packed(specs, images, CPU, [tmp_path / f"p{i}.pt" for i in range(2)])
+    packed = train_runs(specs, images, CPU, [tmp_path / f"p{i}.pt" for i in range(2)])
     for s, p in zip(specs, packed):
         assert p.precision == "bf16"
-        a = train_run(s, images, CPU, tmp_path / f"a{s['seed']}.pt")
+        a = train_run(s, images, CPU, tmp_path / f"a{s.seed}.pt")
         assert_same_curve(a.curve, p.curve, rtol=1e-2, atol=0.1)
 
 
 def test_finished_runs_are_returned_without_training(tmp_path, images):
     specs = [spec("vae", 0, steps=5), spec("beta_vae", 1, steps=5)]
     ckpts = [tmp_path / "a.pt", tmp_path / "b.pt"]
-    first = train_packed(specs, images, CPU, ckpts)
-    again = train_packed(specs, images, CPU, ckpts)
+    first = train_runs(specs, images, CPU, ckpts)
+    again = train_runs(specs, images, CPU, ckpts)
     for f, a in zip(first, again):
         assert a.resumed_from_step == 5 and a.curve == f.curve
         assert torch.equal(flat(a.model), flat(f.model))
