@@ -5,10 +5,12 @@
 Trains a few models of the quick suite (``benchmarks/suites/quick.toml``: its
 hyperparameters, batch size and learning rate, at a reduced step count) on
 procedural dSprites, each seed once in fp32 and once in bf16 autocast, with
-``train_run`` on the CPU. Every run is scored with a few cheap metrics at their
-"fast" settings (through ``evaluate_run``) and with its ELBO terms on a fixed
-held-out set of 2,048 images, evaluated in fp32 with fixed noise, so both
-precisions are judged by the same yardstick.
+``train_run`` on the CPU: the suite's ``RunSpec`` with only its precision
+changed, on the dataset's ``training_images`` (what the runner trains on).
+Every run is scored with a few cheap metrics at their "fast" settings (through
+``evaluate_run``) and with its ELBO terms on a fixed held-out set of 2,048
+images, evaluated in fp32 with fixed noise, so both precisions are judged by
+the same yardstick.
 
 For each model and quantity it reports the mean and the seed standard deviation
 per precision, the difference of the means in units of the seed standard
@@ -27,7 +29,6 @@ default, not proof.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -44,9 +45,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.datasets import load_dataset, sample_batch  # noqa: E402
+from benchmarks.datasets import TrainingImages, load_dataset  # noqa: E402
 from benchmarks.runner.evaluate import evaluate_run  # noqa: E402
 from benchmarks.runner.records import cpu_model  # noqa: E402
+from benchmarks.runner.spec import RunTraining, thaw  # noqa: E402
 from benchmarks.runner.suite import expand_suite, load_suite, override_suite  # noqa: E402
 from benchmarks.runner.train import train_run  # noqa: E402
 
@@ -54,15 +56,15 @@ HELD_OUT = 2048
 
 
 @torch.no_grad()
-def held_out_elbo(model, images_u8: torch.Tensor, device: torch.device) -> dict[str, float]:
+def held_out_elbo(model, images: TrainingImages, device: torch.device) -> dict[str, float]:
     """Reconstruction, KL and loss on fixed images with fixed noise, in fp32 (the same for every run)."""
     g = torch.Generator().manual_seed(12345)
-    index = torch.randint(images_u8.shape[0], (HELD_OUT,), generator=g)
+    index = torch.randint(images.num_images, (HELD_OUT,), generator=g)
     noise = torch.randn(HELD_OUT, model.config.latent_dim, generator=g)
     model = model.to(device).eval()
     totals = {"heldout_reconstruction": 0.0, "heldout_kl": 0.0}
     for start in range(0, HELD_OUT, 512):
-        x = sample_batch(images_u8, index[start : start + 512])
+        x = images.batch(index[start : start + 512])
         out = model(x, step=0, noise=noise[start : start + 512].to(device))
         totals["heldout_reconstruction"] += out.reconstruction.item() * len(x) / HELD_OUT
         totals["heldout_kl"] += out.kl.item() * len(x) / HELD_OUT
@@ -133,20 +135,20 @@ def main(argv: list[str] | None = None) -> dict:
     started_all = time.perf_counter()
     load_start = os.getloadavg()
     dataset = load_dataset("dsprites", "procedural")
-    images = dataset.as_tensor(device)  # (737280, 1, 64, 64) uint8
+    images = dataset.training_images(device)  # what the runner trains on
 
     runs = []
     for spec in specs:
         for precision in ("fp32", "bf16"):
-            s = dataclasses.replace(spec, training={**spec.training, "precision": precision})
+            s = spec.replace(training=RunTraining(**{**spec.training.to_dict(), "precision": precision}))
             with tempfile.TemporaryDirectory() as tmp:
-                trained = train_run(s.to_dict(), images, device, Path(tmp) / "run.pt")
+                trained = train_run(s, images, device, Path(tmp) / "run.pt")
             evaluation = evaluate_run(s, trained.model, dataset, device)
             values = {**evaluation.metrics, **held_out_elbo(trained.model, images, device)}
             values.update({f"final_{k}": trained.final[k] for k in ("loss", "reconstruction", "kl")})
             run = {
                 "model": s.model,
-                "config": s.model_config,
+                "config": thaw(s.model_config),
                 "seed": s.seed,
                 "precision": precision,
                 "train_seconds": trained.train_seconds,
@@ -190,8 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
             "models": models,
             "seeds": seeds,
             "steps": args.steps,
-            "batch_size": specs[0].training["batch_size"],
-            "learning_rate": specs[0].training["learning_rate"],
+            "batch_size": specs[0].training.batch_size,
+            "learning_rate": specs[0].training.learning_rate,
             "metrics": metric_names,
             "metric_settings": "fast",
             "held_out_images": HELD_OUT,

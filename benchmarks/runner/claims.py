@@ -1,6 +1,6 @@
 """Claims: many processes share one output directory and never train the same run at once.
 
-A run is claimed by an exclusive, non-blocking lock (the ``filelock`` package)
+A run is claimed by an exclusive lock, waited for briefly (the ``filelock`` package),
 on ``claims/<suite>/<run_id>.lock``. The lock is the operating system's
 (``flock``), so it dies with its process: the claim of a process that crashed
 or was killed is released by the kernel and the next process reclaims it. A
@@ -40,13 +40,23 @@ class Claim:
         self._lock.release()
 
 
-def try_claim(out_dir: Path, suite: str, run_id: str) -> Claim | None:
-    """Claim the run, or None when another live process holds it."""
+#: How long ``try_claim`` waits for a busy lock. ``claim_holder`` (``vaebench status``) holds a free
+#: lock for an instant to see whether it is free; a trainer that met that probe with no wait would
+#: leave the run to nobody. A real holder trains for far longer than this.
+CLAIM_WAIT_S = 0.5
+
+
+def _lock(path: Path) -> FileLock:
+    return FileLock(str(path), timeout=0, is_singleton=False, thread_local=False)
+
+
+def try_claim(out_dir: Path, suite: str, run_id: str, wait: float = CLAIM_WAIT_S) -> Claim | None:
+    """Claim the run, or None when another live process holds it (after ``wait`` seconds)."""
     path = claim_path(out_dir, suite, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=0, is_singleton=False, thread_local=False)
+    lock = _lock(path)
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=wait, poll_interval=0.05)
     except Timeout:
         return None
     note = path.with_suffix(".json")
@@ -65,9 +75,14 @@ def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
     path = claim_path(out_dir, suite, run_id)
     if not path.exists():
         return None
-    claim = try_claim(out_dir, suite, run_id)
-    if claim is not None:  # free: whatever note was there is stale
-        claim.release()
+    lock = _lock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # held: the note says by whom
+        pass
+    else:  # free: whatever note was there is stale
+        path.with_suffix(".json").unlink(missing_ok=True)
+        lock.release()
         return None
     try:
         return json.loads(path.with_suffix(".json").read_text())

@@ -20,6 +20,7 @@ for ``vaebench status``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ from benchmarks.runner.backends import (
 __all__ = ["SlurmBackend", "PackTask", "slurm_job_states", "submitted_jobs"]
 
 SUBMITIT_HINT = 'pip install "vaebench[slurm]"'
+DEFAULT_TIMEOUT_MIN = 60 * 24
 
 
 class PackTask:
@@ -66,7 +68,7 @@ class PackTask:
         # Plug-ins registered by import (not by entry point) are known on the node as they were
         # where the plan was made.
         for module in self.modules:
-            importlib.import_module(module)
+            _import_definitions(module)
         specs = [RunSpec.from_dict(s) for s in self.specs]
         console = Console(file=sys.stdout, force_terminal=False, width=140)
         result = run_sweep(
@@ -91,10 +93,33 @@ class PackTask:
 
 
 def _definition_modules(spec) -> list[str]:
+    """Module names, or a file path for what the running script (``__main__``) defines itself."""
     from benchmarks.datasets import get_dataset_class
     from vae_zoo import get_model
 
-    return [get_model(spec.model).__module__, get_dataset_class(spec.dataset).__module__]
+    out = []
+    for cls in (get_model(spec.model), get_dataset_class(spec.dataset)):
+        module = sys.modules.get(cls.__module__)
+        if cls.__module__ == "__main__" and getattr(module, "__file__", None):
+            spec_name = getattr(getattr(module, "__spec__", None), "name", None)  # python -m pkg.mod
+            out.append(spec_name or str(Path(module.__file__).resolve()))
+        else:
+            out.append(cls.__module__)
+    return out
+
+
+def _import_definitions(module: str) -> None:
+    """Import a module by name, or a script by path (under its file's stem, so its main block does not run)."""
+    if not module.endswith(".py"):
+        importlib.import_module(module)
+        return
+    name = Path(module).stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, module)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
 
 
 def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
@@ -106,12 +131,13 @@ def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
 
 
 def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
-    """job id -> state, from ``squeue`` (running or pending jobs; finished ones have left it)."""
+    """job id -> state, from ``squeue`` (queued, running, and finished ones until the controller forgets them
+    after its MinJobAge, 300 s by default)."""
     if not job_ids or shutil.which("squeue") is None:
         return {}
     base = sorted({j.split("_")[0] for j in job_ids})
     out = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(base)],
+        ["squeue", "-h", "-r", "-t", "all", "-o", "%i %T", "-j", ",".join(base)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -155,6 +181,30 @@ class SlurmBackend(Backend):
                 raise BackendError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
         if self.options.mem_gb is not None and not self.options.mem_gb > 0:
             raise BackendError(f"--mem-gb must be > 0; got {self.options.mem_gb}")
+        self._test_submission()
+
+    def _test_submission(self) -> None:
+        """Ask sbatch (``--test-only``: nothing is submitted) whether the cluster takes the tasks' request,
+        so that a bad partition or more GPUs, CPUs or memory than a node has are refused up front."""
+        o = self.options
+        flags = [f"--time={o.timeout_min or DEFAULT_TIMEOUT_MIN}"]
+        if o.partition:
+            flags.append(f"--partition={o.partition}")
+        if o.gpus_per_job:
+            flags.append(f"--gpus-per-node={o.gpus_per_job}")
+        if o.cpus_per_job:
+            flags.append(f"--cpus-per-task={o.cpus_per_job}")
+        if o.mem_gb:
+            flags.append(f"--mem={int(o.mem_gb * 1024)}M")
+        try:
+            out = subprocess.run(
+                ["sbatch", "--test-only", *flags, "--wrap=true"], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(f"sbatch --test-only {' '.join(flags)} did not answer: {exc}") from None
+        if out.returncode != 0:
+            why = " ".join(line.strip() for line in out.stderr.splitlines() if line.strip())
+            raise BackendError(f"SLURM refuses tasks with {' '.join(flags)}: {why or 'no reason given'}")
 
     @property
     def job_device(self) -> str:
@@ -202,7 +252,12 @@ class SlurmBackend(Backend):
         suite = plan.runs[0].suite
         folder = out_dir / "slurm" / suite
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
-        params = {"timeout_min": o.timeout_min or 60 * 24, "name": f"vaebench-{suite}", "slurm_requeue": True}
+        # --requeue: a preempted or failed node's task goes back to the queue (submitit has no option for it).
+        params = {
+            "timeout_min": o.timeout_min or DEFAULT_TIMEOUT_MIN,
+            "name": f"vaebench-{suite}",
+            "slurm_additional_parameters": {"requeue": True},
+        }
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.gpus_per_job:
@@ -225,7 +280,10 @@ class SlurmBackend(Backend):
             )
             for p in packs
         ]
-        jobs = executor.submit_array(tasks)
+        try:
+            jobs = executor.submit_array(tasks)
+        except submitit.core.utils.FailedJobError as exc:
+            raise BackendError(f"sbatch refused the tasks: {' '.join(str(exc).split())}") from None
         job_ids = [job.job_id for job in jobs]
         folder.mkdir(parents=True, exist_ok=True)
         from vaebench.atomic import atomic_write_text

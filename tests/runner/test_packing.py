@@ -67,7 +67,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def images():
-    """``TrainingImages`` over 64 random rectangles, (64, 1, 64, 64) uint8: random images a VAE can learn something from.
+    """``TrainingImages`` over 64 random rectangles, (64, 1, 64, 64) uint8: images a VAE can learn from.
 
     (Pure noise images are a poor test: with nothing to learn, the gradients are noise
     and trajectories bifurcate within tens of steps.)"""
