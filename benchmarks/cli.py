@@ -1,4 +1,4 @@
-"""The ``vaebench`` command line: list, data, run, table, plot, export, analyze, eval.
+"""The ``vaebench`` command line: list, data, run, table, plot, export, analyze, eval, udr.
 
 Bad input exits with status 2 and a message naming the bad value and what
 would be accepted; a sweep with failed runs exits with status 1 and lists them;
@@ -547,6 +547,43 @@ def eval_cmd(
         fail(str(exc))
     console.print(
         f"updated {path}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(updated.items()) if v is not None)
+    )
+
+
+# -- udr -------------------------------------------------------------------------
+@app.command("udr")
+def udr_cmd(
+    suite: Annotated[str, typer.Option(help="The suite whose recorded runs to score (see runs/<suite>/).")],
+    out: Annotated[Path, typer.Option(help="Output directory holding runs/ and artifacts/.")] = DEFAULT_OUT,
+    correlation: Annotated[
+        str, typer.Option(help="Similarity between latents: lasso or spearman.")
+    ] = "lasso",
+    device: Annotated[
+        Device, typer.Option(help="Device for runs encoded from their checkpoint.")
+    ] = Device.auto,
+) -> None:
+    """UDR (Duan et al. 2020): score each group of runs that differ only in the seed, in their records."""
+    from benchmarks.runner.train import resolve_device
+    from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
+
+    if correlation not in CORRELATIONS:
+        fail(f"--correlation must be one of {', '.join(CORRELATIONS)}; got {correlation!r}")
+    _check_suite_records(out, suite)
+    try:
+        report = score_suite_udr(out, suite, correlation, device=resolve_device(device.value))
+    except _user_errors() as exc:
+        fail(str(exc))
+    for group in report.groups:
+        console.print(
+            f"group of {len(group)}: "
+            + ", ".join(f"{run}={'nan' if s is None or s != s else f'{s:.4f}'}" for run, s in group.items())
+        )
+    for run_id, reason in sorted(report.missing.items()):
+        err_console.print(f"[yellow]not scored:[/] {run_id}: {reason}", highlight=False)
+    if not report.groups:
+        fail(f"no group of suite {suite!r} has two runs with UDR encodings; nothing scored")
+    console.print(
+        f"udr_{correlation} written to {len(report.updated)} record(s) under {out / 'runs' / suite}"
     )
 
 

@@ -23,7 +23,8 @@ Keys name their estimator: ``mig`` is dlib's histogram MIG, ``mig_chen`` Chen
 et al.'s original (posterior-based, whole grid, shape excluded on dSprites).
 
 Agreement with disentanglement_lib (commit 86a644d4, scikit-learn 1.9, see
-tests/metrics and tests/data/dlib/README.md): MIG, SAP (both modes),
+tests/metrics and tests/data/dlib/README.md): downstream task, fairness and UDR
+bit for bit on tests/data/dlib/extra; MIG, SAP (both modes),
 modularity, explicitness, the unsupervised scores and IRS equal dlib's to
 1e-9 on its fixtures (bit for bit where checked); DCI to dlib's own run-to-run
 spread (its trees draw ties from numpy's global RNG, ours from ``rng``); with
@@ -79,6 +80,26 @@ where a number changes):
 * ``dci_fast`` (HistGradientBoostingClassifier, gain importances; keys
   ``dci_fast_*``) is an extra metric under its own name; it does not reproduce
   dlib's DCI (within 0.08 of it on dlib's fixtures).
+* Downstream task, fairness, UDR (``metrics.downstream_task``, ``metrics.fairness``,
+  ``metrics.udr``; equal to dlib's to the bit on tests/data/dlib/extra): keys
+  ``downstream_<lr|gbt>_<n>_<mean|min>_<train|test>_accuracy`` for dlib's
+  ``<n>:<mean|min>_<train|test>_accuracy`` (two registered metrics,
+  ``downstream_task_lr`` and ``downstream_task_gbt``; the setting ``train_sizes`` is
+  dlib's ``num_train`` list), ``fairness_<mean|max>_<a>_<b>`` for dlib's
+  ``<mean|max>_fairness:<a>:<b>`` (``n_test_per_class`` is dlib's
+  ``num_test_points_per_class``), ``udr_lasso`` / ``udr_spearman`` per model. dlib's
+  per-factor keys (``..._test_accuracy_factor_<i>``, ``fairness_mean_pred<i>_sens<j>``, ...)
+  come with ``per_factor=True``; the registered metrics leave them out (their number
+  depends on the data set). The downstream train accuracies are declared neither higher
+  nor lower is better (trees fit noise perfectly). dlib's trees draw tie-breaks from
+  numpy's global RNG: ``classifier_rng`` is that stream (``RandomState(seed)``
+  reproduces a run after ``np.random.seed(seed)``), by default seeded from ``rng`` after
+  the points are drawn. A factor with one training value (dlib's classifiers raise) ->
+  NaN for it. UDR scores a group of models (inputs kind ``model_group``, computed by
+  ``vaebench udr``; ``evaluate_metric`` refuses it); a model with no latent above
+  ``kl_filter_threshold`` (dlib raises for the whole group) gets NaN and the others
+  the median of their remaining pairs. dlib zeroes latents with KL <= 0.01 whatever
+  ``kl_filter_threshold`` is; so do we.
 * ``dci`` grows scikit-learn's ``GradientBoostingClassifier()`` trees with our
   own presorted, numba-compiled builder (``metrics.exact_gbt``): the same
   splits, leaves, importances and predictions as scikit-learn for the same
@@ -92,7 +113,9 @@ where a number changes):
 from metrics._validation import MetricWarning, check_arrays
 from metrics.chen_mig import gaussian_mixture_entropy, mig_chen
 from metrics.dci_score import dci, dci_fast, disentanglement_completeness
+from metrics.downstream_task import downstream_task, downstream_task_gbt, downstream_task_lr
 from metrics.exact_gbt import fit_gradient_boosting
+from metrics.fairness import fairness, fairness_scores_from_matrices, inter_group_fairness
 from metrics.interventions import (
     beta_vae_score,
     beta_vae_score_from_features,
@@ -101,6 +124,7 @@ from metrics.interventions import (
     sample_beta_vae_features,
     sample_factor_vae_global_variances,
     sample_factor_vae_local_variances,
+    sample_interventions,
 )
 from metrics.irs_score import irs, irs_matrix
 from metrics.modularity import explicitness_per_factor, modularity_explicitness, modularity_from_mutual_info
@@ -126,6 +150,7 @@ from metrics.sampling import (
     sample_codes_and_factors,
 )
 from metrics.sap_score import sap, sap_from_score_matrix, sap_score_matrix
+from metrics.udr import UDRResult, relative_strength_disentanglement, udr, udr_lasso, udr_spearman
 from metrics.unsupervised_scores import (
     gaussian_total_correlation,
     gaussian_wasserstein_correlation,
@@ -160,6 +185,14 @@ __all__ = [
     "irs",
     "beta_vae_score",
     "factor_vae_score",
+    "downstream_task",
+    "downstream_task_lr",
+    "downstream_task_gbt",
+    "fairness",
+    "udr",
+    "udr_lasso",
+    "udr_spearman",
+    "UDRResult",
     # sampling
     "GroundTruthSampler",
     "Encoder",
@@ -172,6 +205,7 @@ __all__ = [
     "sample_beta_vae_features",
     "sample_factor_vae_global_variances",
     "sample_factor_vae_local_variances",
+    "sample_interventions",
     "factor_grid",
     # scoring pieces
     "beta_vae_score_from_features",
@@ -186,6 +220,9 @@ __all__ = [
     "gaussian_total_correlation",
     "gaussian_wasserstein_correlation",
     "gaussian_mixture_entropy",
+    "inter_group_fairness",
+    "fairness_scores_from_matrices",
+    "relative_strength_disentanglement",
     # helpers
     "histogram_discretize",
     "mutual_info",

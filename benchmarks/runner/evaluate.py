@@ -55,6 +55,9 @@ class Evaluation:
     kl_per_dim: np.ndarray | None = None  # (n_latents,)
     warnings: dict[str, list[str]] = field(default_factory=dict)  # metric name -> messages it warned
     counts: dict[str, int] = field(default_factory=dict)  # e.g. points_encoded
+    # Posterior on the fixed UDR sample (benchmarks.runner.udr), for `vaebench udr`: (UDR_POINTS, D) float32.
+    udr_mean: np.ndarray | None = None
+    udr_logvar: np.ndarray | None = None
 
     def save_artifacts(self, path: Path) -> None:
         """Traversal images for the figures, as a compressed npz written atomically."""
@@ -65,6 +68,8 @@ class Evaluation:
             "traversal_values": TRAVERSAL_VALUES,
             "kl_per_dim": self.kl_per_dim,
         }
+        if self.udr_mean is not None:
+            arrays.update(udr_mean=self.udr_mean, udr_logvar=self.udr_logvar)
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
@@ -236,6 +241,10 @@ def evaluate_run(
     result.mi_matrix = {"codes_by_factors": mi.tolist(), "factor_names": list(dataset.factor_names)}
     result.kl_per_dim = (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
     result.traversals = traversals(model, mean[0], device)
+    from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
+
+    observations = udr_points(dataset, UDR_POINTS, spec.evaluation_seed)
+    result.udr_mean, result.udr_logvar = encode_udr(model, observations, device)
     return result
 
 
