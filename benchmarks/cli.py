@@ -24,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich panels print a stray "<bool>" type tag beside every flag.
+    rich_markup_mode=None,
 )
 list_app = typer.Typer(
     help="List registered models, metrics, datasets, and shipped suites.", no_args_is_help=True
