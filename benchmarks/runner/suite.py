@@ -122,6 +122,8 @@ class Suite:
     metric_settings: str = "fast"
     dataset_source: str = "auto"
     evaluation_seed: int = 0
+    #: Per model, training settings that differ from ``training`` (FactorVAE's 150,000 updates).
+    model_training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def list_suites() -> list[str]:
@@ -191,12 +193,22 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
     training = TrainingSettings(**training_raw)
 
     models: dict[str, tuple[dict[str, Any], ...]] = {}
+    model_training: dict[str, dict[str, Any]] = {}
     for model_name, grid in _require(raw, "models", dict, where).items():
         cls = get_model(model_name)  # UnknownNameError lists valid names
         shared: dict[str, Any] = {}
         if isinstance(grid, dict):  # { grid = "study" | [...], <field> = value, ... }: shared by every point
             shared = dict(grid)
             grid = shared.pop("grid", [{}])
+            own_training = shared.pop("training", None)
+            if own_training is not None:
+                loop_fields = {f.name for f in dataclasses.fields(RunTraining)}
+                if not isinstance(own_training, dict) or set(own_training) - loop_fields:
+                    raise SuiteError(
+                        f"{where}: models.{model_name}.training must be a table of "
+                        f"{', '.join(sorted(loop_fields))}; got {own_training!r}"
+                    )
+                model_training[model_name] = dict(own_training)
         if grid == "study":
             points = tuple(cls.study_grid)
         elif isinstance(grid, list) and all(isinstance(p, dict) for p in grid) and grid:
@@ -253,6 +265,7 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
         metric_settings=settings,
         dataset_source=source,
         evaluation_seed=int(raw.get("evaluation_seed", 0)),
+        model_training=model_training,
     )
 
 
@@ -314,6 +327,10 @@ def override_suite(
             log_every=min(suite.training.log_every, steps),
             checkpoint_every=min(suite.training.checkpoint_every, steps),
         )
+        # --steps is every model's: a model's own step count gives way to it.
+        changes["model_training"] = {
+            m: {k: v for k, v in t.items() if k != "steps"} for m, t in suite.model_training.items()
+        }
     if metrics is not None:
         chosen_metrics = {}
         for entry in metrics:
@@ -358,6 +375,11 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
         if t.init is not None:
             base["init"] = t.init
         for model, grid in suite.models.items():
+            own = suite.model_training.get(model)
+            try:
+                model_training = RunTraining(**{**training.to_dict(), **own}) if own else training
+            except TypeError as exc:
+                raise SuiteError(f"{suite.path}: models.{model}.training: {exc}") from None
             for point in grid:
                 config = {**base, **point}
                 try:
@@ -372,7 +394,7 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
                             model=model,
                             model_config=config,
                             seed=seed,
-                            training=training,
+                            training=model_training,
                             metrics=suite.metrics,
                             dataset_source=suite.dataset_source,
                             evaluation_seed=suite.evaluation_seed,
