@@ -364,7 +364,24 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
     for lib in ("vaebench", "torch", "numpy", "scikit_learn"):
         versions.append(f"{lib} {_distinct(p.get(lib) for p in prov)}")
     lines.append(("Versions", "; ".join(versions)))
+    lines.append(("Study protocol", _study_protocol(records)))
     return lines
+
+
+def _study_protocol(records: list[dict]) -> str:
+    """Whether the runs trained what disentanglement_lib's unsupervised_study_v1 trained, computed from
+    their specs (the record's own ``protocol`` block where the variant is not installed here)."""
+    from benchmarks.runner.protocol import protocol_footnote, protocol_of
+    from benchmarks.runner.spec import RunSpec
+    from vaebench.registry import UnknownNameError
+
+    protocols = []
+    for record in records:
+        try:
+            protocols.append(protocol_of(RunSpec.from_dict(record["spec"])))
+        except (UnknownNameError, TypeError, ValueError):
+            protocols.append(record.get("protocol") or {})
+    return protocol_footnote(protocols).removeprefix("Protocol: ")
 
 
 # -- renderings ------------------------------------------------------------------------------------
