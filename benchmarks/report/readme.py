@@ -62,8 +62,9 @@ def results_section(out_dir: Path, suite: str) -> str:
     datasets = ", ".join(sorted({r.dataset for r in ok}))
     device = f"{provenance.get('device_name', 'unknown device')} ({provenance.get('device', '?')})"
     intro = (
-        f"Produced by `vaebench run --suite {suite}` then `vaebench table` and `vaebench plot`, and this "
-        f"section by `python -m benchmarks.report.readme`: {datasets}, {training['steps']:,} steps at batch "
+        f"Produced by `vaebench run --suite {suite} --out results` then `vaebench table` and "
+        f"`vaebench plot`, and this section by `python -m benchmarks.report.readme`: {datasets}, "
+        f"{training['steps']:,} steps at batch "
         f"{training['batch_size']}, lr {training['learning_rate']:g}, "
         f"{first['spec']['model_config']['architecture']} architecture, "
         f"seed(s) {', '.join(map(str, seeds))}, the suite's metric settings; {len(ok)} of {len(runs.runs)} "
