@@ -109,7 +109,7 @@ def _definition_modules(spec) -> list[str]:
 
 
 def _import_definitions(module: str) -> None:
-    """Import a module by name, or a script by path (under its file's stem, so its main block does not run)."""
+    """Import a module by name, or a script by path (as its file's stem: its main block does not run)."""
     if not module.endswith(".py"):
         importlib.import_module(module)
         return
