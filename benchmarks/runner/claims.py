@@ -63,11 +63,20 @@ def try_claim(out_dir: Path, suite: str, run_id: str, wait: float = CLAIM_WAIT_S
     holder = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_job_id": _slurm_job_id(),
         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(note, json.dumps(holder) + "\n")
     return Claim(lock, note)
+
+
+def _slurm_job_id() -> str | None:
+    """The id squeue and ``slurm/<suite>/jobs.json`` know the task by: ``ARRAY_TASK`` for an array task
+    (whose own SLURM_JOB_ID is another number), else the job id."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
