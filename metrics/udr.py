@@ -103,12 +103,16 @@ def relative_strength_disentanglement(matrix: np.ndarray) -> float:
     return float((score_x + score_y) / 2)
 
 
-def lasso_correlation_matrix(z_i: np.ndarray, z_j: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+def lasso_correlation_matrix(
+    z_i: np.ndarray, z_j: np.ndarray, alpha: float = 0.1, random_state: np.random.RandomState | None = None
+) -> np.ndarray:
     """``|coef|`` of the multi-output Lasso of ``z_j (n, L_j)`` on ``z_i (n, L_i)``: ``(L_i, L_j)``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # Coordinate descent is cyclic: random_state does not change the fit (dlib passes its RandomState).
-        model = Lasso(alpha=alpha, random_state=0).fit(z_i, z_j)
+        # Coordinate descent is cyclic: random_state does not change the fit (dlib passes its RandomState;
+        # one object, not an int, because scikit-learn would build a RandomState per target latent).
+        random_state = np.random.RandomState(0) if random_state is None else random_state
+        model = Lasso(alpha=alpha, random_state=random_state).fit(z_i, z_j)
     return np.abs(np.atleast_2d(model.coef_)).T
 
 
@@ -208,7 +212,11 @@ def udr(
     # z-scored means, latents at or below dlib's hard-coded KL 0.01 zeroed: (n, L) per model.
     reps = [StandardScaler().fit_transform(m) * (k > DLIB_ZERO_KL) for m, k in zip(means, kl)]
     if correlation == "lasso":
-        similarity = lasso_correlation_matrix
+        lasso_state = np.random.RandomState(0)
+
+        def similarity(z_i, z_j):
+            return lasso_correlation_matrix(z_i, z_j, random_state=lasso_state)
+
     else:
         similarity = (
             spearman_correlation_matrix if spearman_implementation == "vectorised" else _spearman_loop
@@ -221,7 +229,7 @@ def udr(
             f"udr: model(s) {dead} have no latent with KL > {kl_filter_threshold} (dlib raises); their "
             "pairs are NaN and their scores NaN"
         )
-    with single_threaded_blas():
+    with single_threaded_blas():  # small matrices: BLAS threads only cost
         for i in range(n_models):
             for j in range(n_models):
                 if i == j:

@@ -14,6 +14,10 @@ GradientBoostingClassifier per factor, sequential 1-D SVMs, dlib's sampling
 loops), and prints the ratio. DCI is timed on a first call (numba compiles
 or loads its trees) and warm. Both sides run with one BLAS thread, as dlib's own timings did
 (OMP_NUM_THREADS=1). Writes ``metrics_cpu.json`` and ``metrics_cpu.md``.
+
+``--extra`` times only the downstream task (both predictors), fairness and UDR (both
+correlations) against dlib's code transcribed, and writes ``metrics_extra_cpu.{json,md}``;
+``--extra-train-sizes`` / ``--extra-fairness-train`` reduce the study's sizes.
 """
 
 from __future__ import annotations
@@ -316,7 +320,23 @@ def main(argv=None) -> int:
         "--n-jobs", type=int, default=2, help="workers for DCI, SAP and explicitness (default 2)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
+    parser.add_argument(
+        "--extra",
+        action="store_true",
+        help="time only the downstream task, fairness and UDR (writes metrics_extra_cpu.{json,md})",
+    )
+    parser.add_argument(
+        "--extra-train-sizes",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=(10, 100, 1000, 10000),
+        help="downstream train sizes for --extra (study: 10,100,1000,10000)",
+    )
+    parser.add_argument(
+        "--extra-fairness-train", type=int, default=10000, help="fairness n_train for --extra (study 10000)"
+    )
     args = parser.parse_args(argv)
+    if args.extra:
+        return extra_main(args)
     warnings.simplefilter("ignore")  # convergence warnings of the naive baseline's default classifiers
     n_jobs = args.n_jobs
     info = {
@@ -571,6 +591,249 @@ def markdown(info: dict) -> str:
         "",
         f"Sampling 10,000 points in batches of 16: {info['sampling_seconds_train_10000_batch16']:.3f} s"
         " (counted twice in the suite, for train and test).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- downstream task, fairness, UDR (--extra) ---------------------------------------------------
+# The naive side is dlib's code transcribed: generate_batch_factor_code loops, scikit-learn's
+# GradientBoostingClassifier() on numpy's global RNG, one predict per intervention, one
+# spearmanr per pair of latents. Ours: metrics.* with classifier_rng = the same global stream's
+# seed, so the two must agree to the bit.
+
+
+def naive_batches(data, encode, n, rs, batch_size=16):
+    codes, factors = [], []
+    for start in range(0, n, batch_size):
+        f = data.sample_factors(min(batch_size, n - start), rs)
+        codes.append(encode(data.sample_observations_from_factors(f, rs)))
+        factors.append(f)
+    return np.concatenate(codes), np.concatenate(factors)
+
+
+def naive_predictor(kind):
+    if kind == "gbt":
+        return ensemble.GradientBoostingClassifier()
+    return linear_model.LogisticRegressionCV(Cs=10, cv=sklearn.model_selection.KFold(n_splits=5))
+
+
+def naive_downstream(data, encode, seed, kind, sizes, n_test):
+    np.random.seed(seed)  # noqa: NPY002  (dlib's trees draw from the global RNG)
+    rs, scores = np.random.RandomState(seed), {}
+    for n in sizes:
+        ct, ft = naive_batches(data, encode, n, rs)
+        ce, fe = naive_batches(data, encode, n_test, rs)
+        acc_train, acc_test = [], []
+        for i in range(ft.shape[1]):
+            model = naive_predictor(kind).fit(ct, ft[:, i])
+            acc_train.append(np.mean(model.predict(ct) == ft[:, i]))
+            acc_test.append(np.mean(model.predict(ce) == fe[:, i]))
+        short = {"gbt": "gbt", "lr": "lr"}[kind]
+        for key, value in (
+            ("mean_train_accuracy", np.mean(acc_train)),
+            ("mean_test_accuracy", np.mean(acc_test)),
+            ("min_train_accuracy", np.min(acc_train)),
+            ("min_test_accuracy", np.min(acc_test)),
+        ):
+            scores[f"downstream_{short}_{n}_{key}"] = float(value)
+    return scores
+
+
+def naive_fairness(data, encode, seed, n_train, per_class):
+    np.random.seed(seed)  # noqa: NPY002
+    rs = np.random.RandomState(seed)
+    sizes = data.factor_sizes
+    ct, ft = naive_batches(data, encode, n_train, rs)
+    mean_f, max_f = np.zeros((len(sizes),) * 2), np.zeros((len(sizes),) * 2)
+    for i in range(len(sizes)):
+        model = ensemble.GradientBoostingClassifier().fit(ct, ft[:, i])
+        for j in range(len(sizes)):
+            if i == j:
+                continue
+            base = data.sample_factors(per_class, rs)
+            counts = np.zeros((sizes[i], sizes[j]), np.int64)
+            for c in range(sizes[j]):
+                f = base.copy()
+                f[:, j] = c
+                z = encode(data.sample_observations_from_factors(f, rs))
+                counts[:, c] = np.bincount(model.predict(z), minlength=sizes[i])
+            mean_f[i, j], max_f[i, j] = metrics.inter_group_fairness(counts)
+    return metrics.fairness_scores_from_matrices(mean_f, max_f, per_factor=False)
+
+
+def naive_udr(means, logvars, correlation):
+    kl = [np.mean(0.5 * (m**2 + np.exp(v) - v - 1), axis=0) for m, v in zip(means, logvars)]
+    reps = [preprocessing.StandardScaler().fit_transform(m) * (k > 0.01) for m, k in zip(means, kl)]
+    n = len(reps)
+    pair = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            if correlation == "lasso":
+                corr = np.abs(linear_model.Lasso(alpha=0.1).fit(reps[i], reps[j]).coef_).T
+            else:
+                corr = np.array(
+                    [
+                        [
+                            abs(scipy.stats.spearmanr(reps[i][:, a], reps[j][:, b])[0])
+                            for b in range(reps[j].shape[1])
+                        ]
+                        for a in range(reps[i].shape[1])
+                    ]
+                )
+            corr = corr[kl[i] > 0.01][:, kl[j] > 0.01]
+            pair[i, j] = metrics.relative_strength_disentanglement(corr)
+    return {f"udr_{correlation}_model{m}": float(np.median(np.delete(pair[:, m], m))) for m in range(n)}
+
+
+def udr_group(n_models=5, n_points=1000, n_latents=10, seed=0):
+    """Five models of the toy data: permuted, flipped factors + noise latents (KL ~ 2) + 5 dead latents."""
+    data, rs = ToyData(), np.random.RandomState(seed)
+    x = data.sample_observations_from_factors(data.sample_factors(n_points, rs), rs)  # (n, 5)
+    means, logvars = [], []
+    for m in range(n_models):
+        r = np.random.RandomState(100 + m)
+        live = np.concatenate([2 * (x - 0.5) + 0.1 * r.normal(size=x.shape)], axis=1)
+        codes = np.concatenate([live, 0.02 * r.normal(size=(n_points, n_latents - 5))], axis=1)
+        order = r.permutation(n_latents)
+        means.append(codes[:, order] * r.choice([-1.0, 1.0], size=n_latents))
+        logvar = np.where(np.arange(n_latents) < 5, np.log(0.01), 0.0)[order]
+        logvars.append(np.broadcast_to(logvar, (n_points, n_latents)).copy())
+    return means, logvars
+
+
+def udr_by_model(fn, correlation, means, logvars):
+    return {f"udr_{correlation}_model{m}": s[f"udr_{correlation}"] for m, s in enumerate(fn(means, logvars))}
+
+
+def extra_main(args) -> int:
+    warnings.simplefilter("ignore")
+    n_jobs, sizes, n_fair = args.n_jobs, args.extra_train_sizes, args.extra_fairness_train
+    info = {
+        "machine": machine(),
+        "loadavg_start": os.getloadavg(),
+        "uptime": os.popen("uptime").read().strip(),
+        "n_jobs": n_jobs,
+        "setup": f"toy dSprites sizes {SIZES}, 10 codes (5 factors + 5 N(0, 0.1^2) noise codes); downstream "
+        f"train sizes {list(sizes)}, 5000 test points; fairness n_train {n_fair}, 100 points per class; "
+        "UDR 5 models x 10 latents x 1000 points",
+    }
+    print(f"{info['machine']['cpu_model']}; {info['uptime']}", flush=True)
+    data, rows = ToyData(), []
+
+    def add(name, ours, naive, note=""):
+        rows.append(row(name, ours, naive, note))
+        r = rows[-1]
+        speed = f"x{r['speedup']:5.2f}" if r["speedup"] else ""
+        print(
+            f"{name:28s} ours {r['ours_s']:7.2f} s  naive {fmt(r['naive_s'], '7.2f')} s  {speed}  "
+            f"diff {fmt(r['max_abs_diff_vs_naive'], '.2g')}",
+            flush=True,
+        )
+
+    with single_threaded_blas():
+        # Compile (or load) the trees first, so that the timings are of warm code.
+        metrics.downstream_task_gbt(
+            data, make_encoder(), np.random.RandomState(0), train_sizes=(50,), n_test=50
+        )
+        kwargs = {"train_sizes": sizes, "n_test": N_TEST, "classifier_rng": np.random.RandomState(0)}
+        ours = timed(
+            metrics.downstream_task_gbt,
+            data,
+            make_encoder(),
+            np.random.RandomState(0),
+            n_jobs=n_jobs,
+            **kwargs,
+        )
+        naive = timed(naive_downstream, data, make_encoder(), 0, "gbt", sizes, N_TEST)
+        add("downstream_task_gbt", ours, naive, f"presorted trees, {n_jobs} threads; same trees as the naive")
+        kwargs["classifier_rng"] = np.random.RandomState(0)
+        one = timed(
+            metrics.downstream_task_gbt, data, make_encoder(), np.random.RandomState(0), n_jobs=1, **kwargs
+        )
+        info["downstream_gbt_one_thread_seconds"] = one[0]
+        lr_sizes = tuple(n for n in sizes if n <= 1000)
+        ours = timed(
+            metrics.downstream_task_lr,
+            data,
+            make_encoder(),
+            np.random.RandomState(0),
+            train_sizes=lr_sizes,
+            n_test=N_TEST,
+        )
+        naive = timed(naive_downstream, data, make_encoder(), 0, "lr", lr_sizes, N_TEST)
+        add(
+            f"downstream_task_lr {list(lr_sizes)}",
+            ours,
+            naive,
+            "scikit-learn's LogisticRegressionCV on both sides",
+        )
+        ours = timed(
+            metrics.fairness,
+            data,
+            make_encoder(),
+            np.random.RandomState(0),
+            n_train=n_fair,
+            classifier_rng=np.random.RandomState(0),
+            n_jobs=n_jobs,
+        )
+        naive = timed(naive_fairness, data, make_encoder(), 0, n_fair, 100)
+        add("fairness", ours, naive, f"presorted trees, {n_jobs} threads; one predict per factor")
+        means, logvars = udr_group()
+        for correlation in ("lasso", "spearman"):
+            fn = metrics.udr_lasso if correlation == "lasso" else metrics.udr_spearman
+            ours = timed(udr_by_model, fn, correlation, means, logvars, repeat=3)
+            naive = timed(naive_udr, means, logvars, correlation, repeat=3)
+            note = (
+                "scikit-learn's Lasso on both sides"
+                if correlation == "lasso"
+                else "ranks once, one matrix product per pair vs one spearmanr per pair of latents"
+            )
+            add(f"udr_{correlation}", ours, naive, note)
+    info["loadavg_end"] = os.getloadavg()
+    info["uptime_end"] = os.popen("uptime").read().strip()
+    info["rows"] = rows
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics_extra_cpu.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    (args.out / "metrics_extra_cpu.md").write_text(extra_markdown(info))
+    print(f"wrote {args.out / 'metrics_extra_cpu.json'} and {args.out / 'metrics_extra_cpu.md'}")
+    return 0
+
+
+def extra_markdown(info: dict) -> str:
+    m = info["machine"]
+    lines = [
+        "# Downstream task, fairness and UDR speed on CPU (benchmarks/perf/metrics_speed.py --extra)",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); Python "
+        f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}. "
+        f"Load: `{info['uptime']}` at the start, `{info['uptime_end']}` at the end"
+        + (
+            " -- other jobs shared the machine: the wall-clock times are upper bounds of a quiet machine's."
+            if info["loadavg_start"][0] > 1.5
+            else "."
+        ),
+        "",
+        f"Setup: {info['setup']}. Both sides one BLAS thread, in the same process; the naive side is dlib's "
+        "code transcribed (scikit-learn's GradientBoostingClassifier() on numpy's global RNG, one predict "
+        "per intervention, one spearmanr per pair of latents). Ours is seeded with the same stream, so the "
+        "scores must agree (max abs diff column).",
+        "",
+        "| metric | ours wall (s) | ours CPU (s) | naive wall (s) | naive CPU (s) | speedup (wall) "
+        "| max abs diff of scores | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in info["rows"]:
+        lines.append(
+            f"| {r['metric']} | {r['ours_s']:.3f} | {r['ours_cpu_s']:.3f} | {fmt(r['naive_s'], '.3f')} "
+            f"| {fmt(r['naive_cpu_s'], '.3f')} | {fmt(r['speedup'], '.2f')} "
+            f"| {fmt(r['max_abs_diff_vs_naive'], '.2g')} | {r['note']} |"
+        )
+    lines += [
+        "",
+        f"Downstream boosted trees on one thread: {info['downstream_gbt_one_thread_seconds']:.1f} s.",
         "",
     ]
     return "\n".join(lines)
