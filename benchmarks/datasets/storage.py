@@ -649,7 +649,8 @@ class CacheReader:
 
     def bits(self, indices: np.ndarray) -> np.ndarray:
         """Packed caches only: the pixels at ``indices`` as 0/1, ``(n, C*H*W)`` uint8."""
-        return np.unpackbits(self.raw(indices), axis=1, count=self.pixels)
+        count = None if self.pixels % 8 == 0 else self.pixels  # a count makes numpy 3x slower
+        return np.unpackbits(self.raw(indices), axis=1, count=count)
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         """uint8 ``(n, C, H, W)`` images 0-255 at ``indices``."""

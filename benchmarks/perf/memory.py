@@ -1,0 +1,319 @@
+"""Peak memory and training throughput: the whole cache materialised (the old path) vs. read by index.
+
+Usage::
+
+    python benchmarks/perf/memory.py                      # dSprites and 3D Shapes, 200 steps each
+    python benchmarks/perf/memory.py --datasets dsprites --steps 100
+
+Every measurement runs in its own subprocess, so each peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that child) is one path's
+alone. Per dataset:
+
+* ``prepare``: ``load_dataset`` (builds the cache if missing: generation,
+  bit-packing, hashing) -- the figure of a first run;
+* ``baseline``: the old path, kept below as ``baseline_images``: the whole
+  cache as one uint8 tensor in RAM (``as_tensor``), batches by ``sample_batch``;
+* ``memmap``: the new path, ``training_images("cpu")``: each batch read from
+  the cache file by index (``storage.CacheReader``), nothing materialised.
+
+Both train the same model from the same seed for ``--steps`` steps and must
+give the same loss to the last bit (checked); throughput is images/s over the
+steps after a short warm-up, and the ratio new/baseline is printed (the target:
+no drop beyond 5%). Also timed: the full content check done on every load
+(``FlatCache.check_content``) and the gather of one batch alone.
+
+The training step: ``benchmarks.runner.train.train_run`` when it takes a
+``TrainingImages`` (the lead's single loop); otherwise MINIMAL_LOOP below
+(``model(x)``, backward, Adam), which says so in the output (``loop``).
+Results go to results/perf/memory_cpu.md and .json with the machine and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+DATASETS = ("dsprites", "shapes3d")
+MODES = ("baseline", "memmap")
+
+
+def rss_now_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# -- the old path, kept for comparison ------------------------------------------------
+def baseline_images(dataset):
+    """What training read before: the whole cache materialised as one uint8 tensor (N, C, 64, 64)."""
+    from benchmarks.datasets import TrainingImages
+
+    return TrainingImages(dataset.as_tensor("cpu"))
+
+
+# -- the training step ----------------------------------------------------------------
+def _train_run_takes_training_images() -> bool:
+    try:
+        from benchmarks.runner.spec import RunSpec  # noqa: F401
+        from benchmarks.runner.train import train_run
+    except ImportError:
+        return False
+    params = list(inspect.signature(train_run).parameters)
+    return len(params) > 1 and params[1] == "images"
+
+
+def train_with_train_run(dataset, images, steps: int, batch_size: int, seed: int) -> dict:
+    from benchmarks.runner.spec import RunSpec
+    from benchmarks.runner.train import train_run
+
+    spec = RunSpec(
+        suite="perf-memory",
+        dataset=dataset.name,
+        model="beta_vae",
+        model_config={"likelihood": dataset.likelihood, "in_channels": dataset.observation_shape[0]},
+        seed=seed,
+        training={
+            "steps": steps,
+            "batch_size": batch_size,
+            "optimizer": "adam",
+            "learning_rate": 1e-4,
+            "precision": "fp32",
+            "log_every": 10,
+            "checkpoint_every": 10**9,
+        },
+        metrics={},
+        dataset_source="procedural",
+    )
+    import torch
+
+    result = train_run(spec, images, torch.device("cpu"), None)
+    return {
+        "loop": "benchmarks.runner.train.train_run",
+        "images_per_second": result.images_per_second,
+        "final_loss": result.final.get("loss"),
+    }
+
+
+def train_minimal_loop(dataset, images, steps: int, batch_size: int, seed: int, warmup: int = 5) -> dict:
+    """MINIMAL_LOOP: a stand-in until ``train_run`` takes a ``TrainingImages``; same ops, no logging."""
+    import torch
+
+    from vae_zoo import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("beta_vae", likelihood=dataset.likelihood, in_channels=dataset.observation_shape[0])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    started = None
+    for step in range(steps):
+        if step == warmup:
+            started = time.perf_counter()
+        index = torch.randint(images.num_images, (batch_size,), generator=generator)
+        x = images.batch(index)  # (B, C, 64, 64) float32 in [0, 1]
+        out = model(x)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - started
+    return {
+        "loop": "MINIMAL_LOOP (benchmarks/perf/memory.py)",
+        "images_per_second": (steps - warmup) * batch_size / seconds,
+        "final_loss": float(out.loss.detach()),
+    }
+
+
+def time_batches(images, batch_size: int, n: int = 300) -> float:
+    """Microseconds to gather and convert one batch alone."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    indices = [torch.randint(images.num_images, (batch_size,), generator=g) for _ in range(n)]
+    for index in indices[:20]:
+        images.batch(index)
+    started = time.perf_counter()
+    for index in indices:
+        images.batch(index)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+# -- one measurement, in a child process -----------------------------------------------
+def child(mode: str, name: str, steps: int, batch_size: int, loop: str) -> dict:
+    from benchmarks.datasets import load_dataset
+
+    record = {"mode": mode, "dataset": name}
+    started = time.perf_counter()
+    dataset = load_dataset(name, "procedural", progress=False)  # builds if missing; checks content in full
+    record["load_seconds"] = time.perf_counter() - started
+    cache = dataset._cache
+    record["cache_bytes"] = cache.array_path.stat().st_size
+    record["cache_packed"] = bool(cache.manifest().get("packed"))
+    if mode == "prepare":
+        started = time.perf_counter()
+        assert cache.check_content() is None
+        record["content_check_seconds"] = time.perf_counter() - started
+        record["peak_rss_mb"] = peak_rss_mb()
+        return record
+    started = time.perf_counter()
+    images = baseline_images(dataset) if mode == "baseline" else dataset.training_images("cpu")
+    record["images_seconds"] = time.perf_counter() - started
+    record["rss_after_images_mb"] = rss_now_mb()
+    record["batch_microseconds"] = time_batches(images, batch_size)
+    use_train_run = loop == "train_run" or (loop == "auto" and _train_run_takes_training_images())
+    trainer = train_with_train_run if use_train_run else train_minimal_loop
+    record.update(trainer(dataset, images, steps, batch_size, seed=0))
+    record["peak_rss_mb"] = peak_rss_mb()
+    import torch
+
+    record["torch_threads"] = torch.get_num_threads()
+    return record
+
+
+def run_child(mode: str, name: str, args) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--datasets",
+        name,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--loop",
+        args.loop,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} {name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--loop", choices=("auto", "train_run", "minimal"), default="auto")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "memory_cpu")
+    parser.add_argument("--child", choices=("prepare", *MODES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.datasets[0], args.steps, args.batch_size, args.loop)))
+        return
+
+    from benchmarks.runner.records import cpu_model
+
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_before": load_average()}
+    print(f"{machine['cpu']}, {machine['cores']} cores; {machine['load_before']}", flush=True)
+    results = []
+    for name in args.datasets:
+        for mode in ("prepare", *MODES):
+            record = run_child(mode, name, args)
+            results.append(record)
+            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}
+            print(json.dumps(shown), flush=True)
+    machine["load_after"] = load_average()
+
+    summary = {}
+    for name in args.datasets:
+        by = {r["mode"]: r for r in results if r["dataset"] == name}
+        base, new = by["baseline"], by["memmap"]
+        summary[name] = {
+            "peak_rss_mb": {
+                "prepare": by["prepare"]["peak_rss_mb"],
+                "baseline": base["peak_rss_mb"],
+                "memmap": new["peak_rss_mb"],
+            },
+            "images_per_second": {"baseline": base["images_per_second"], "memmap": new["images_per_second"]},
+            "throughput_ratio": new["images_per_second"] / base["images_per_second"],
+            "same_final_loss": base["final_loss"] == new["final_loss"],
+            "batch_microseconds": {
+                "baseline": base["batch_microseconds"],
+                "memmap": new["batch_microseconds"],
+            },
+            "content_check_seconds": by["prepare"]["content_check_seconds"],
+            "cache_bytes": new["cache_bytes"],
+            "cache_packed": new["cache_packed"],
+            "loop": new["loop"],
+        }
+        s = summary[name]
+        print(
+            f"{name}: peak RSS {s['peak_rss_mb']['baseline']:,.0f} -> {s['peak_rss_mb']['memmap']:,.0f} MB; "
+            f"{s['images_per_second']['baseline']:,.0f} -> {s['images_per_second']['memmap']:,.0f} img/s "
+            f"(ratio {s['throughput_ratio']:.3f}); same loss: {s['same_final_loss']}"
+        )
+    report = {
+        "machine": machine,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "summary": summary,
+        "runs": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(f"wrote {args.out.with_suffix('.md')} and .json")
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# Memory and throughput: whole cache in RAM vs. batches read by index",
+        "",
+        f"From `python benchmarks/perf/memory.py` ({report['steps']} training steps, batch "
+        f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu']}, {m['cores']} cores. "
+        f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each figure is one subprocess; "
+        "peak RSS is its `ru_maxrss`.",
+        "",
+        "| dataset | cache on disk | check on load | peak RSS prepare | peak RSS baseline | peak RSS new "
+        "| img/s baseline | img/s new | ratio | batch gather baseline / new | same loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report["summary"].items():
+        packed = "bit-packed" if s["cache_packed"] else "uint8"
+        lines.append(
+            f"| {name} | {s['cache_bytes'] / 1e6:,.0f} MB {packed} | {s['content_check_seconds']:.2f} s "
+            f"| {s['peak_rss_mb']['prepare']:,.0f} MB | {s['peak_rss_mb']['baseline']:,.0f} MB "
+            f"| {s['peak_rss_mb']['memmap']:,.0f} MB | {s['images_per_second']['baseline']:,.0f} "
+            f"| {s['images_per_second']['memmap']:,.0f} | {s['throughput_ratio']:.3f} "
+            f"| {s['batch_microseconds']['baseline']:,.0f} / {s['batch_microseconds']['memmap']:,.0f} us "
+            f"| {s['same_final_loss']} |"
+        )
+    loops = sorted({s["loop"] for s in report["summary"].values()})
+    lines += [
+        "",
+        f"Training loop: {', '.join(loops)}. 'check on load' is the full content check (sha256 of every "
+        "4 MiB chunk against the manifest) that `prepare` does once per process; 'peak RSS prepare' is a "
+        "process that only loads and checks (the cache already built).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
