@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.report.results import load_results
-from benchmarks.runner.records import atomic_write_text
+from vaebench.atomic import atomic_write_bytes
 
 __all__ = ["EXPORT_FORMATS", "MissingDependency", "export_results", "render_export"]
 
@@ -51,10 +51,5 @@ def export_results(
     data = render_export(load_results(out_dir, suite), fmt)
     path = Path(to) if to is not None else out_dir / "export" / f"{suite or 'all'}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    else:
-        atomic_write_text(path, data.decode("utf-8"))
+    atomic_write_bytes(path, data)
     return [path]

@@ -21,9 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from benchmarks.report.frame import (
     summarise,
 )
 from benchmarks.runner.records import artifact_path
+from vaebench.atomic import atomic_write_bytes
 
 __all__ = ["write_figures"]
 
@@ -429,12 +428,4 @@ def _save(fig: Figure, path: Path) -> None:
     """PNG without the software stamp, written beside the destination and renamed into place."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
