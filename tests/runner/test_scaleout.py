@@ -206,7 +206,9 @@ def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_p
     rows, _ = status(slurm_out, "--suite", suite)
     assert rows["toy"]["recorded ok"] == "2" and rows["toy"]["pending"] == "0"
     assert rows["toy"]["SLURM jobs"] == "2 completed"
-    code, output = cli("run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", slurm_out)
+    code, output = invoke(
+        "run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", slurm_out
+    )
     assert code == 0 and "Nothing to submit: every run is recorded" in output, output
     assert len(job_ids(slurm_out)) == 2
 
@@ -323,8 +325,16 @@ def shipped_specs():
     return {name: expand_suite(load_suite(name)) for name in ("quick", "smoke", "paper")}
 
 
-@pytest.mark.parametrize("suite", ["quick", "smoke", "paper"])
-@pytest.mark.parametrize("pack", [1, 36])
+@pytest.mark.parametrize(
+    ("suite", "pack"),
+    [
+        ("quick", 1),
+        ("quick", 36),
+        ("smoke", 1),
+        ("paper", 36),  # 2520 runs in 483 packs
+        pytest.param("paper", 1, marks=pytest.mark.slow),
+    ],
+)
 def test_shards_partition_the_plan(shipped_specs, suite, pack):
     plan = make_plan(shipped_specs[suite], pack)
     all_packs = [p.pack_id for p in plan.packs]
@@ -528,3 +538,16 @@ def test_slurm_refuses_what_the_cluster_cannot_run_before_submitting(
     assert code == 2 and message.lower() in output.lower(), output
     assert not out.exists()  # nothing submitted: submitit writes its folder before sbatch
     assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+
+
+# -- the skip rule ----------------------------------------------------------------------
+def test_a_slurm_test_that_cannot_run_is_skipped_but_fails_under_ci(monkeypatch):
+    (conftest,) = [
+        m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == str(HERE / "conftest.py")
+    ]
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="sbatch is not on PATH"):
+        conftest._skip_or_fail("SLURM's sbatch is not on PATH")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        conftest._skip_or_fail("SLURM's sbatch is not on PATH")
