@@ -517,6 +517,61 @@ def time_encoding(model, dataset, device: torch.device, n: int, batch_size: int 
     return time.perf_counter() - started
 
 
+# -- one packed step, profiled -------------------------------------------------------------------
+def profile_packed_step(device: torch.device, images: TrainingImages, n: int, top: int = 25) -> dict:
+    """``torch.profiler`` over exactly one step of ``train_runs`` with n runs (the 4th step: one to
+    skip, two to warm up), ops and kernels ranked by their own device time (CPU time on the CPU)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    specs = [run_spec(i, "auto", 4) for i in range(n)]
+    with profile(activities=activities, schedule=schedule(wait=1, warmup=2, active=1)) as prof:
+
+        def on_progress(index: int, done: int, total: int) -> None:
+            if index == 0:  # once per step, after the step and its log row
+                sync(device)
+                prof.step()
+
+        started = time.perf_counter()
+        train_runs(specs, images, device, [None] * n, on_progress=on_progress)
+        seconds = time.perf_counter() - started
+    events = prof.key_averages()
+    on_device = device.type == "cuda"
+
+    def own_time(e) -> float:  # microseconds
+        if on_device:
+            return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+        return float(e.self_cpu_time_total)
+
+    ranked = sorted(events, key=own_time, reverse=True)
+    total = sum(own_time(e) for e in events) or float("nan")
+    rows = [
+        {
+            "name": e.key,
+            "self_us": own_time(e),
+            "share": own_time(e) / total,
+            "calls": e.count,
+            "cpu_total_us": float(e.cpu_time_total),
+        }
+        for e in ranked[:top]
+        if own_time(e) > 0
+    ]
+    sort_by = "self_device_time_total" if on_device else "self_cpu_time_total"
+    try:
+        table = events.table(sort_by=sort_by, row_limit=top)
+    except (AttributeError, KeyError, ValueError):  # older torch: the CUDA name
+        table = events.table(sort_by="self_cuda_time_total" if on_device else sort_by, row_limit=top)
+    return {
+        "pack": n,
+        "batch_size": BATCH,
+        "time_basis": "self device time" if on_device else "self CPU time",
+        "total_self_us": total,
+        "train_runs_seconds_4_steps": seconds,
+        "top": rows,
+        "table": table,
+    }
+
+
 # -- main ----------------------------------------------------------------------------------------
 def selected(name: str, wanted: list[str] | None) -> bool:
     """``--configs``: a configuration is selected by its name or by the part before its colon."""
@@ -552,6 +607,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--eval-settings", choices=("fast", "study"), default="fast")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    parser.add_argument(
+        "--profile-pack",
+        type=int,
+        metavar="N",
+        help="instead of measuring: profile one step of a pack of N runs, write profile_<device>.json/.txt",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
     args = parser.parse_args(argv)
     if args.threads:
@@ -560,6 +621,17 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks.runner.train import resolve_device
 
     device = resolve_device(args.device)
+    if args.profile_pack:
+        images = training_images(random_images(N_IMAGES), device, args.images)
+        profiled = profile_packed_step(device, images, args.profile_pack)
+        profiled.update(device=device_short_name(device), machine=machine(device))
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = f"profile_{profiled['device']}"
+        (args.out / f"{name}.txt").write_text(profiled["table"] + "\n")
+        (args.out / f"{name}.json").write_text(json.dumps(profiled, indent=2, default=str) + "\n")
+        print(profiled["table"])
+        print(f"wrote {args.out / name}.json and .txt")
+        return profiled
     steps = args.steps or (8 if args.quick else 40)
     repeats = args.repeats or (2 if args.quick else 5)
     warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)
