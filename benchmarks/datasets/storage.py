@@ -34,10 +34,11 @@ chunk digests in their stamp (their full md5/sha256 is computed once).
 
 Measured cost (Intel Xeon, 2 cores shared, 1 thread per core; page cache warm):
 sha256 hashes 1.2 GB/s per core (blake2b 0.56, md5 0.53), and the check runs
-on up to 4 threads (hashlib releases the GIL). The full check on load takes
-about 0.3 s for dSprites' 377 MB bit-packed cache and about 2.5-5 s for 3D
-Shapes' 5.9 GB, against minutes of training; see results/perf/memory_cpu.md
-for the figures measured with ``benchmarks/perf/memory.py``.
+on up to 4 threads (hashlib releases the GIL). Measured by
+``benchmarks/perf/memory.py`` (results/perf/memory_cpu.md): the full check on
+load takes 0.22 s (1-min load 2.7) to 0.85 s (load 5.7) for dSprites' 377 MB
+bit-packed cache and 5.9 s (load 5.5) for 3D Shapes' 5.9 GB, against minutes
+of training; building adds the same hashing once.
 
 Training reads a cache by index with ``CacheReader`` (``os.preadv`` of the
 rows, contiguous runs coalesced): nothing of the cache stays resident. A
