@@ -17,6 +17,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="vaebench",
@@ -41,7 +42,7 @@ DEFAULT_OUT = Path(os.environ.get("VAEBENCH_OUT") or "vaebench-results")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -229,7 +230,7 @@ def run(
     ] = 30.0,
 ) -> None:
     """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
-    from benchmarks.runner.backends import BackendOptions, get_backend
+    from benchmarks.runner.backends import BackendError, BackendOptions, get_backend
     from benchmarks.runner.plan import parse_shard
     from benchmarks.runner.sweep import check_writable
 
@@ -255,9 +256,14 @@ def run(
         check_writable(out)
     except _user_errors() as exc:
         fail(str(exc))
-    result = runner.run(specs, out)
+    try:
+        result = runner.run(specs, out)
+    except BackendError as exc:  # e.g. the cluster refused the submission
+        fail(str(exc))
     if result.interrupted:
         raise typer.Exit(130)
+    if result.submitted:
+        raise typer.Exit(0)  # --no-wait: the backend printed the job ids
     _report_sweep(result, out / "runs" / spec_suite.name)
     raise typer.Exit(result.exit_code)
 

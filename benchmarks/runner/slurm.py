@@ -297,7 +297,7 @@ class SlurmBackend(Backend):
         )
         if o.no_wait:
             self.console.print(f"Follow them with `vaebench status --suite {suite} --out {out_dir}`.")
-            result.submitted = job_ids  # type: ignore[attr-defined]
+            result.submitted = job_ids
             return result
         return self._follow(jobs, packs, out_dir, result)
 

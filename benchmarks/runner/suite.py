@@ -164,7 +164,7 @@ def _require(raw: dict, key: str, kind: type | tuple[type, ...], where: str) -> 
 
 def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
     from benchmarks.datasets import list_datasets
-    from metrics import get_metric, list_metrics
+    from metrics import get_metric
 
     known_top = {"name", "description", "datasets", "seeds", "training", "models", "metrics"}
     known_top |= {"dataset_source", "evaluation_seed"}
@@ -382,8 +382,8 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
                 raise SuiteError(f"{suite.path}: models.{model}.training: {exc}") from None
             for point in grid:
                 config = {**base, **point}
-                try:
-                    get_model(model)(**config)  # refuse an invalid hyperparameter now, not mid-sweep
+                try:  # refuse an invalid hyperparameter now, not mid-sweep (config only, no weights)
+                    get_model(model).make_config(**config)
                 except ConfigError as exc:
                     raise SuiteError(f"{suite.path}: models.{model} grid point {point}: {exc}") from None
                 for seed in suite.seeds:

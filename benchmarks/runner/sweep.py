@@ -71,6 +71,7 @@ class SweepResult:
     unreadable: list[str] = field(default_factory=list)  # corrupt records or checkpoints, by path
     claimed_elsewhere: list[str] = field(default_factory=list)  # another live process is training them
     blocked: dict[str, str] = field(default_factory=dict)  # run_id -> why (a missing official file)
+    submitted: list[str] = field(default_factory=list)  # cluster job ids, when the sweep was only submitted
     interrupted: bool = False
 
     @property

@@ -496,10 +496,6 @@ def test_slurm_without_submitit_names_the_extra(monkeypatch):
         get_backend("slurm", BackendOptions())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='benchmarks/cli.py fail() prints the message as Rich markup: "[slurm]" is eaten (escape it)',
-)
 def test_slurm_without_submitit_exits_2_naming_the_extra(toy_suite, tmp_path):
     out = tmp_path / "out"
     code = (
