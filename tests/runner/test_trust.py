@@ -222,3 +222,22 @@ def test_the_plan_json_states_every_runs_protocol_and_settings(toy_suite, tmp_pa
         assert {"run_id", "pack_id", "dataset", "seed", "model_config", "training", "protocol"} <= set(row)
         assert row["model_config"]["init"] == "torch" and row["training"]["steps"] == 30
         assert row["state"] == "pending"
+
+
+def test_a_dataset_without_its_official_file_blocks_only_its_runs_before_any_training(toy_suite, tmp_path):
+    """The paper suite's official-file datasets: reported before training, the rest of the suite runs."""
+    suite = (
+        toy_suite()
+        .read_text()
+        .replace('datasets = ["toy_squares"]', 'datasets = ["toy_squares", "smallnorb"]')
+    )
+    path = tmp_path / "mixed.toml"
+    path.write_text(suite)
+    out = tmp_path / "out"
+    code, output = invoke("run", "--suite", path, "--models", "vae", "--out", out)
+    assert code == 1, output
+    assert (
+        "blocked 1 run(s) on smallnorb" in output and "1 run(s) blocked on a missing official file" in output
+    )
+    assert output.index("blocked 1 run(s)") < output.index("done ")  # said before any training
+    assert [r["spec"]["dataset"] for r in records(out).values()] == ["toy_squares"]
