@@ -248,13 +248,28 @@ def udr(
 _SETTINGS = {"n_points": 1000, "filter_low_kl": True, "kl_filter_threshold": 0.01}
 
 
-@register_metric(
-    "udr_lasso",
-    inputs="model_group",
-    higher_is_better={"udr_lasso": True},
-    study=_SETTINGS,
-    fast=_SETTINGS,
-)
+def _register_udr(name: str):
+    """``register_metric`` for the UDR metric ``name``: one key, ``name``, per model; the shared settings."""
+    return register_metric(
+        name, inputs="model_group", higher_is_better={name: True}, study=_SETTINGS, fast=_SETTINGS
+    )
+
+
+def _udr_scores(
+    name: str, correlation: str, means, logvars, filter_low_kl: bool, kl_filter_threshold: float
+) -> list[dict[str, float]]:
+    """The registered UDR metrics' body: :func:`udr`'s model scores as ``[{name: score}, ...]``."""
+    result = udr(
+        means,
+        logvars,
+        correlation=correlation,
+        filter_low_kl=filter_low_kl,
+        kl_filter_threshold=kl_filter_threshold,
+    )
+    return [{name: float(s)} for s in result.model_scores]
+
+
+@_register_udr("udr_lasso")
 def udr_lasso(
     means: Sequence[np.ndarray],
     logvars: Sequence[np.ndarray],
@@ -267,23 +282,10 @@ def udr_lasso(
     Scores a group of models (same config, different seeds) encoded on the same points;
     ``vaebench udr`` computes it over a suite's recorded runs.
     """
-    result = udr(
-        means,
-        logvars,
-        correlation="lasso",
-        filter_low_kl=filter_low_kl,
-        kl_filter_threshold=kl_filter_threshold,
-    )
-    return [{"udr_lasso": float(s)} for s in result.model_scores]
+    return _udr_scores("udr_lasso", "lasso", means, logvars, filter_low_kl, kl_filter_threshold)
 
 
-@register_metric(
-    "udr_spearman",
-    inputs="model_group",
-    higher_is_better={"udr_spearman": True},
-    study=_SETTINGS,
-    fast=_SETTINGS,
-)
+@_register_udr("udr_spearman")
 def udr_spearman(
     means: Sequence[np.ndarray],
     logvars: Sequence[np.ndarray],
@@ -296,11 +298,4 @@ def udr_spearman(
     Scores a group of models (same config, different seeds) encoded on the same points;
     ``vaebench udr --correlation spearman`` computes it over a suite's recorded runs.
     """
-    result = udr(
-        means,
-        logvars,
-        correlation="spearman",
-        filter_low_kl=filter_low_kl,
-        kl_filter_threshold=kl_filter_threshold,
-    )
-    return [{"udr_spearman": float(s)} for s in result.model_scores]
+    return _udr_scores("udr_spearman", "spearman", means, logvars, filter_low_kl, kl_filter_threshold)
