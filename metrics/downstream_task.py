@@ -322,14 +322,19 @@ def _encodes(settings, factor_sizes) -> int:
     return sum(sizes) + len(sizes) * settings.get("n_test", 5000)
 
 
-@register_metric(
-    "downstream_task_lr",
-    inputs="sampler",
-    higher_is_better=_directions("lr"),
-    study=_STUDY,
-    fast=_FAST,
-    encodes=_encodes,
-)
+def _register(short: str):
+    """``register_metric`` for ``downstream_task_<short>``: its keys' directions and the shared settings."""
+    return register_metric(
+        f"downstream_task_{short}",
+        inputs="sampler",
+        higher_is_better=_directions(short),
+        study=_STUDY,
+        fast=_FAST,
+        encodes=_encodes,
+    )
+
+
+@_register("lr")
 def downstream_task_lr(
     sampler: GroundTruthSampler,
     encode: Encoder,
@@ -358,14 +363,7 @@ def downstream_task_lr(
     )
 
 
-@register_metric(
-    "downstream_task_gbt",
-    inputs="sampler",
-    higher_is_better=_directions("gbt"),
-    study=_STUDY,
-    fast=_FAST,
-    encodes=_encodes,
-)
+@_register("gbt")
 def downstream_task_gbt(
     sampler: GroundTruthSampler,
     encode: Encoder,
