@@ -733,36 +733,24 @@ def extra_main(args) -> int:
             flush=True,
         )
 
+    def timed_on_data(fn, **kwargs):
+        # A registered sampler metric on the toy data, a fresh encoder and rng seed 0.
+        return timed(fn, data, make_encoder(), np.random.RandomState(0), **kwargs)
+
     with single_threaded_blas():
         # Compile (or load) the trees first, so that the timings are of warm code.
         metrics.downstream_task_gbt(
             data, make_encoder(), np.random.RandomState(0), train_sizes=(50,), n_test=50
         )
         kwargs = {"train_sizes": sizes, "n_test": N_TEST, "classifier_rng": np.random.RandomState(0)}
-        ours = timed(
-            metrics.downstream_task_gbt,
-            data,
-            make_encoder(),
-            np.random.RandomState(0),
-            n_jobs=n_jobs,
-            **kwargs,
-        )
+        ours = timed_on_data(metrics.downstream_task_gbt, n_jobs=n_jobs, **kwargs)
         naive = timed(naive_downstream, data, make_encoder(), 0, "gbt", sizes, N_TEST)
         add("downstream_task_gbt", ours, naive, f"presorted trees, {n_jobs} threads; same trees as the naive")
         kwargs["classifier_rng"] = np.random.RandomState(0)
-        one = timed(
-            metrics.downstream_task_gbt, data, make_encoder(), np.random.RandomState(0), n_jobs=1, **kwargs
-        )
+        one = timed_on_data(metrics.downstream_task_gbt, n_jobs=1, **kwargs)
         info["downstream_gbt_one_thread_seconds"] = one[0]
         lr_sizes = tuple(n for n in sizes if n <= 1000)
-        ours = timed(
-            metrics.downstream_task_lr,
-            data,
-            make_encoder(),
-            np.random.RandomState(0),
-            train_sizes=lr_sizes,
-            n_test=N_TEST,
-        )
+        ours = timed_on_data(metrics.downstream_task_lr, train_sizes=lr_sizes, n_test=N_TEST)
         naive = timed(naive_downstream, data, make_encoder(), 0, "lr", lr_sizes, N_TEST)
         add(
             f"downstream_task_lr {list(lr_sizes)}",
@@ -770,14 +758,8 @@ def extra_main(args) -> int:
             naive,
             "scikit-learn's LogisticRegressionCV on both sides",
         )
-        ours = timed(
-            metrics.fairness,
-            data,
-            make_encoder(),
-            np.random.RandomState(0),
-            n_train=n_fair,
-            classifier_rng=np.random.RandomState(0),
-            n_jobs=n_jobs,
+        ours = timed_on_data(
+            metrics.fairness, n_train=n_fair, classifier_rng=np.random.RandomState(0), n_jobs=n_jobs
         )
         naive = timed(naive_fairness, data, make_encoder(), 0, n_fair, 100)
         add("fairness", ours, naive, f"presorted trees, {n_jobs} threads; one predict per factor")
