@@ -9,7 +9,6 @@ label and a sweep over, say, ``steps`` is not silently averaged together.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -19,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report.results import HEADLINE_METRICS, hyperparameter_pairs, record_dict, record_row
+from benchmarks.report.results import (
+    HEADLINE_METRICS,
+    fmt_param,
+    hyperparameter_pairs,
+    param_sort_key,
+    record_dict,
+    record_row,
+)
 from benchmarks.runner.records import RecordError, read_record
 
 __all__ = [
@@ -105,7 +111,7 @@ class Run:
 
     @property
     def sort_key(self) -> tuple:
-        return (self.dataset, self.model, tuple((k, _sortable(v)) for k, v in self.hparams))
+        return (self.dataset, self.model, tuple((k, param_sort_key(v)) for k, v in self.hparams))
 
     def value(self, key: str) -> float | None:
         """A metric, or a training term from ``final``; None where null, missing or not finite."""
@@ -317,18 +323,3 @@ def fmt(x: float, digits: int = 3) -> str:
     """Fixed formatting for display; never "-0.000"."""
     text = f"{x:.{digits}f}"
     return text[1:] if re.fullmatch(r"-0\.0*", text) else text
-
-
-def fmt_param(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _sortable(value: Any) -> tuple:
-    # Numbers sort numerically (beta=4 before beta=16), everything else by its text, numbers first.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, fmt_param(value))

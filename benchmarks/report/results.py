@@ -76,6 +76,8 @@ __all__ = [
     "metric_column",
     "metric_keys",
     "hyperparameter_pairs",
+    "fmt_param",
+    "param_sort_key",
     "SUMMARY_STATS",
     "summary_stats",
 ]
@@ -247,10 +249,10 @@ def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             log.warning("skipped run record %s: malformed field (%s)", run_id, exc)
     pairs = hyperparameter_pairs(rows)
     for row, hp in zip(rows, pairs):
-        text = ", ".join(f"{k}={_fmt_param(v)}" for k, v in hp)
+        text = ", ".join(f"{k}={fmt_param(v)}" for k, v in hp)
         row["hyperparameters"] = text
         row["config"] = f"{row['model']} ({text})" if text else row["model"]
-        row["_sort"] = (row["dataset"], row["model"], tuple((k, _sortable(v)) for k, v in hp))
+        row["_sort"] = (row["dataset"], row["model"], tuple((k, param_sort_key(v)) for k, v in hp))
     rows.sort(key=lambda r: (r["_sort"], r["seed"], r["run_id"]))
     columns = _column_order({k for r in rows for k in r if k != "_sort"})
     data = {c: [r.get(c) for r in rows] for c in columns}
@@ -291,7 +293,7 @@ def _typed(column: str, values: list[Any]) -> pd.Series:
         return pd.Series(values, dtype="Int64")
     if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return pd.Series([math.nan if v is None else float(v) for v in values], dtype="float64")
-    return pd.Series([None if v is None else _fmt_param(v) for v in values], dtype="string")
+    return pd.Series([None if v is None else fmt_param(v) for v in values], dtype="string")
 
 
 def metric_column(key: str, representation: str = "mean") -> str:
@@ -402,7 +404,8 @@ def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _fmt_param(value: Any) -> str:
+def fmt_param(value: Any) -> str:
+    """A hyperparameter value as shown in labels: floats by ``:g``, dicts and lists as sorted JSON."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list)):
@@ -410,11 +413,11 @@ def _fmt_param(value: Any) -> str:
     return str(value)
 
 
-def _sortable(value: Any) -> tuple:
-    # Numbers sort numerically (beta=4 before beta=16), everything else by its text, numbers first.
+def param_sort_key(value: Any) -> tuple:
+    """Sort key of a hyperparameter value: numbers numerically (beta=4 before 16), then the rest by text."""
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         return (0, float(value), "")
-    return (1, 0.0, _fmt_param(value))
+    return (1, 0.0, fmt_param(value))
 
 
 # -- statistics over seeds -----------------------------------------------------------------------------
