@@ -31,8 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmarks.report import analysis as st
-from benchmarks.report.frame import list_suites_with_records, metric_label
-from benchmarks.report.plot import _colour, _grid, _safe, _save
+from benchmarks.report.frame import metric_label, suites_to_report
+from benchmarks.report.plot import _colour, _grid, _remove_stale_figures, _safe, _save
 from benchmarks.report.results import (
     HEADLINE_METRICS,
     METRIC_PREFIX,
@@ -67,11 +67,7 @@ def write_analysis(
     Returns the paths written, sorted. Raises FileNotFoundError for a named suite without records.
     """
     out_dir = Path(out_dir)
-    suites = list_suites_with_records(out_dir)
-    if suite is not None:
-        if suite not in suites:
-            raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
-        suites = [suite]
+    suites = suites_to_report(out_dir, suite)
     written: list[Path] = []
     for name in suites:
         folder = out_dir / "analysis" / name
@@ -82,9 +78,7 @@ def write_analysis(
             path = folder / f"{_safe(stem)}.png"
             _save(fig, path)
             mine.append(path)
-        for stale in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-            if stale.name.startswith(_PREFIXES) and stale not in mine:
-                stale.unlink()
+        _remove_stale_figures(folder, _PREFIXES, mine)
         summary = folder / "summary.md"
         atomic_write_text(summary, "\n".join(lines) + "\n")
         written += mine + [summary]

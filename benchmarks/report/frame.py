@@ -37,6 +37,7 @@ __all__ = [
     "SkippedRecord",
     "SuiteRuns",
     "list_suites_with_records",
+    "suites_to_report",
     "load_suite_runs",
     "configurations",
     "metric_columns",
@@ -174,6 +175,21 @@ def list_suites_with_records(out_dir: Path) -> list[str]:
         if root.is_dir()
         else []
     )
+
+
+def suites_to_report(out_dir: Path, suite: str | None = None) -> list[str]:
+    """The suites a report regenerates: every suite with records, or only ``suite``.
+
+    Raises FileNotFoundError when ``suite`` is named and has no records.
+    """
+    suites = list_suites_with_records(out_dir)
+    if suite is not None:
+        if suite not in suites:
+            raise FileNotFoundError(
+                f"no run records for suite {suite!r} under {Path(out_dir) / 'runs' / suite}"
+            )
+        suites = [suite]
+    return suites
 
 
 def load_suite_runs(out_dir: Path, suite: str) -> SuiteRuns:

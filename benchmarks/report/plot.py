@@ -39,11 +39,11 @@ from benchmarks.report.frame import (
     configurations,
     fmt,
     fmt_param,
-    list_suites_with_records,
     load_suite_runs,
     metric_columns,
     metric_directions,
     metric_header,
+    suites_to_report,
     summarise,
 )
 from benchmarks.runner.records import artifact_path
@@ -65,11 +65,7 @@ def write_figures(out_dir: Path, suite: str | None = None) -> list[Path]:
     the records no longer produce are removed, so the folder matches the records.
     """
     out_dir = Path(out_dir)
-    suites = list_suites_with_records(out_dir)
-    if suite is not None:
-        if suite not in suites:
-            raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
-        suites = [suite]
+    suites = suites_to_report(out_dir, suite)
     written: list[Path] = []
     for name in suites:
         runs = load_suite_runs(out_dir, name)
@@ -77,9 +73,7 @@ def write_figures(out_dir: Path, suite: str | None = None) -> list[Path]:
             log.warning("skipped unreadable run record %s: %s", skipped.path, skipped.reason)
         folder = out_dir / "figures" / name
         mine = _suite_figures(out_dir, runs, folder)
-        for stale in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-            if stale.name.startswith(_PREFIXES) and stale not in mine:
-                stale.unlink()
+        _remove_stale_figures(folder, _PREFIXES, mine)
         written += mine
     return sorted(written)
 
@@ -422,6 +416,16 @@ def _colour(i: int) -> tuple[float, float, float]:
 
 def _safe(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def _remove_stale_figures(folder: Path, prefixes: tuple[str, ...], keep: Sequence[Path]) -> None:
+    """Delete the PNGs in ``folder`` named with one of our ``prefixes`` that are not in ``keep``.
+
+    So that a regenerated folder holds only the figures the records still produce.
+    """
+    for stale in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        if stale.name.startswith(prefixes) and stale not in keep:
+            stale.unlink()
 
 
 def _save(fig: Figure, path: Path) -> None:

@@ -27,11 +27,11 @@ from benchmarks.report.frame import (
     SuiteRuns,
     fmt,
     fmt_param,
-    list_suites_with_records,
     load_suite_runs,
     metric_columns,
     metric_directions,
     metric_header,
+    suites_to_report,
 )
 from benchmarks.report.results import FINAL_PREFIX, metric_column, results_frame, summary_stats
 from benchmarks.runner.records import atomic_write_text
@@ -52,11 +52,7 @@ def write_tables(out_dir: Path, suite: str | None = None) -> list[Path]:
     they are never rewritten. Returns the paths written, sorted.
     """
     out_dir = Path(out_dir)
-    suites = list_suites_with_records(out_dir)
-    if suite is not None:
-        if suite not in suites:
-            raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
-        suites = [suite]
+    suites = suites_to_report(out_dir, suite)
     written = []
     for name in suites:
         runs = load_suite_runs(out_dir, name)
