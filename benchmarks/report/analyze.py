@@ -126,6 +126,34 @@ def _refused(heading: str, exc: Exception) -> list[str]:
     return [f"### {heading}", "", f"**Not computed:** {exc}."]
 
 
+def _per_headline(sub: pd.DataFrame, compute) -> tuple[dict, list[str]]:
+    """``compute(column, i)`` for the i-th headline metric with values: ({key: result}, refusals).
+
+    A metric whose ``compute`` raises InsufficientData is left out; its reason (the column
+    prefix stripped) is in the refusals, in order.
+    """
+    results, refused = {}, []
+    for i, key in enumerate(_headline(sub)):
+        try:
+            results[key] = compute(METRIC_PREFIX + key, i)
+        except st.InsufficientData as exc:
+            refused.append(str(exc).replace(METRIC_PREFIX, ""))
+    return results, refused
+
+
+def _all_refused(heading: str, refused: list[str]) -> list[str]:
+    """The section of an analysis no headline metric could support: the first reason, or the shared one."""
+    reason = refused[0] if refused else "no headline metric has values"
+    if len(refused) > 1 and all("seeds" in r for r in refused):
+        reason = f"for all {len(refused)} headline metrics, " + refused[0].split(": ", 1)[1]
+    return _refused(heading, st.InsufficientData(reason))
+
+
+def _not_computed(refused: list[str]) -> list[str]:
+    """The closing line naming the headline metrics an analysis left out, if any."""
+    return ["", "Not computed: " + "; ".join(refused) + "."] if refused else []
+
+
 def _values(sub: pd.DataFrame, prefix: str = METRIC_PREFIX) -> pd.DataFrame:
     keys = metric_keys(sub, prefix)
     return sub[[prefix + k for k in keys]].set_axis(keys, axis=1)
@@ -173,18 +201,9 @@ def _agreement(dataset, title, sub, **_):
 
 def _variance(dataset, title, sub, **_):
     heading = "What drives the scores (share of variance: model, hyperparameter, seed)"
-    keys = _headline(sub)
-    shares, refused = {}, []
-    for key in keys:
-        try:
-            shares[key] = st.variance_shares(sub, METRIC_PREFIX + key)
-        except st.InsufficientData as exc:
-            refused.append(str(exc).replace(METRIC_PREFIX, ""))
+    shares, refused = _per_headline(sub, lambda column, _: st.variance_shares(sub, column))
     if not shares:
-        reason = refused[0] if refused else "no headline metric has values"
-        if len(refused) > 1 and all("seeds" in r for r in refused):
-            reason = f"for all {len(refused)} headline metrics, " + refused[0].split(": ", 1)[1]
-        return _refused(heading, st.InsufficientData(reason)), None
+        return _all_refused(heading, refused), None
     table = pd.DataFrame(shares).T
     fig = Figure(figsize=(7.5, 0.45 * len(table) + 1.8), layout="constrained")
     FigureCanvasAgg(fig)
@@ -222,26 +241,20 @@ def _variance(dataset, title, sub, **_):
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    if refused:
-        text += ["", "Not computed: " + "; ".join(refused) + "."]
+    text += _not_computed(refused)
     return text, (f"variance_{dataset}", fig)
 
 
 def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
     heading = "Pairwise comparison of models"
-    keys = _headline(sub)
-    results, refused = {}, []
-    for i, key in enumerate(keys):
+
+    def compare(column: str, i: int) -> pd.DataFrame:
         rng = np.random.default_rng([_BOOTSTRAP_SEED, i])
-        try:
-            results[key] = st.pairwise_comparisons(sub, METRIC_PREFIX + key, rng, n_boot=n_boot, alpha=alpha)
-        except st.InsufficientData as exc:
-            refused.append(str(exc).replace(METRIC_PREFIX, ""))
+        return st.pairwise_comparisons(sub, column, rng, n_boot=n_boot, alpha=alpha)
+
+    results, refused = _per_headline(sub, compare)
     if not results:
-        reason = refused[0] if refused else "no headline metric has values"
-        if len(refused) > 1 and all("seeds" in r for r in refused):
-            reason = f"for all {len(refused)} headline metrics, " + refused[0].split(": ", 1)[1]
-        return _refused(heading, st.InsufficientData(reason)), None
+        return _all_refused(heading, refused), None
     fig, axes = _grid(len(results), panel=(4.2, 3.8), ncols=3)
     models = sorted(sub["model"].astype(str).unique())
     for ax, (key, res) in zip(axes, results.items()):
@@ -285,8 +298,7 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
                 f"[{r.ci_low:.2f}, {r.ci_high:.2f}] | {r.n_a} | {r.n_b} | {r.p_holm:.3g} | "
                 f"{'yes' if r.significant else 'no'} |"
             )
-    if refused:
-        text += ["", "Not computed: " + "; ".join(refused) + "."]
+    text += _not_computed(refused)
     return text, (f"pairwise_{dataset}", fig)
 
 
