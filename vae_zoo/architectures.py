@@ -42,6 +42,16 @@ def _deconv_stack(channels: list[int], kernel: int = 4) -> list[nn.Module]:
     return layers
 
 
+def _dense_to_feature_map(latent_dim: int, channels: int) -> list[nn.Module]:
+    """The Locatello et al. 2019 decoder's input: dense 256, dense 4*4*channels (ReLU after each),
+    reshaped to (B, channels, 4, 4); shared by ``locatello`` and ``dlib_conv``."""
+    return [
+        nn.Linear(latent_dim, 256), nn.ReLU(),
+        nn.Linear(256, channels * 4 * 4), nn.ReLU(),
+        nn.Unflatten(1, (channels, 4, 4)),
+    ]  # fmt: skip
+
+
 @register_architecture("burgess")
 def burgess(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
     """Burgess et al. 2018, "Understanding disentangling in beta-VAE", Appendix A.1.
@@ -87,11 +97,9 @@ def locatello(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
         nn.Linear(256, 2 * latent_dim),
     )  # fmt: skip
     decoder = nn.Sequential(
-        nn.Linear(latent_dim, 256), nn.ReLU(),
-        nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
-        nn.Unflatten(1, (64, 4, 4)),
+        *_dense_to_feature_map(latent_dim, 64),  # (B, 64, 4, 4)
         *_deconv_stack([64, 64, 32, 32, in_channels]),  # (B, C, 64, 64)
-    )  # fmt: skip
+    )
     return encoder, decoder
 
 
@@ -171,11 +179,9 @@ def dlib_conv(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
         if i < 3:  # no activation on the output logits
             deconvs.append(nn.ReLU())
     decoder = nn.Sequential(
-        nn.Linear(latent_dim, 256), nn.ReLU(),
-        nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
-        nn.Unflatten(1, (64, 4, 4)),
+        *_dense_to_feature_map(latent_dim, 64),  # (B, 64, 4, 4)
         *deconvs,  # (B, C, 64, 64)
-    )  # fmt: skip
+    )
     return encoder, decoder
 
 
