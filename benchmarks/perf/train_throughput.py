@@ -463,7 +463,7 @@ def measure(runners: dict[str, tuple[Runner, int]], repeats: int, warmup: int) -
 
 
 def time_evaluation(device: torch.device, settings: str) -> dict:
-    """Every registered metric for one (briefly trained) model through ``evaluate_run``, and, apart,
+    """Every per-run metric for one (briefly trained) model through ``evaluate_run``, and, apart,
     the time to encode as many dSprites images as the evaluation encoded (it encodes lazily, inside
     the metrics' own time, so encoding is timed again here on its own)."""
     try:
@@ -477,7 +477,9 @@ def time_evaluation(device: torch.device, settings: str) -> dict:
     started = time.perf_counter()
     dataset = load_dataset("dsprites", "procedural")
     prepare = time.perf_counter() - started
-    names = metrics.list_metrics()
+    from benchmarks.runner.suite import per_run_metrics
+
+    names = per_run_metrics()  # UDR scores groups of runs, through `vaebench udr`
     spec = run_spec(0, "auto", 20).replace(
         metrics={n: metrics.get_metric(n).settings(settings) for n in names}
     )
@@ -486,7 +488,7 @@ def time_evaluation(device: torch.device, settings: str) -> dict:
     evaluation = evaluate_run(spec, model, dataset, device)
     total = time.perf_counter() - started
     seconds = dict(evaluation.seconds)
-    points = int(seconds.pop("points_encoded", 0))
+    points = int(evaluation.counts.get("points_encoded", 0))
     encode = time_encoding(model, dataset, device, points) if points else None
     return {
         "settings": settings,
