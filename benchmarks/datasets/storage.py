@@ -62,7 +62,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
 import numpy as np
 from rich.progress import (
     BarColumn,
@@ -75,6 +74,8 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+
+from vaebench.atomic import atomic_write_text
 
 __all__ = [
     "CACHE_FORMAT",
@@ -374,9 +375,7 @@ def write_stamp(path: Path, verified: Checksum, cache_dir: Path, chunks: list[st
 
 
 def _write_json_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 # -- the flat cache ------------------------------------------------------------
@@ -468,6 +467,8 @@ class FlatCache:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold ``<stem>.lock``; say so on stderr when another process holds it and we wait."""
+        import filelock  # here, not at import: the training loop itself needs no filelock
+
         self.directory.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.lock_path)
         try:

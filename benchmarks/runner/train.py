@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -173,7 +174,16 @@ class Member:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.aux_optimizer is not None:
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
-        self.generator.set_state(state["generator"].cpu())
+        try:
+            self.generator.set_state(state["generator"].cpu())
+        except RuntimeError:  # written on another device type (a CUDA generator's state is not a CPU one's)
+            warnings.warn(
+                f"{self.checkpoint} was written on another device type; its random stream cannot be "
+                "restored here, so the run goes on from a stream reseeded from (seed, step): it finishes, "
+                "but not with the numbers of an uninterrupted run",
+                stacklevel=2,
+            )
+            self.generator.manual_seed((self.spec.seed << 32) + int(state["step"]))
         window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
         window.curve = state["curve"]
         self.start_step, self.window = state["step"], window
