@@ -9,7 +9,6 @@ short timeout, verified, atomic rename).
 
 from __future__ import annotations
 
-import os
 import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from vaebench.atomic import atomic_path
 
 from .grid import FactorGrid
 from .storage import Checksum, DatasetFileError, file_digest, progress_bar, write_stamp
@@ -218,9 +219,7 @@ def fetch_file(
     under the official name. Fails within about ``timeout`` seconds when there
     is no network, with a message saying where to put the file by hand.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f"{destination.name}.{os.getpid()}.part.tmp")
-    try:
+    with atomic_path(destination) as tmp:  # renamed onto the official name only once verified
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, tmp.open("wb") as f:
                 total = int(response.headers.get("Content-Length") or 0) or None
@@ -233,15 +232,12 @@ def fetch_file(
             reason = getattr(exc, "reason", exc)
             raise ConnectionError(
                 f"could not download {url}: {reason}. Put the file there by hand as {destination} "
-                f"(expected {checksum}), or use --source procedural, which works offline."
+                f"(expected {checksum}), or, for a dataset with a generator (dSprites, 3D Shapes), use --source procedural."
             ) from exc
         found = file_digest(tmp, checksum.algorithm, progress=progress)
         if found != checksum.hexdigest:
             raise DatasetFileError(
                 f"{url}: the download does not match: expected {checksum}, found {checksum.algorithm} {found}"
             )
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
     write_stamp(destination, checksum, cache_dir)
     return destination

@@ -75,7 +75,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from vaebench.atomic import atomic_write_text
+from vaebench.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "CACHE_FORMAT",
@@ -513,21 +513,22 @@ class FlatCache:
         self.manifest_path.unlink(missing_ok=True)
         self._remove_stale_temps()
         tmp = self.directory / f"{self.stem}.npy.{os.getpid()}.tmp"
-        packed_tmp = self.directory / f"{self.stem}.npy.{os.getpid()}.packed.tmp"
         started = time.perf_counter()
         try:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=self.shape)
             fill(array)
             array.flush()
             del array
-            packed = _pack_if_binary(tmp, packed_tmp, self.shape)
-            final = packed_tmp if packed else tmp
-            digests = chunk_digests(final)
-            os.replace(final, self.array_path)
+            # The one atomic write (fsync, then rename onto the cache's name): bit-packed into its
+            # temporary file when every pixel is 0 or 255, else the scratch file becomes it.
+            with atomic_path(self.array_path) as final:
+                packed = _pack_if_binary(tmp, final, self.shape)
+                if not packed:
+                    os.replace(tmp, final)
+                digests = chunk_digests(final)
             tmp.unlink(missing_ok=True)
         except BaseException:
             tmp.unlink(missing_ok=True)
-            packed_tmp.unlink(missing_ok=True)
             raise
         record = self._expected()
         record.update(extra or {})
