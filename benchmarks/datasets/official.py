@@ -232,7 +232,8 @@ def fetch_file(
             reason = getattr(exc, "reason", exc)
             raise ConnectionError(
                 f"could not download {url}: {reason}. Put the file there by hand as {destination} "
-                f"(expected {checksum}), or, for a dataset with a generator (dSprites, 3D Shapes), use --source procedural."
+                f"(expected {checksum}), or, for a dataset with a generator (dSprites, 3D Shapes), "
+                "use --source procedural."
             ) from exc
         found = file_digest(tmp, checksum.algorithm, progress=progress)
         if found != checksum.hexdigest:
