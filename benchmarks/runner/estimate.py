@@ -71,7 +71,12 @@ def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
     from metrics import get_metric
 
     factor_sizes = tuple(get_dataset_class(spec.dataset).factor_sizes)
-    images = sum(get_metric(name).images_encoded(dict(s), factor_sizes) for name, s in spec.metrics.items())
+    from benchmarks.runner.evaluate import metric_entry
+
+    images = sum(
+        get_metric(metric_entry(entry)[0]).images_encoded(dict(s), factor_sizes)
+        for entry, s in spec.metrics.items()
+    )
     per_image, per_metric = (1e-5, 0.2) if device.type == "cuda" else (2.8e-4, 0.5)
     most = max((s.get("n_train", 0) for s in spec.metrics.values()), default=0)
     per_metric *= max(1.0, most / 2000)

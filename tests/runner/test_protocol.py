@@ -134,3 +134,18 @@ def test_a_bad_option_value_in_a_suite_is_refused_naming_the_valid_ones(tmp_path
 def test_steps_from_the_command_line_override_a_models_own_step_count():
     specs = expand_suite(override_suite(load_suite("paper"), steps=10, models=["factor_vae"]))
     assert {s.training.steps for s in specs} == {10}
+
+
+def test_the_plan_estimates_a_suite_that_scores_the_sampled_representation():
+    """``name@sampled`` entries count like their metric (a suite with them must plan and run)."""
+    import torch
+
+    from benchmarks.runner.estimate import estimate_evaluation_seconds
+
+    spec = expand_suite(load_suite("study-cpu"))[0]
+    assert "unsupervised@sampled" in spec.metrics
+    with_sampled = estimate_evaluation_seconds(spec, torch.device("cpu"))
+    without = estimate_evaluation_seconds(
+        spec.replace(metrics={k: v for k, v in spec.metrics.items() if "@" not in k}), torch.device("cpu")
+    )
+    assert with_sampled > without > 0

@@ -241,3 +241,26 @@ def test_a_dataset_without_its_official_file_blocks_only_its_runs_before_any_tra
     )
     assert output.index("blocked 1 run(s)") < output.index("done ")  # said before any training
     assert [r["spec"]["dataset"] for r in records(out).values()] == ["toy_squares"]
+
+
+def test_a_suite_scores_the_sampled_representation_under_sampled_keys(toy_suite, tmp_path):
+    suite = (
+        toy_suite()
+        .read_text()
+        .replace(
+            'names = ["mig", "sap", "unsupervised"]',
+            'names = ["mig", "unsupervised"]\nsampled = ["unsupervised"]',
+        )
+    )
+    path = tmp_path / "sampled.toml"
+    path.write_text(suite)
+    out = tmp_path / "out"
+    code, output = invoke("run", "--suite", path, "--models", "vae", "--out", out)
+    assert code == 0, output
+    (rec,) = records(out).values()
+    mean, sampled = (
+        rec["metrics"]["gaussian_total_correlation"],
+        rec["metrics"]["sampled_gaussian_total_correlation"],
+    )
+    assert mean is not None and sampled is not None and mean != sampled
+    assert "unsupervised@sampled" in rec["metric_seconds"]
