@@ -11,7 +11,7 @@ writes the same records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -82,7 +82,7 @@ class Backend:
         self.console = console or Console()
 
     def check(self) -> None:
-        refused = [n for n in options_given(self.options) if n not in self.accepts]
+        refused = [n for n in self.options.given(CLUSTER_OPTIONS) if n not in self.accepts]
         if refused:
             flags = ", ".join(option_flag(n) for n in refused)
             raise BackendError(
@@ -94,10 +94,6 @@ class Backend:
 
     def run(self, specs, out_dir: Path) -> int:
         raise NotImplementedError
-
-
-def options_given(options: BackendOptions) -> list[str]:
-    return options.given(CLUSTER_OPTIONS)
 
 
 def get_backend(name: str, options: BackendOptions, console: Console | None = None) -> Backend:
@@ -145,7 +141,3 @@ class LocalBackend(Backend):
             console=self.console,
             progress_interval=o.progress_interval,
         )
-
-
-def backend_field_names() -> list[str]:
-    return [f.name for f in fields(BackendOptions)]

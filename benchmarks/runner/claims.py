@@ -14,8 +14,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,13 +103,3 @@ def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
         return json.loads(path.with_suffix(".json").read_text())
     except (OSError, json.JSONDecodeError):
         return {"host": "?", "pid": None}
-
-
-@contextmanager
-def claimed(out_dir: Path, suite: str, run_id: str) -> Iterator[Claim | None]:
-    claim = try_claim(out_dir, suite, run_id)
-    try:
-        yield claim
-    finally:
-        if claim is not None:
-            claim.release()
