@@ -150,6 +150,11 @@ def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
     return states
 
 
+# squeue states of a task that has not ended yet (SLURM's JOB STATE CODES)
+_LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"})
+_SETTLE_SECONDS = 120.0
+
+
 @register_backend("slurm")
 class SlurmBackend(Backend):
     """A SLURM cluster through submitit: one array task per pack."""
@@ -342,6 +347,15 @@ class SlurmBackend(Backend):
                 if done == len(jobs):
                     break
                 time.sleep(2)
+        # a task's result is written before its process exits, so the controller can still list it as
+        # running; wait (bounded) until it lists every task as ended, so that `status` right after this
+        # command says what happened, not what was happening
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            states = slurm_job_states([j.job_id for j in jobs])
+            if not any(state in _LIVE_STATES for state in states.values()):
+                break
+            time.sleep(1)
         for job in jobs:
             try:
                 outcome = job.result()
