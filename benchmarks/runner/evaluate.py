@@ -29,6 +29,7 @@ from benchmarks.datasets import GroundTruthDataset, to_float
 from benchmarks.runner.suite import RunSpec
 from vae_zoo import VAE
 from vaebench.atomic import atomic_write
+from vaebench.memory import release_freed_memory
 
 __all__ = [
     "Evaluation",
@@ -100,7 +101,10 @@ class CachedEncoder:
     ):
         self.model, self.dataset, self.device, self.batch_size = model, dataset, device, batch_size
         d = model.config.latent_dim
-        self.posterior = np.zeros((len(dataset), 2, d))  # (N, [mean, logvar], D)
+        # (N, [mean, logvar], D) in the network's own precision (float32: half the memory of float64,
+        # the same values); read out as float64, as the metrics get them
+        dtype = torch.empty(0, dtype=next(model.parameters()).dtype).numpy().dtype
+        self.posterior = np.zeros((len(dataset), 2, d), dtype=dtype)
         self.done = np.zeros(len(dataset), dtype=bool)
         self.encoded = 0
         self.eps: np.ndarray | None = None  # the sampled representation's noise, drawn on first use
@@ -113,15 +117,18 @@ class CachedEncoder:
             chunk = todo[start : start + self.batch_size]
             x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
             mean, logvar = self.model.encode(x)
-            self.posterior[chunk, 0] = mean.double().cpu().numpy()
-            self.posterior[chunk, 1] = logvar.double().cpu().numpy()
+            self.posterior[chunk, 0] = mean.cpu().numpy()
+            self.posterior[chunk, 1] = logvar.cpu().numpy()
             self.done[chunk] = True
             self.encoded += len(chunk)
+            del x, mean, logvar
+            release_freed_memory()  # the batch's activations (~0.3 MB an image) are not kept as RSS
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         self._fill(indices)
-        return self.posterior[indices, 0], self.posterior[indices, 1]
+        codes = self.posterior[indices].astype(np.float64)  # (n, 2, D)
+        return codes[:, 0], codes[:, 1]
 
     def mean_of(self, indices: np.ndarray) -> np.ndarray:
         """The representation scored in the study: the posterior mean."""
@@ -132,7 +139,8 @@ class CachedEncoder:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         mean, logvar = self.posterior_of(indices)
         if self.eps is None:  # (N, D), from its own generator so the metrics' draws are unchanged
-            self.eps = np.random.RandomState(self.eps_seed).standard_normal(self.posterior.shape[::2])
+            n_points, _, n_codes = self.posterior.shape
+            self.eps = np.random.RandomState(self.eps_seed).standard_normal((n_points, n_codes))
         return mean + np.exp(0.5 * logvar) * self.eps[indices]
 
 
@@ -158,6 +166,8 @@ class ObservationEncoder:
             mean, logvar = self.model.encode(to_float(x) if x.dtype == torch.uint8 else x.float())
             means.append(mean.double().cpu().numpy())
             logvars.append(logvar.double().cpu().numpy())
+            del x, mean, logvar
+            release_freed_memory()
         self.encoded += len(images)
         return np.concatenate(means), np.concatenate(logvars)
 
@@ -228,6 +238,7 @@ def evaluate_run(
                 **overrides,
             )
         result.seconds[entry] = time.perf_counter() - started
+        release_freed_memory()  # the metric's samples and fits are gone; so is their memory
         if caught:
             result.warnings[entry] = sorted({str(w.message) for w in caught})
         prefix = "" if representation == "mean" else f"{representation}_"
