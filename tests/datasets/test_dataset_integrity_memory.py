@@ -28,3 +28,17 @@ def test_a_short_dsprites_run_stays_under_1_5_gb(data_root):
     run = _child("memmap", "--steps", "30", "--batch-size", "64", "--loop", "minimal")
     assert run["peak_rss_mb"] < 1500, run
     assert run["rss_after_images_mb"] < 1000, run  # nothing of the 2.8 GiB dataset is held
+
+
+@pytest.mark.slow
+def test_the_whole_smoke_suite_stays_under_1_5_gb(data_root):
+    """Training and evaluation as `vaebench run --suite smoke` does them, dataset generation included:
+    the peak is in the evaluation (the encoder's batches of activations, the metrics' samples)."""
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("perf_memory", SCRIPT)
+    perf_memory = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(perf_memory)
+    run = perf_memory.run_suite("smoke")
+    assert run["runs"] == 2, run
+    assert run["peak_rss_mb"] < 1500, run
