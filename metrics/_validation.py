@@ -160,6 +160,13 @@ def check_arrays(
     return tuple(checked.values())
 
 
+def check_counts(**counts: object) -> None:
+    """Each keyword a positive integer (not a bool), else ValueError naming it."""
+    for name, value in counts.items():
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
 class MetricWarning(RuntimeWarning):
     """A metric returned NaN (or deviates from disentanglement_lib) for a reason named in the message."""
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics._validation import warn
+from metrics._validation import check_counts, warn
 from metrics.downstream_task import _check_classifier_rng, _check_options, fit_predict
 from metrics.interventions import sample_interventions
 from metrics.registry import register_metric
@@ -145,12 +145,6 @@ def _aggregate_keys() -> list[str]:
     return [f"fairness_{p}_{a.replace(':', '_')}" for p in ("mean", "max") for a in _AGGREGATES]
 
 
-def _check_counts(**counts: object) -> None:
-    for name, value in counts.items():
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-
-
 @register_metric(
     "fairness",
     inputs="sampler",
@@ -195,7 +189,7 @@ def fairness(
     with a MetricWarning.
     """
     _check_options(predictor, implementation)
-    _check_counts(n_train=n_train, n_test_per_class=n_test_per_class, batch_size=batch_size)
+    check_counts(n_train=n_train, n_test_per_class=n_test_per_class, batch_size=batch_size)
     rng = check_rng(rng)
     sizes = tuple(int(s) for s in sampler.factor_sizes)
     if len(sizes) < 2:

@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from metrics._threads import single_threaded_blas
-from metrics._validation import check_arrays, warn
+from metrics._validation import check_arrays, check_counts, warn
 from metrics.registry import register_metric
 from metrics.sampling import (
     Encoder,
@@ -45,12 +45,6 @@ __all__ = [
     "factor_vae_score_from_variances",
     "sample_interventions",
 ]
-
-
-def _check_counts(**counts: int) -> None:
-    for name, value in counts.items():
-        if not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 def _n_factors(sampler: GroundTruthSampler) -> int:
@@ -127,7 +121,7 @@ def sample_interventions(
     Representations", Sec. 4), draw for draw.
     """
     rng = check_rng(rng)
-    _check_counts(n_points=n_points, batch_size=batch_size)
+    check_counts(n_points=n_points, batch_size=batch_size)
     sizes = tuple(int(s) for s in sampler.factor_sizes)
     _n_factors(sampler)
     if not isinstance(factor, int | np.integer) or not 0 <= factor < len(sizes):
@@ -162,7 +156,7 @@ def sample_beta_vae_features(
     batch of ``|z1 - z2|``. dlib's ``_generate_training_sample``, draw for draw.
     """
     rng = check_rng(rng)
-    _check_counts(n_points=n_points, batch_size=batch_size)
+    check_counts(n_points=n_points, batch_size=batch_size)
     n_factors = _n_factors(sampler)
     labels = np.empty(n_points, dtype=np.int64)
     encoder = _PointEncoder(encode, encode_batch_size, _mean_abs_difference)
@@ -244,7 +238,7 @@ def beta_vae_score(
     Keys ``beta_vae_train_accuracy``, ``beta_vae_eval_accuracy`` (chance: 1/n_factors).
     """
     rng = check_rng(rng)
-    _check_counts(n_train=n_train, n_eval=n_eval)
+    check_counts(n_train=n_train, n_eval=n_eval)
     train = sample_beta_vae_features(
         sampler, encode, n_train, rng, batch_size=batch_size, encode_batch_size=encode_batch_size
     )
@@ -272,7 +266,7 @@ def sample_factor_vae_global_variances(
     batches of 64.
     """
     rng = check_rng(rng)
-    _check_counts(n_points=n_points, batch_size=batch_size)
+    check_counts(n_points=n_points, batch_size=batch_size)
     if n_points < 2:
         raise ValueError(f"n_points must be >= 2 to estimate a variance; got {n_points}")
     factors = sampler.sample_factors(n_points, rng)
@@ -297,7 +291,7 @@ def sample_factor_vae_local_variances(
     their codes is recorded. dlib's ``_generate_training_sample``, draw for draw.
     """
     rng = check_rng(rng)
-    _check_counts(n_points=n_points, batch_size=batch_size)
+    check_counts(n_points=n_points, batch_size=batch_size)
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 to estimate a variance; got {batch_size}")
     n_factors = _n_factors(sampler)
@@ -428,7 +422,7 @@ def factor_vae_score(
     ``num_active_dims`` is the total number of codes).
     """
     rng = check_rng(rng)
-    _check_counts(n_train=n_train, n_eval=n_eval, n_variance_estimate=n_variance_estimate)
+    check_counts(n_train=n_train, n_eval=n_eval, n_variance_estimate=n_variance_estimate)
     n_factors = _n_factors(sampler)
     global_variances = sample_factor_vae_global_variances(sampler, encode, n_variance_estimate, rng)
     if not (np.sqrt(global_variances) >= threshold).any():

@@ -142,6 +142,14 @@ def test_beta_vae_features_hold_the_fixed_factor_at_zero():
     assert (np.delete(features.reshape(-1), np.arange(200) * 3 + labels) > 0).all()
 
 
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_sampled_metrics_name_a_count_that_is_not_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=f"n_train must be a positive integer; got {bad!r}"):
+        metrics.beta_vae_score(Toy(), identity, np.random.RandomState(0), n_train=bad, n_eval=5)
+    with pytest.raises(ValueError, match=f"n_train must be a positive integer; got {bad!r}"):
+        metrics.fairness(Toy(), identity, np.random.RandomState(0), n_train=bad)
+
+
 def test_factor_vae_counts_active_dims_where_dlib_reports_all():
     def with_dead_code(x):
         return np.concatenate([x, np.zeros((len(x), 2))], axis=1)
