@@ -67,6 +67,7 @@ from benchmarks.runner.spec import RunSpec, RunTraining  # noqa: E402
 from benchmarks.runner.train import (  # noqa: E402
     Member,
     SingleNetwork,
+    draw_inputs,
     resolve_precision,
     train_run,
     train_runs,
@@ -327,13 +328,8 @@ class Stepper:
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The loop's draws for one run: (1, B, C, H, W) batch, (1, B, D) noise."""
-        t, g = self.spec.training, self.member.generator
-        index = torch.randint(self.images.num_images, (t.batch_size,), generator=g, device=self.device)
-        x = self.images.batch(index).contiguous(memory_format=self.memory_format)
-        noise = torch.randn(
-            t.batch_size, self.member.model.config.latent_dim, generator=g, device=self.device
-        )
-        return x[None], noise[None]
+        x, noise = draw_inputs([self.member], self.images, self.spec.training.batch_size, self.device)
+        return x[0].contiguous(memory_format=self.memory_format)[None], noise
 
     def _network_step(self, x, noise, step):
         if not self.graphed:

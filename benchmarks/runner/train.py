@@ -43,6 +43,7 @@ __all__ = [
     "Interrupted",
     "TrainResult",
     "ProgressCallback",
+    "draw_inputs",
     "train_runs",
     "train_run",
     "resolve_device",
@@ -341,6 +342,34 @@ def train_run(
     return outcome
 
 
+def draw_inputs(
+    members: Sequence[Member],
+    images: TrainingImages,
+    batch_size: int,
+    device: torch.device,
+    observation_noise: Callable | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's random inputs: the batches (K, B, C, H, W) and the reparameterisation noise (K, B, D).
+
+    Each member draws from its own generator, in this order: its batch indices, its
+    observations' noise, its eps -- the stream a checkpoint's generator state resumes.
+    """
+    indices = [
+        torch.randint(images.num_images, (batch_size,), generator=m.generator, device=device) for m in members
+    ]
+    x = images.batch(torch.cat(indices) if len(indices) > 1 else indices[0])  # (K * B, C, H, W)
+    x = x.view(len(members), batch_size, *x.shape[1:])
+    if observation_noise is not None:
+        x = torch.stack([observation_noise(x[k], m.generator) for k, m in enumerate(members)])
+    noise = torch.stack(
+        [
+            torch.randn(batch_size, m.model.config.latent_dim, generator=m.generator, device=device)
+            for m in members
+        ]
+    )
+    return x, noise
+
+
 def _train_group(
     network_type, members, start_step, images, device, results, observation_noise, on_progress, should_stop
 ) -> None:
@@ -348,8 +377,6 @@ def _train_group(
     t = members[0].spec.training
     steps, batch_size = t.steps, t.batch_size
     precision = resolve_precision(t.precision, device)
-    n_images = images.num_images
-    latent_dim = members[0].model.config.latent_dim
     network = network_type(members, device)
     started = time.perf_counter()
     for step in range(start_step, steps):
@@ -358,21 +385,7 @@ def _train_group(
                 network.write_back(k)
                 member.save(step)
             raise Interrupted(step, [m.checkpoint for m in network.members])
-        # Each member draws from its own generator: its batch indices, its observations' noise, its eps.
-        indices = [
-            torch.randint(n_images, (batch_size,), generator=m.generator, device=device)
-            for m in network.members
-        ]
-        x = images.batch(torch.cat(indices) if len(indices) > 1 else indices[0])  # (K * B, C, H, W)
-        x = x.view(len(network.members), batch_size, *x.shape[1:])
-        if observation_noise is not None:
-            x = torch.stack([observation_noise(x[k], m.generator) for k, m in enumerate(network.members)])
-        noise = torch.stack(
-            [
-                torch.randn(batch_size, latent_dim, generator=m.generator, device=device)
-                for m in network.members
-            ]
-        )  # (K, B, D)
+        x, noise = draw_inputs(network.members, images, batch_size, device, observation_noise)
         logged = network.step(x, noise, step, precision, device)
 
         diverged = []
