@@ -42,6 +42,7 @@ import inspect
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of (baseline, new) processes")
     parser.add_argument("--loop", choices=("auto", "train_run", "minimal"), default="auto")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "memory_cpu")
     parser.add_argument(
@@ -266,8 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{machine['cpu']}, {machine['cores']} cores; {machine['load_before']}", flush=True)
     results = []
     for name in args.datasets:
-        for mode in ("prepare", *MODES):
+        # prepare once, then the two paths in pairs, alternating which goes first (one process's
+        # throughput varies by several % run to run on this machine; a pair shares the moment)
+        order = [("prepare", 0)]
+        for repeat in range(args.repeats):
+            order += [(mode, repeat) for mode in (MODES if repeat % 2 == 0 else MODES[::-1])]
+        for mode, repeat in order:
             record = run_child(mode, name, args)
+            record["repeat"] = repeat
             results.append(record)
             shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}
             print(json.dumps(shown), flush=True)
@@ -279,22 +287,35 @@ def main(argv: list[str] | None = None) -> None:
 
     summary = {}
     for name in args.datasets:
-        by = {r["mode"]: r for r in results if r["dataset"] == name}
-        base, new = by["baseline"], by["memmap"]
+        mine = [r for r in results if r["dataset"] == name]
+        prepared = next(r for r in mine if r["mode"] == "prepare")
+        pairs = [
+            (
+                next(r for r in mine if r["mode"] == "baseline" and r["repeat"] == k),
+                next(r for r in mine if r["mode"] == "memmap" and r["repeat"] == k),
+            )
+            for k in range(args.repeats)
+        ]
+        base, new = pairs[0]
+        ratios = [n["images_per_second"] / b["images_per_second"] for b, n in pairs]
         summary[name] = {
             "peak_rss_mb": {
-                "prepare": by["prepare"]["peak_rss_mb"],
-                "baseline": base["peak_rss_mb"],
-                "memmap": new["peak_rss_mb"],
+                "prepare": prepared["peak_rss_mb"],
+                "baseline": max(b["peak_rss_mb"] for b, _ in pairs),
+                "memmap": max(n["peak_rss_mb"] for _, n in pairs),
             },
-            "images_per_second": {"baseline": base["images_per_second"], "memmap": new["images_per_second"]},
-            "throughput_ratio": new["images_per_second"] / base["images_per_second"],
-            "same_final_loss": base["final_loss"] == new["final_loss"],
+            "images_per_second": {
+                "baseline": statistics.median(b["images_per_second"] for b, _ in pairs),
+                "memmap": statistics.median(n["images_per_second"] for _, n in pairs),
+            },
+            "throughput_ratio": statistics.median(ratios),  # median of the paired ratios
+            "paired_ratios": ratios,
+            "same_final_loss": all(b["final_loss"] == n["final_loss"] for b, n in pairs),
             "batch_microseconds": {
-                "baseline": base["batch_microseconds"],
-                "memmap": new["batch_microseconds"],
+                "baseline": statistics.median(b["batch_microseconds"] for b, _ in pairs),
+                "memmap": statistics.median(n["batch_microseconds"] for _, n in pairs),
             },
-            "content_check_seconds": by["prepare"]["content_check_seconds"],
+            "content_check_seconds": prepared["content_check_seconds"],
             "cache_bytes": new["cache_bytes"],
             "cache_packed": new["cache_packed"],
             "loop": new["loop"],
@@ -309,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine,
         "steps": args.steps,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "summary": summary,
         "suites": suites,
         "runs": results,
@@ -326,8 +348,11 @@ def markdown(report: dict) -> str:
         "",
         f"From `python benchmarks/perf/memory.py` ({report['steps']} training steps, batch "
         f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu']}, {m['cores']} cores. "
-        f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each figure is one subprocess; "
-        "peak RSS is its `ru_maxrss`.",
+        f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each measurement is one "
+        f"subprocess; peak RSS is its `ru_maxrss` (the largest of {report.get('repeats', 1)}). The two paths "
+        f"ran in {report.get('repeats', 1)} pairs of processes, alternating which went first; images/s "
+        "and gather times are medians, the ratio is the median of the paired ratios (listed below the "
+        "table: they show the run-to-run spread of one process's throughput).",
         "",
         "| dataset | cache on disk | check on load | peak RSS prepare | peak RSS baseline | peak RSS new "
         "| img/s baseline | img/s new | ratio | batch gather baseline / new | same loss |",
@@ -343,6 +368,11 @@ def markdown(report: dict) -> str:
             f"| {s['batch_microseconds']['baseline']:,.0f} / {s['batch_microseconds']['memmap']:,.0f} us "
             f"| {s['same_final_loss']} |"
         )
+    lines.append("")
+    for name, s in report["summary"].items():
+        if "paired_ratios" in s:
+            shown = ", ".join(f"{r:.3f}" for r in s["paired_ratios"])
+            lines.append(f"Paired ratios new/baseline, {name}: {shown}.")
     loops = sorted({s["loop"] for s in report["summary"].values()})
     lines += [
         "",
