@@ -42,6 +42,20 @@ def test_the_paper_suite_covers_the_studys_seven_datasets_grids_and_seeds(paper)
     assert collections.Counter(s.model for s in paper).keys() == STUDY_GRIDS.keys()
 
 
+def test_beta_tcvaes_dataset_size_is_the_number_of_training_images(paper):
+    # N in log q(z) ~ logsumexp_j log q(z | x_j) - log(N M): every stored image, unscored factors included
+    sizes = {s.dataset: s.full_model_config()["dataset_size"] for s in paper if s.model == "beta_tcvae"}
+    assert sizes == {
+        "dsprites": 737_280,
+        "color_dsprites": 737_280,
+        "noisy_dsprites": 737_280,
+        "scream_dsprites": 737_280,
+        "smallnorb": 48_600,  # 5 categories x 10 instances x 9 elevations x 18 azimuths x 6 lightings
+        "cars3d": 17_568,
+        "shapes3d": 480_000,
+    }
+
+
 def test_every_dataset_of_the_paper_suite_trains_with_the_bernoulli_likelihood(paper):
     assert {(s.dataset, s.full_model_config()["likelihood"]) for s in paper} == {
         (d, "bernoulli") for d in STUDY_DATASETS
