@@ -45,6 +45,9 @@ __all__ = [
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 8)
 #: Points of the shared sample behind the record's MI matrix and per-latent KL.
 SUMMARY_POINTS = 2000
+#: An encoded batch at least this large gives its freed activations back to the OS (a trim costs about a
+#: millisecond; the small batches of a metric that encodes point by point are not worth one each).
+TRIM_AFTER_IMAGES = 256
 
 
 @dataclass
@@ -122,7 +125,8 @@ class CachedEncoder:
             self.done[chunk] = True
             self.encoded += len(chunk)
             del x, mean, logvar
-            release_freed_memory()  # the batch's activations (~0.3 MB an image) are not kept as RSS
+            if len(chunk) >= TRIM_AFTER_IMAGES:  # its activations (~0.3 MB an image) are not kept as RSS
+                release_freed_memory()
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -166,8 +170,10 @@ class ObservationEncoder:
             mean, logvar = self.model.encode(to_float(x) if x.dtype == torch.uint8 else x.float())
             means.append(mean.double().cpu().numpy())
             logvars.append(logvar.double().cpu().numpy())
+            n_batch = len(x)
             del x, mean, logvar
-            release_freed_memory()
+            if n_batch >= TRIM_AFTER_IMAGES:
+                release_freed_memory()
         self.encoded += len(images)
         return np.concatenate(means), np.concatenate(logvars)
 
