@@ -286,7 +286,10 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
         f"(seeds and hyperparameters pooled), with a {n_boot}-resample percentile bootstrap 95% interval; "
         "two-sided Mann-Whitney U tests, Holm-adjusted over the model pairs of each metric, "
         f"at α = {alpha:g}. "
-        "Higher is not always better: read each metric's direction from the tables.",
+        "Higher is not always better: read each metric's direction from the tables. "
+        "† marks complete separation (every run of A below, or above, every run of B): every "
+        "resample then gives the same P, so the percentile interval collapses to a point and "
+        "understates the uncertainty; read the rank test's p-value there.",
         "",
         "| metric | A | B | P(A > B) | 95% CI | n A | n B | p (Holm) | significant |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -295,7 +298,8 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
         for r in res[res["model_a"] < res["model_b"]].itertuples():
             text.append(
                 f"| {metric_label(key)} | {r.model_a} | {r.model_b} | {r.p_win:.2f} | "
-                f"[{r.ci_low:.2f}, {r.ci_high:.2f}] | {r.n_a} | {r.n_b} | {r.p_holm:.3g} | "
+                f"[{r.ci_low:.2f}, {r.ci_high:.2f}]{'†' if r.p_win in (0.0, 1.0) else ''} | "
+                f"{r.n_a} | {r.n_b} | {r.p_holm:.3g} | "
                 f"{'yes' if r.significant else 'no'} |"
             )
     text += _not_computed(refused)
@@ -342,8 +346,9 @@ def _representation(dataset, title, sub, **_):
     caption = (
         f"Figure `representation_{dataset}.png`: `{TOTAL_CORRELATION}` of the mean (solid) and the sampled "
         f"(dashed) representation against the regularisation strength, mean ± std over seeds, n = {n_runs} "
-        "runs. Locatello et al. (2019), Fig. 1: regularising the aggregate posterior lowers the total "
-        "correlation of the sampled representation, not necessarily of the mean."
+        "runs of the models that have a regularisation strength. Locatello et al. (2019), Fig. 1: "
+        "regularising the aggregate posterior lowers the total correlation of the sampled "
+        "representation, not necessarily of the mean."
     )
     return [f"### {heading}", "", caption], (f"representation_{dataset}", fig)
 
