@@ -4,7 +4,10 @@
 
 Rewrites the text between ``<!-- results:SUITE -->`` and ``<!-- /results:SUITE -->``
 in the README with a compact table (the headline metrics and the training terms,
-mean over seeds) and the protocol and timing read from the records: every
+mean ± std over seeds where there are several, a dataset column where there are
+several datasets), the protocol and timing read from the records, and, for a
+suite with at least ``MIN_SEEDS`` seeds in every configuration, the figures of
+metric agreement and variance shares that ``vaebench analyze`` wrote for it: every
 number there comes from the records, as in ``vaebench table``.
 """
 
@@ -12,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 from pathlib import Path
 
+from benchmarks.report.analysis import MIN_SEEDS
 from benchmarks.report.frame import (
     HEADLINE_METRICS,
     TRAINING_TERMS,
@@ -23,9 +26,25 @@ from benchmarks.report.frame import (
     load_suite_runs,
     metric_directions,
     metric_header,
+    summarise,
 )
 
 __all__ = ["results_section", "update_readme"]
+
+# The analyses shown in the README, in this order: (file stem, alt text).
+README_ANALYSES = (
+    ("agreement", "rank correlation between metrics"),
+    ("variance", "share of variance explained by model, hyperparameter and seed"),
+)
+
+
+def _cell(values: list[float], digits: int) -> str:
+    stats = summarise(values)
+    if stats is None:
+        return "—"
+    if stats.std is None:
+        return fmt(stats.mean, digits)
+    return f"{fmt(stats.mean, digits)} ± {fmt(stats.std, digits)}"
 
 
 def results_section(out_dir: Path, suite: str) -> str:
@@ -40,14 +59,15 @@ def results_section(out_dir: Path, suite: str) -> str:
     keys = [k for k in HEADLINE_METRICS if any(k in r.record["metrics"] for r in ok)]
     directions = metric_directions(first["spec"]["metrics"], keys)
     directions.update(dict.fromkeys(TRAINING_TERMS, False))
-    header = ["model", *(metric_header(k, directions) for k in keys)]
+    datasets = sorted({r.dataset for r in ok})
+    several = len(datasets) > 1
+    header = [*(["dataset"] if several else []), "model", *(metric_header(k, directions) for k in keys)]
     header += [metric_header(term, directions) for term in TRAINING_TERMS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for config in configurations(ok):
-        cells = [config.label]
+        cells = [*([config.dataset] if several else []), config.label]
         for key in (*keys, *TRAINING_TERMS):
-            values = config.values(key)
-            cells.append(fmt(statistics.fmean(values), 1 if key in TRAINING_TERMS else 3) if values else "—")
+            cells.append(_cell(config.values(key), 1 if key in TRAINING_TERMS else 3))
         lines.append("| " + " | ".join(cells) + " |")
     train_s = sum(r.record["timing"]["train_seconds"] for r in ok)
     eval_s = sum(r.record["timing"]["eval_seconds"] for r in ok)
@@ -59,20 +79,45 @@ def results_section(out_dir: Path, suite: str) -> str:
         }
     )
     seeds = sorted({r.seed for r in ok})
-    datasets = ", ".join(sorted({r.dataset for r in ok}))
     device = f"{provenance.get('device_name', 'unknown device')} ({provenance.get('device', '?')})"
     intro = (
         f"Produced by `vaebench run --suite {suite} --out results` then `vaebench table` and "
-        f"`vaebench plot`, and this section by `python -m benchmarks.report.readme`: {datasets}, "
+        f"`vaebench plot`, and this section by `python -m benchmarks.report.readme`: {', '.join(datasets)}, "
         f"{training['steps']:,} steps at batch "
         f"{training['batch_size']}, lr {training['learning_rate']:g}, "
         f"{first['spec']['model_config']['architecture']} architecture, "
-        f"seed(s) {', '.join(map(str, seeds))}, the suite's metric settings; {len(ok)} of {len(runs.runs)} "
+        f"seed(s) {', '.join(map(str, seeds))}"
+        + (" (cells: mean ± std over seeds)" if len(seeds) > 1 else "")
+        + f", the suite's metric settings; {len(ok)} of {len(runs.runs)} "
         f"runs ok; {train_s / 60:.1f} min of training and {eval_s / 60:.1f} min of evaluation in total "
         f"on {device}, code {', '.join(commits)}"
         + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")
     )
-    return intro + "\n\n" + "\n".join(lines) + "\n"
+    fewest_seeds = min(len(config.runs) for config in configurations(ok))
+    figures = _figures(out_dir, suite, datasets) if fewest_seeds >= MIN_SEEDS else ""
+    return intro + "\n\n" + "\n".join(lines) + "\n" + figures
+
+
+def _figures(out_dir: Path, suite: str, datasets: list[str]) -> str:
+    """Links to the analyses ``vaebench analyze`` drew for the suite, with the summary's path."""
+    folder = Path(out_dir) / "analysis" / suite
+    shown = [
+        (stem, alt, dataset)
+        for stem, alt in README_ANALYSES
+        for dataset in datasets
+        if (folder / f"{stem}_{dataset}.png").is_file()
+    ]
+    if not shown:
+        return ""
+    text = [
+        "",
+        f"Analyses by `vaebench analyze --suite {suite} --out {Path(out_dir).as_posix()}`; every "
+        f"figure's method, n and the tables behind it are in `{(folder / 'summary.md').as_posix()}`.",
+    ]
+    for stem, alt, dataset in shown:
+        path = (folder / f"{stem}_{dataset}.png").as_posix()
+        text += ["", f"![{suite} / {dataset}: {alt}]({path})"]
+    return "\n".join(text) + "\n"
 
 
 def update_readme(readme: Path, out_dir: Path, suite: str) -> None:

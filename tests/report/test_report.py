@@ -450,10 +450,40 @@ def test_readme_section_is_replaced_with_means_from_the_records(results, tmp_pat
     text = readme.read_text()
     assert "old" not in text and text.startswith("# title") and text.endswith("rest\n")
     row = next(line for line in text.splitlines() if line.startswith("| beta_vae (beta=4) |"))
-    assert row.split(" | ")[1] == f"{np.mean(list(KNOWN_MIG.values())):.3f}"
-    assert "9 of 10 runs ok" in text
+    values = list(KNOWN_MIG.values())
+    assert row.split(" | ")[1] == f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    assert "9 of 10 runs ok" in text and "(cells: mean ± std over seeds)" in text
+    assert "![" not in text  # 2 seeds: the analyses cannot be shown
     update_readme(readme, results, SUITE)  # idempotent
     assert readme.read_text() == text
+
+
+def test_readme_section_of_a_study_has_a_dataset_column_and_its_analysis_figures(tmp_path):
+    from benchmarks.report.readme import results_section
+
+    for dataset, offset in (("dsprites", 0.0), ("shapes3d", 0.5)):
+        for seed in (0, 1, 2):
+            record = make_record(
+                "beta_vae", ("beta", 4.0), seed, {"mig": offset + 0.1 * seed}, suite="st", dataset=dataset
+            )
+            write_record(record_path(tmp_path, "st", record["run_id"]), record)
+    assert "![" not in results_section(tmp_path, "st")  # nothing analysed yet
+    folder = tmp_path / "analysis" / "st"
+    folder.mkdir(parents=True)
+    for name in ("agreement_dsprites.png", "variance_dsprites.png", "variance_shapes3d.png"):
+        (folder / name).write_bytes(b"png")
+    text = results_section(tmp_path, "st")
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0][:3] == ["| dataset", "model", "MIG (histogram, dlib) ↑"]
+    assert [r[:3] for r in rows[1:]] == [
+        ["| dsprites", "beta_vae (beta=4)", "0.100 ± 0.100"],
+        ["| shapes3d", "beta_vae (beta=4)", "0.600 ± 0.100"],
+    ]
+    figures = [line for line in text.splitlines() if line.startswith("![")]
+    assert [f.rsplit("/", 1)[1] for f in figures] == [
+        "agreement_dsprites.png)", "variance_dsprites.png)", "variance_shapes3d.png)",
+    ]  # fmt: skip
+    assert f"{(folder / 'summary.md').as_posix()}" in text
 
 
 def test_readme_without_the_markers_is_refused(results, tmp_path):
