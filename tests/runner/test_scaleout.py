@@ -288,6 +288,43 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     assert rows["toy"]["SLURM jobs"] == "1 completed"
 
 
+def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
+    toy_suite, slurm_cluster, tmp_path, cancel_jobs
+):
+    """Without --no-wait the command follows the jobs: a task preempted and requeued mid-run is not
+    taken for finished (submitit counts REQUEUED, PENDING and PREEMPTED as incomplete), and the
+    command returns once the requeued task has resumed and recorded the run."""
+    suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="vae = [{}]")
+    (run_id,) = suite_run_ids(suite)
+    out = tmp_path / "slurm"
+    cancel_jobs.append(out)
+    follower = start("run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", out)
+    checkpoint = out / "checkpoints" / "toy" / f"{run_id}.pt"
+    wait_for(checkpoint.exists, 120, "the task's first checkpoint")
+    (job,) = job_ids(out)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+    requeued = lambda: scontrol_show(job).get("Restarts", "0") != "0" and job_state(job) == "PENDING"  # noqa: E731
+    wait_for(requeued, 60, "the task to be requeued")
+    time.sleep(5)  # the follower polls every 2 s: it sees the requeued task pending, not done
+    assert follower.poll() is None, "the followed sweep returned while its task was requeued"
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+
+    code, output = finish(follower)
+    assert code == 0, output
+    assert "1 run(s) completed" in output, output
+    (record,) = records(out).values()
+    assert record["status"] == "ok" and record["timing"]["resumed_from_step"] > 0
+    assert scontrol_show(job)["Restarts"] == "1"
+
+    reference = start("run", "--suite", suite, "--device", "cpu", "--out", tmp_path / "local")
+    code, ref_output = finish(reference)
+    assert code == 0, ref_output
+    (ref,) = records(tmp_path / "local").values()
+    assert same_record(record) == same_record(ref)
+    rows, _ = status(out, "--suite", suite)
+    assert rows["toy"]["recorded ok"] == "1" and rows["toy"]["SLURM jobs"] == "1 completed"
+
+
 # -- shards and claims: two processes at once ------------------------------------------
 def test_two_shards_at_once_train_every_run_exactly_once(toy_suite, tmp_path):
     suite = write_suite(toy_suite, steps=10)
