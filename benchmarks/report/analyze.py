@@ -289,7 +289,7 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
         "Higher is not always better: read each metric's direction from the tables. "
         "† marks complete separation (every run of A below, or above, every run of B): every "
         "resample then gives the same P, so the percentile interval collapses to a point and "
-        "understates the uncertainty; read the rank test's p-value there.",
+        "understates the uncertainty; read the rank test's p-value there. " + _attainable(results, alpha),
         "",
         "| metric | A | B | P(A > B) | 95% CI | n A | n B | p (Holm) | significant |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -304,6 +304,28 @@ def _pairwise(dataset, title, sub, *, n_boot, alpha, **_):
             )
     text += _not_computed(refused)
     return text, (f"pairwise_{dataset}", fig)
+
+
+def _attainable(results: dict[str, pd.DataFrame], alpha: float) -> str:
+    """What the run counts allow: the smallest p each pair size can reach, before and after Holm."""
+    sizes: dict[tuple[int, int], int] = {}  # (n a, n b) -> the most pairs one metric's family holds
+    for res in results.values():
+        half = res[res["model_a"] < res["model_b"]]
+        for n_a, n_b in {tuple(sorted(pair)) for pair in zip(half["n_a"], half["n_b"])}:
+            sizes[(n_a, n_b)] = max(sizes.get((n_a, n_b), 0), len(half))
+    parts = []
+    for (n_a, n_b), family in sorted(sizes.items()):
+        smallest = st.smallest_attainable_p(n_a, n_b)
+        after = min(1.0, smallest * family)
+        verdict = "" if after < alpha else f", so no such pair can be significant at α = {alpha:g}"
+        parts.append(
+            f"{n_a} against {n_b} runs: {smallest:.2g}, at best {after:.2g} after Holm over {family} pairs"
+            + verdict
+        )
+    return (
+        "The run counts bound what the test can show: the smallest two-sided p-value (complete "
+        "separation) is, for " + "; for ".join(parts) + "."
+    )
 
 
 def _representation(dataset, title, sub, **_):

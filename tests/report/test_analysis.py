@@ -105,6 +105,18 @@ def test_pairwise_comparisons_are_antisymmetric_and_holm_adjusted():
         st.pairwise_comparisons(pd.DataFrame(rows).iloc[::3], "y", np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("n_a, n_b", [(2, 2), (3, 6), (6, 6), (4, 7)])
+def test_smallest_attainable_p_is_scipys_exact_p_of_a_complete_separation(n_a, n_b):
+    low, high = np.arange(n_a, dtype=float), 100.0 + np.arange(n_b)
+    exact = sps.mannwhitneyu(low, high, alternative="two-sided", method="exact").pvalue
+    assert st.smallest_attainable_p(n_a, n_b) == pytest.approx(exact, rel=1e-12)
+    # every other ranking gives a larger p
+    mixed = np.concatenate([low[:-1], [100.5]])
+    assert sps.mannwhitneyu(mixed, high, method="exact").pvalue > st.smallest_attainable_p(n_a, n_b)
+    with pytest.raises(ValueError, match="positive run counts"):
+        st.smallest_attainable_p(0, n_b)
+
+
 def test_rank_correlations_equal_scipy():
     rng = np.random.default_rng(0)
     values = pd.DataFrame(rng.normal(size=(12, 4)), columns=list("abcd"))
@@ -190,6 +202,12 @@ def test_analyze_draws_every_figure_with_enough_seeds(tmp_path):
     assert "| MIG (histogram, dlib) | beta_vae | factor_vae |" in summary
     # Every factor_vae run has a higher MIG than every vae run: the interval collapses, and says so.
     assert "| MIG (histogram, dlib) | factor_vae | vae | 1.00 | [1.00, 1.00]† |" in summary
+    # vae has 3 runs, factor_vae 6: 2 / C(9, 3) = 0.024, times 3 pairs under Holm = 0.071 > 0.05
+    assert (
+        "3 against 6 runs: 0.024, at best 0.071 after Holm over 3 pairs, so no such pair can be "
+        "significant at α = 0.05" in summary
+    )
+    assert "6 against 9 runs: 0.0004, at best 0.0012 after Holm over 3 pairs." in summary
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     CliRunner().invoke(app, ["analyze", "--out", str(out), "--suite", "study", "--n-boot", "200"])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # deterministic
