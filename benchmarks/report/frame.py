@@ -339,3 +339,11 @@ def fmt(x: float, digits: int = 3) -> str:
     """Fixed formatting for display; never "-0.000"."""
     text = f"{x:.{digits}f}"
     return text[1:] if re.fullmatch(r"-0\.0*", text) else text
+
+
+def stats_text(s: Stats | None, digits: int = 3, *, with_n: bool = True) -> str:
+    """A cell: "mean ± std (n=N)", "mean (n=1)" for one value, "—" for none; ``with_n=False`` drops the n."""
+    if s is None:
+        return "—"
+    text = fmt(s.mean, digits) if s.std is None else f"{fmt(s.mean, digits)} ± {fmt(s.std, digits)}"
+    return f"{text} (n={s.n})" if with_n else text

@@ -22,10 +22,10 @@ from benchmarks.report.frame import (
     HEADLINE_METRICS,
     TRAINING_TERMS,
     configurations,
-    fmt,
     load_suite_runs,
     metric_directions,
     metric_header,
+    stats_text,
     summarise,
 )
 
@@ -36,15 +36,6 @@ README_ANALYSES = (
     ("agreement", "rank correlation between metrics"),
     ("variance", "share of variance explained by model, hyperparameter and seed"),
 )
-
-
-def _cell(values: list[float], digits: int) -> str:
-    stats = summarise(values)
-    if stats is None:
-        return "—"
-    if stats.std is None:
-        return fmt(stats.mean, digits)
-    return f"{fmt(stats.mean, digits)} ± {fmt(stats.std, digits)}"
 
 
 def results_section(out_dir: Path, suite: str) -> str:
@@ -64,10 +55,12 @@ def results_section(out_dir: Path, suite: str) -> str:
     header = [*(["dataset"] if several else []), "model", *(metric_header(k, directions) for k in keys)]
     header += [metric_header(term, directions) for term in TRAINING_TERMS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for config in configurations(ok):
+    cells_of_suite = configurations(ok)
+    for config in cells_of_suite:
         cells = [*([config.dataset] if several else []), config.label]
         for key in (*keys, *TRAINING_TERMS):
-            cells.append(_cell(config.values(key), 1 if key in TRAINING_TERMS else 3))
+            digits = 1 if key in TRAINING_TERMS else 3
+            cells.append(stats_text(summarise(config.values(key)), digits, with_n=False))
         lines.append("| " + " | ".join(cells) + " |")
     train_s = sum(r.record["timing"]["train_seconds"] for r in ok)
     eval_s = sum(r.record["timing"]["eval_seconds"] for r in ok)
@@ -93,7 +86,7 @@ def results_section(out_dir: Path, suite: str) -> str:
         f"on {device}, code {', '.join(commits)}"
         + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")
     )
-    fewest_seeds = min(len(config.runs) for config in configurations(ok))
+    fewest_seeds = min(len(config.runs) for config in cells_of_suite)
     figures = _figures(out_dir, suite, datasets) if fewest_seeds >= MIN_SEEDS else ""
     return intro + "\n\n" + "\n".join(lines) + "\n" + figures
 

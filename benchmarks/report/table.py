@@ -31,6 +31,7 @@ from benchmarks.report.frame import (
     metric_columns,
     metric_directions,
     metric_header,
+    stats_text,
     suites_to_report,
 )
 from benchmarks.report.results import FINAL_PREFIX, metric_column, results_frame, summary_stats
@@ -383,14 +384,6 @@ def _study_protocol(records: list[dict]) -> str:
 # -- renderings ------------------------------------------------------------------------------------
 
 
-def _cell_text(s: Stats | None) -> str:
-    if s is None:
-        return "—"
-    if s.std is None:
-        return f"{fmt(s.mean)} (n=1)"
-    return f"{fmt(s.mean)} ± {fmt(s.std)} (n={s.n})"
-
-
 def _best_text(choice: tuple[float, str] | None) -> str:
     if choice is None:
         return "—"
@@ -413,7 +406,7 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
     ranked = [k for k in report.columns if report.directions.get(k) is not None]
     out = []
     for ds in report.datasets:
-        rows = [[c.label] + [_cell_text(ds.stats[(c.label, k)]) for k in report.columns] for c in ds.cells]
+        rows = [[c.label] + [stats_text(ds.stats[(c.label, k)]) for k in report.columns] for c in ds.cells]
         out.append(
             (
                 f"{ds.name}: mean ± std over seeds",
