@@ -12,6 +12,14 @@ declares a frozen keyword-only ``Config`` nested in the class, and overrides
 ``regularizer``. One optional hook, ``auxiliary_loss`` with
 ``make_auxiliary_optimizer``, serves a variant that trains a second network
 against the ELBO's (FactorVAE's discriminator).
+
+Weak supervision (Locatello et al. 2020): a variant with ``views = 2`` trains on
+pairs of observations that differ in a few factors. The core encodes both, lets
+the variant replace the dimensions the pair shares by one aggregate posterior
+(``shared_dimensions`` and ``average_posteriors``, applied by ``pool_views``)
+before sampling, and assembles the loss over the 2B images in the same
+``assemble_loss``: the per-pair average of the two images' ELBOs (Locatello et al.
+2020, eq. 4).
 """
 
 from __future__ import annotations
@@ -127,6 +135,12 @@ class VAE(nn.Module):
     study_grid: ClassVar[tuple[dict[str, Any], ...]] = ({},)
     #: The config field that sets the regularisation strength (x-axis of sweeps).
     strength_field: ClassVar[str | None] = None
+    #: Observations per training example: 1, or 2 for a weakly-supervised variant trained
+    #: on pairs (Locatello et al. 2020); the runner then draws pairs for it.
+    views: ClassVar[int] = 1
+    #: Whether the variant is told which factor changed between a pair's observations
+    #: (the "labels" variants); ``forward`` then needs ``changed_factor``.
+    needs_changed_factor: ClassVar[bool] = False
 
     def __init__(self, config: VAE.Config | None = None, **overrides: Any):
         super().__init__()
@@ -178,21 +192,86 @@ class VAE(nn.Module):
         """z = mean + sigma * eps, each (..., D) (Kingma & Welling 2014, eq. 10)."""
         return mean + torch.exp(0.5 * logvar) * noise
 
-    def forward(self, x: torch.Tensor, *, step: int = 0, noise: torch.Tensor | None = None) -> VAEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        step: int = 0,
+        noise: torch.Tensor | None = None,
+        changed_factor: torch.Tensor | None = None,
+    ) -> VAEOutput:
         """Encode, reparameterise, decode, and assemble the loss (``assemble_loss``).
 
         Args:
-            x: images (B, C, 64, 64), float in [0, 1].
+            x: images (B, C, 64, 64), float in [0, 1]; for a variant with ``views`` V > 1,
+                examples of V observations each, (B, V, C, 64, 64).
             step: optimisation step, passed to the regularizer for schedules.
-            noise: eps ~ N(0, I) of shape (B, D). The trainer passes it from the
-                run's own generator so that runs are reproducible and resumable;
-                drawn from torch's global generator when omitted.
+            noise: eps ~ N(0, I) of shape (B, D), or (B, V, D) for V views. The trainer
+                passes it from the run's own generator so that runs are reproducible and
+                resumable; drawn from torch's global generator when omitted.
+            changed_factor: (B,) int, the index of the factor that changed within each
+                pair (-1: none); needed by variants with ``needs_changed_factor``.
         """
-        mean, logvar = self.encode(x)
+        if self.views == 1:
+            mean, logvar = self.encode(x)  # (B, D) each
+        else:
+            self.check_views(x, changed_factor)
+            mean, logvar = self.encode(x.flatten(0, 1))  # (B*V, D): every view through one encoder
+            mean, logvar = self.pool_views(
+                mean.unflatten(0, x.shape[:2]), logvar.unflatten(0, x.shape[:2]), changed_factor
+            )
+            x = x.flatten(0, 1)  # (B*V, C, H, W): the loss averages over every image
         if noise is None:
             noise = torch.randn_like(mean)
-        z = self.reparameterise(mean, logvar, noise)  # (B, D)
+        z = self.reparameterise(mean, logvar, noise.reshape(mean.shape))  # (B*V, D)
         return self.assemble_loss(x, mean, logvar, z, self.decode(z), step=step)
+
+    # -- weak supervision: the two hooks of a pair variant -------------------------
+    def check_views(self, x: torch.Tensor, changed_factor: torch.Tensor | None) -> None:
+        """Refuse input that is not (B, views, C, H, W), or lacks a needed changed factor."""
+        if x.ndim != 5 or x.shape[1] != self.views:
+            raise ValueError(
+                f"{type(self).__name__} trains on examples of {self.views} observations, "
+                f"(B, {self.views}, C, H, W); got a tensor of shape {tuple(x.shape)}"
+            )
+        if self.needs_changed_factor and changed_factor is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the index of the changed factor of each pair "
+                "(changed_factor); the pair sampler gave none"
+            )
+
+    def shared_dimensions(
+        self, mean: torch.Tensor, logvar: torch.Tensor, changed_factor: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Which latent dimensions the views of an example share: (B, V, D) -> (B, D) bool.
+
+        Default: none (each view keeps its own posterior).
+        """
+        return torch.zeros(mean.shape[0], mean.shape[2], dtype=torch.bool, device=mean.device)
+
+    def average_posteriors(
+        self, mean: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one posterior the views share on shared dimensions: (B, V, D) -> mean, logvar (B, D).
+
+        Default: the first view's (unused, since by default no dimension is shared).
+        """
+        return mean[:, 0], logvar[:, 0]
+
+    def pool_views(
+        self, mean: torch.Tensor, logvar: torch.Tensor, changed_factor: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace the shared dimensions of every view by the aggregate posterior.
+
+        (B, V, D) -> (B*V, D) each, in the order of ``x.flatten(0, 1)``. Locatello et al.
+        2020, eq. 4: q~(z_j|x_v) = q(z_j|x_v) where j is not shared, the aggregate
+        a(q(z_j|x_1), ..., q(z_j|x_V)) where it is; the same mask for every view.
+        """
+        shared = self.shared_dimensions(mean, logvar, changed_factor).unsqueeze(1)  # (B, 1, D)
+        shared_mean, shared_logvar = self.average_posteriors(mean, logvar)  # (B, D) each
+        mean = torch.where(shared, shared_mean.unsqueeze(1), mean)
+        logvar = torch.where(shared, shared_logvar.unsqueeze(1), logvar)
+        return mean.flatten(0, 1), logvar.flatten(0, 1)
 
     def assemble_loss(
         self,

@@ -25,6 +25,12 @@ __all__ = [
     "covariance",
     "dip_penalty",
     "permute_dims",
+    "pair_kl",
+    "ALL_EQUAL_ROWS",
+    "adaptive_shared_mask",
+    "label_shared_mask",
+    "group_average",
+    "ml_average",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -202,3 +208,86 @@ def discriminator_loss(logits_real: torch.Tensor, logits_permuted: torch.Tensor,
     """
     log_probs = DISCRIMINATOR_LOSSES[clip]
     return -0.5 * (log_probs(logits_real)[:, 0].mean() + log_probs(logits_permuted)[:, 1].mean())
+
+
+# -- weak supervision: pairs of observations (Locatello et al. 2020) --------------------------
+# Shapes: B pairs, D latent dimensions; a pair's posteriors are stacked as (B, 2, D).
+
+
+def pair_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-dimension divergence of a pair's posteriors, (B, 2, D) -> (B, D).
+
+    Locatello et al. 2020, eq. 5: delta_j = KL(q(z_j|x1) || q(z_j|x2)); as
+    disentanglement_lib's ``compute_kl``, without the 1/2 (2 x the KL), which
+    does not move the threshold between the row's min and max.
+    """
+    mean_1, mean_2 = mean.unbind(dim=1)
+    logvar_1, logvar_2 = logvar.unbind(dim=1)
+    var_1, var_2 = logvar_1.exp(), logvar_2.exp()
+    return var_1 / var_2 + (mean_2 - mean_1).pow(2) / var_2 - 1.0 + logvar_2 - logvar_1
+
+
+#: What the adaptive mask does on a row whose divergences are all equal (max == min, e.g.
+#: one latent or identical posteriors), where the threshold (max + min) / 2 selects nothing.
+#: "average": every dimension is shared, as disentanglement_lib on a CPU (TF's 0/0 = NaN bin
+#: is not 1); "keep": none is, as disentanglement_lib's pinned TF 1.14 on a GPU (fminf/fmaxf
+#: clip the NaN to bin 1).
+ALL_EQUAL_ROWS = ("average", "keep")
+
+
+def adaptive_shared_mask(kl: torch.Tensor, all_equal: str = "average") -> torch.Tensor:
+    """The dimensions a pair shares under Ada-GVAE/Ada-ML-VAE's rule: (B, D) -> (B, D) bool.
+
+    Locatello et al. 2020, eq. 6: dimension j is shared iff delta_j < tau =
+    (max_j delta_j + min_j delta_j) / 2, computed as disentanglement_lib bins it
+    (``histogram_fixed_width_bins`` with two bins over [min, max] per row): a value
+    on the midpoint falls in the upper bin and is not shared. ``all_equal`` (one of
+    ``ALL_EQUAL_ROWS``) decides rows with max == min.
+    """
+    if all_equal not in ALL_EQUAL_ROWS:
+        raise ValueError(f"all_equal must be one of {', '.join(ALL_EQUAL_ROWS)}; got {all_equal!r}")
+    low = kl.min(dim=1, keepdim=True).values  # (B, 1)
+    high = kl.max(dim=1, keepdim=True).values  # (B, 1)
+    degenerate = high == low  # (B, 1)
+    scaled = (kl - low) / torch.where(degenerate, torch.ones_like(high), high - low)
+    upper_bin = torch.floor(2.0 * scaled).clamp(0.0, 1.0) == 1.0  # (B, D)
+    return torch.where(degenerate, torch.tensor(all_equal == "average"), ~upper_bin)
+
+
+def label_shared_mask(changed_factor: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """The dimensions a pair shares when told which factor changed: (B,) -> (B, D) bool.
+
+    GVAE/ML-VAE with labels (Locatello et al. 2020, Section 4; disentanglement_lib's
+    ``aggregate_labels``): dimension i stands for factor i, so every dimension but the
+    changed factor's is shared. A label outside [0, D) (-1: nothing changed) shares
+    nothing, as dlib's all-zero one-hot row does.
+    """
+    dims = torch.arange(latent_dim, device=changed_factor.device)  # (D,)
+    in_range = (changed_factor >= 0) & (changed_factor < latent_dim)  # (B,)
+    return (dims.unsqueeze(0) != changed_factor.unsqueeze(1)) & in_range.unsqueeze(1)
+
+
+def group_average(mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GroupVAE's shared posterior of a pair, (B, 2, D) -> mean, logvar (B, D).
+
+    Hosoya 2019 as disentanglement_lib averages it: the arithmetic mean of the means
+    and of the variances (not of the log-variances; the spread of the means is not added).
+    """
+    mean_1, mean_2 = mean.unbind(dim=1)
+    logvar_1, logvar_2 = logvar.unbind(dim=1)
+    return 0.5 * mean_1 + 0.5 * mean_2, torch.log(0.5 * logvar_1.exp() + 0.5 * logvar_2.exp())
+
+
+def ml_average(mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ML-VAE's shared posterior of a pair, (B, 2, D) -> mean, logvar (B, D).
+
+    Bouchacourt et al. 2018 as disentanglement_lib computes it: the product-of-experts
+    mean, with variance 2 v1 v2 / (v1 + v2), the harmonic mean of the variances (twice
+    the product of experts' variance).
+    """
+    mean_1, mean_2 = mean.unbind(dim=1)
+    var_1, var_2 = logvar.unbind(dim=1)
+    var_1, var_2 = var_1.exp(), var_2.exp()
+    shared_var = 2.0 * var_1 * var_2 / (var_1 + var_2)
+    shared_mean = (mean_1 / var_1 + mean_2 / var_2) * shared_var * 0.5
+    return shared_mean, shared_var.log()

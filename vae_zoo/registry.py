@@ -22,6 +22,10 @@ BUILTIN_VARIANTS = (
     "factor_vae",
     "dip_vae_i",
     "dip_vae_ii",
+    "group_vae_labels",
+    "group_vae_argmax",
+    "mlvae_labels",
+    "mlvae_argmax",
 )
 
 MODELS: Registry[type[VAE]] = Registry(

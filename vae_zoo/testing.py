@@ -22,8 +22,17 @@ from vae_zoo.registry import MODELS
 __all__ = ["check_model"]
 
 
-def _images(batch: int, channels: int, generator: torch.Generator) -> torch.Tensor:
-    return (torch.rand(batch, channels, 64, 64, generator=generator) > 0.7).float()
+def _inputs(model: VAE, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Binary images, noise and (for pair variants) changed factors for one forward pass."""
+    views = () if model.views == 1 else (model.views,)  # a pair variant takes (B, V, C, H, W)
+    channels, latent = model.config.in_channels, model.config.latent_dim
+    inputs = {
+        "x": (torch.rand(batch, *views, channels, 64, 64, generator=generator) > 0.7).float(),
+        "noise": torch.randn(batch, *views, latent, generator=generator),
+    }
+    if model.needs_changed_factor:
+        inputs["changed_factor"] = torch.randint(-1, latent, (batch,), generator=generator)
+    return inputs
 
 
 def check_model(cls: type[VAE], *, batch_size: int = 8, **config: Any) -> None:
@@ -38,12 +47,12 @@ def check_model(cls: type[VAE], *, batch_size: int = 8, **config: Any) -> None:
     config = {"dataset_size": 1000, "architecture": "burgess", **config}
     torch.manual_seed(0)
     model = cls(**config)
-    gen = torch.Generator().manual_seed(0)
-    x = _images(batch_size, model.config.in_channels, gen)
-    noise = torch.randn(batch_size, model.config.latent_dim, generator=gen)
+    assert cls.views >= 1, f"{name}: views must be >= 1, got {cls.views!r}"
+    inputs = _inputs(model, batch_size, torch.Generator().manual_seed(0))
+    images = batch_size * model.views  # a pair variant's loss covers both images of each pair
 
     # 1. one record with a finite scalar loss and the shapes metrics need
-    out = model(x, step=10, noise=noise)
+    out = model(**inputs, step=10)
     assert isinstance(out, VAEOutput), f"{name}: forward must return VAEOutput, got {type(out)}"
     assert out.loss.ndim == 0 and torch.isfinite(out.loss), f"{name}: loss is not a finite scalar: {out.loss}"
     for key, value in out.scalars().items():
@@ -52,10 +61,12 @@ def check_model(cls: type[VAE], *, batch_size: int = 8, **config: Any) -> None:
         )
     d = model.config.latent_dim
     for field in ("mean", "logvar", "z"):
-        assert getattr(out, field).shape == (batch_size, d), (
+        assert getattr(out, field).shape == (images, d), (
             f"{name}: {field} has shape {getattr(out, field).shape}"
         )
-    assert out.logits.shape == x.shape, f"{name}: logits {out.logits.shape} != images {x.shape}"
+    flat = inputs["x"] if model.views == 1 else inputs["x"].flatten(0, 1)  # (B*V, C, H, W)
+    assert out.logits.shape == flat.shape, f"{name}: logits {out.logits.shape} != images {flat.shape}"
+    assert model.representation(flat[:2]).shape == (2, d), f"{name}: representation of single images"
 
     # 2. gradients reach every trainable parameter (ELBO's or the auxiliary network's)
     aux_optimizer = model.make_auxiliary_optimizer()
@@ -95,6 +106,6 @@ def check_model(cls: type[VAE], *, batch_size: int = 8, **config: Any) -> None:
         reloaded = load_checkpoint(path)
     assert type(reloaded) is cls, f"{name}: reloaded as {type(reloaded)}"
     with torch.no_grad():
-        a, b = model(x, step=10, noise=noise), reloaded(x, step=10, noise=noise)
+        a, b = model(**inputs, step=10), reloaded(**inputs, step=10)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.loss, b.loss), f"{name}: reloaded outputs differ"
     assert math.isfinite(float(a.loss))

@@ -1,0 +1,46 @@
+from dataclasses import dataclass
+
+from vae_zoo.core import VAE, ConfigError, Terms, non_negative
+from vae_zoo.losses import ALL_EQUAL_ROWS, adaptive_shared_mask, ml_average, pair_kl
+from vae_zoo.registry import register_model
+
+
+@register_model("mlvae_argmax")
+class MLVaeArgmax(VAE):
+    """Ada-ML-VAE (Locatello et al. 2020, eqs. 4-6): pairs share the dimensions whose KL between
+    the two posteriors is below the midpoint of its range, aggregated as ML-VAE does (the
+    product-of-experts mean, the harmonic mean of the variances); loss = reconstruction +
+    beta * KL of the pooled posteriors, per image of the pair.
+
+    ``all_equal`` (``losses.ALL_EQUAL_ROWS``) decides the pairs whose per-dimension KLs are all
+    equal: "average" shares every dimension (disentanglement_lib on a CPU), "keep" none (its
+    TF 1.14 on a GPU).
+    """
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(VAE.Config):
+        beta: float = 1.0
+        all_equal: str = "average"
+
+        def __post_init__(self):
+            super().__post_init__()
+            non_negative(self, "beta")
+            if self.all_equal not in ALL_EQUAL_ROWS:
+                raise ConfigError(
+                    f"MLVaeArgmax.Config.all_equal must be one of {', '.join(ALL_EQUAL_ROWS)}; "
+                    f"got {self.all_equal!r}"
+                )
+
+    study_grid = tuple({"beta": b} for b in (1.0, 2.0, 4.0, 6.0, 8.0, 16.0))
+    strength_field = "beta"
+    views = 2
+
+    def shared_dimensions(self, mean, logvar, changed_factor):
+        return adaptive_shared_mask(pair_kl(mean, logvar), self.config.all_equal)
+
+    def average_posteriors(self, mean, logvar):
+        return ml_average(mean, logvar)
+
+    def regularizer(self, terms: Terms):
+        kl = terms.kl.mean()
+        return self.config.beta * kl, {"kl": kl}
