@@ -133,7 +133,12 @@ class Device(str, Enum):
 SuiteArg = Annotated[
     str, typer.Option(help="Suite name (see `vaebench list suites`) or path to a TOML file.")
 ]
-ModelsArg = Annotated[str | None, typer.Option(help="'all' or a comma-separated list of model names.")]
+ModelsArg = Annotated[
+    str | None,
+    typer.Option(
+        help="'all' (every model that trains on single images) or a comma-separated list of model names."
+    ),
+]
 DatasetsArg = Annotated[str | None, typer.Option(help="Comma-separated dataset names.")]
 SeedsArg = Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")]
 StepsArg = Annotated[int | None, typer.Option(help="Override the suite's training steps.")]
@@ -157,12 +162,12 @@ DeviceArg = Annotated[Device, typer.Option(help="Training device.")]
 def _select(suite, models, datasets, seeds, steps, metrics, source):
     """The suite with the command line's selection applied, expanded and validated: (suite, specs)."""
     from benchmarks.runner.suite import expand_suite, load_suite, override_suite
-    from vae_zoo import list_models
+    from vae_zoo import get_model, list_models
 
     spec_suite = load_suite(suite)
     model_names = _split(models)
-    if model_names == ["all"]:
-        model_names = list_models()
+    if model_names == ["all"]:  # every variant that trains on single observations, plug-ins included
+        model_names = [name for name in list_models() if get_model(name).views == 1]
     seed_list = None
     if seeds is not None:
         try:

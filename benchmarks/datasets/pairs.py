@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from benchmarks.datasets.grid import uniform_integers
 
-__all__ = ["PAIR_SEMANTICS", "check_pair_settings", "resample_factors", "sample_pairs"]
+__all__ = ["PAIR_SEMANTICS", "PairSampler", "check_pair_settings", "resample_factors", "sample_pairs"]
 
 PAIR_SEMANTICS = ("dlib", "exact")
 
@@ -101,3 +102,27 @@ def sample_pairs(
     first = np.stack([uniform_integers(rng, size, n) for size in sizes], axis=1)
     second, changed = resample_factors(first, sizes, k, rng, semantics=semantics)
     return first, second, changed
+
+
+class PairSampler:
+    """The second observation of each pair, by training-image index, for the runner.
+
+    ``sampler(first, generator)`` maps first images' indices (B,) to the second's (B,) and
+    the changed factor (B,), drawing from ``generator`` (the run's own, so a checkpoint
+    resumes the same pairs): one 32-bit seed per batch for a ``RandomState`` that
+    ``resample_factors`` draws from in disentanglement_lib's order. Needs a dataset whose
+    training images are its factor grid, one image per grid point.
+    """
+
+    def __init__(self, grid, k: int, semantics: str):
+        check_pair_settings(grid.sizes, k, semantics)
+        self.grid, self.k, self.semantics = grid, k, semantics
+
+    def __call__(self, first: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        seed = int(torch.randint(0, 2**32, (1,), generator=generator, device=generator.device).item())
+        factors = self.grid.indices_to_factors(first.cpu().numpy())  # (B, F)
+        second, changed = resample_factors(
+            factors, self.grid.sizes, self.k, np.random.RandomState(seed), semantics=self.semantics
+        )
+        to = first.device
+        return torch.from_numpy(self.grid.factors_to_indices(second)).to(to), torch.from_numpy(changed).to(to)

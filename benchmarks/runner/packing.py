@@ -62,7 +62,15 @@ __all__ = ["StackedNetwork", "check_packable", "pack_key", "plan_packs", "why_no
 
 #: The methods a packable variant leaves to the core: packing evaluates the network for all
 #: runs at once and calls only the variant's ``assemble_loss`` (hence its ``regularizer``).
-_CORE_METHODS = ("forward", "encode", "decode", "assemble_loss", "make_auxiliary_optimizer", "auxiliary_loss")
+_CORE_METHODS = (
+    "forward",
+    "encode",
+    "decode",
+    "assemble_loss",
+    "pool_views",
+    "make_auxiliary_optimizer",
+    "auxiliary_loss",
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,6 +109,8 @@ def pack_key(spec: RunSpec) -> tuple:
     t = spec.training
     return (
         "packed",
+        get_model(spec.model).views,
+        json.dumps(thaw(spec.pairs), sort_keys=True),
         spec.dataset,
         spec.dataset_source,
         config.architecture,
@@ -198,15 +208,32 @@ class StackedNetwork:
                     key: _copy(value) if key == "step" else value[k].clone() for key, value in state.items()
                 }
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor, step: int):
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, step: int, changed: torch.Tensor | None = None):
         """``VAE.forward`` for every member at once: one vmapped encode and decode, then each
         member's own ``assemble_loss`` on its slice.
 
         Args:
-            x: (K, B, C, 64, 64) float images in [0, 1], one batch per member.
-            noise: (K, B, D) reparameterisation noise from each member's generator.
+            x: (K, B, C, 64, 64) float images in [0, 1], one batch per member; for pair
+                variants (K, B, 2, C, 64, 64), pooled by each member's ``pool_views``.
+            noise: (K, B, D) reparameterisation noise from each member's generator ((K, B, 2, D)).
+            changed: (K, B) the changed factor of each pair, or None.
         """
+        views = self.members[0].model.views
+        if views > 1:
+            pairs = x.shape[1]
+            x, noise = x.flatten(1, 2), noise.flatten(1, 2)  # (K, B*2, ...): the images of every pair
         mean, logvar = self._encode(self.encoder, x).chunk(2, dim=-1)  # each (K, B, D)
+        if views > 1:
+            pooled = [
+                m.model.pool_views(
+                    mean[k].unflatten(0, (pairs, views)),
+                    logvar[k].unflatten(0, (pairs, views)),
+                    None if changed is None else changed[k],
+                )
+                for k, m in enumerate(self.members)
+            ]
+            mean = torch.stack([p[0] for p in pooled])  # (K, B*2, D)
+            logvar = torch.stack([p[1] for p in pooled])
         z = VAE.reparameterise(mean, logvar, noise)  # (K, B, D)
         logits = self._decode(self.decoder, z)  # (K, B, C, 64, 64)
         return [
@@ -214,10 +241,12 @@ class StackedNetwork:
             for k, m in enumerate(self.members)
         ]
 
-    def step(self, x: torch.Tensor, noise: torch.Tensor, step: int, precision: str, device) -> list[dict]:
+    def step(
+        self, x: torch.Tensor, noise: torch.Tensor, step: int, precision: str, device, changed=None
+    ) -> list[dict]:
         """One optimisation step of every member; their logged scalars."""
         with autocast(precision, device):
-            outputs = self.forward(x, noise, step)
+            outputs = self.forward(x, noise, step, changed)
         self.optimizer.zero_grad(set_to_none=True)
         torch.stack([out.loss for out in outputs]).sum().backward()  # no shared weight: each its own gradient
         self.optimizer.step()

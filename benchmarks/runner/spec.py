@@ -70,16 +70,24 @@ class RunSpec:
     dataset_source: str = "auto"
     evaluation_seed: int = 0
     representation: str = "mean"
+    #: How a weakly-supervised variant's pairs are drawn ({"k": ..., "semantics": ...},
+    #: ``benchmarks.datasets.pairs``); None for a variant that trains on single observations.
+    pairs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_config", freeze(self.model_config))
         object.__setattr__(self, "metrics", freeze(self.metrics))
+        if self.pairs is not None:
+            object.__setattr__(self, "pairs", freeze(self.pairs))
         if isinstance(self.training, Mapping):
             object.__setattr__(self, "training", RunTraining(**self.training))
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical plain form: what records and checkpoints store and the run id hashes."""
-        return {
+        """The canonical plain form: what records and checkpoints store and the run id hashes.
+
+        ``pairs`` appears only for pair variants, so the ids of every other run are unchanged.
+        """
+        plain = {
             "suite": self.suite,
             "dataset": self.dataset,
             "model": self.model,
@@ -91,6 +99,9 @@ class RunSpec:
             "evaluation_seed": self.evaluation_seed,
             "representation": self.representation,
         }
+        if self.pairs is not None:
+            plain["pairs"] = thaw(self.pairs)
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:

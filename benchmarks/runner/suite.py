@@ -50,6 +50,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from benchmarks.datasets.pairs import check_pair_settings
 from benchmarks.runner.spec import RunSpec, RunTraining
 from vae_zoo import ConfigError, get_model
 from vaebench.registry import UnknownNameError
@@ -66,6 +67,10 @@ __all__ = [
     "list_suites",
     "expand_suite",
 ]
+
+
+#: Pairs when a suite has no [pairs] table: one factor resampled, disentanglement_lib's semantics.
+DEFAULT_PAIRS = {"k": 1, "semantics": "dlib"}
 
 
 class SuiteError(ValueError):
@@ -124,6 +129,9 @@ class Suite:
     evaluation_seed: int = 0
     #: Per model, training settings that differ from ``training`` (FactorVAE's 150,000 updates).
     model_training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: How the pair variants' pairs are drawn (``[pairs]``: k and semantics, see
+    #: ``benchmarks.datasets.pairs``); unused by variants that train on single observations.
+    pairs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PAIRS))
 
 
 def list_suites() -> list[str]:
@@ -167,7 +175,7 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
     from metrics import get_metric
 
     known_top = {"name", "description", "datasets", "seeds", "training", "models", "metrics"}
-    known_top |= {"dataset_source", "evaluation_seed"}
+    known_top |= {"dataset_source", "evaluation_seed", "pairs"}
     unknown = sorted(set(raw) - known_top)
     if unknown:
         raise SuiteError(
@@ -253,6 +261,14 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
     source = raw.get("dataset_source", "auto")
     if source not in ("auto", "official", "procedural"):
         raise SuiteError(f"{where}: dataset_source must be auto, official or procedural; got {source!r}")
+    pairs = (
+        {**DEFAULT_PAIRS, **_require(raw, "pairs", dict, where)} if "pairs" in raw else dict(DEFAULT_PAIRS)
+    )
+    if set(pairs) != set(DEFAULT_PAIRS):
+        raise SuiteError(
+            f"{where}: unknown pairs field(s) {', '.join(sorted(set(pairs) - set(DEFAULT_PAIRS)))}; "
+            f"valid: {', '.join(DEFAULT_PAIRS)}"
+        )
     return Suite(
         name=name,
         description=raw.get("description", ""),
@@ -266,6 +282,7 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
         dataset_source=source,
         evaluation_seed=int(raw.get("evaluation_seed", 0)),
         model_training=model_training,
+        pairs=pairs,
     )
 
 
@@ -383,6 +400,7 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
                 model_training = RunTraining(**{**training.to_dict(), **own}) if own else training
             except TypeError as exc:
                 raise SuiteError(f"{suite.path}: models.{model}.training: {exc}") from None
+            pairs = _pairs_of(suite, model, dataset, dataset_cls)
             for point in grid:
                 config = {**base, **point}
                 try:  # refuse an invalid hyperparameter now, not mid-sweep (config only, no weights)
@@ -401,6 +419,27 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
                             metrics=suite.metrics,
                             dataset_source=suite.dataset_source,
                             evaluation_seed=suite.evaluation_seed,
+                            pairs=pairs,
                         )
                     )
     return specs
+
+
+def _pairs_of(suite: Suite, model: str, dataset: str, dataset_cls) -> dict[str, Any] | None:
+    """The pair settings of a pair variant's runs on ``dataset``, checked against its factor grid;
+    None for a variant that trains on single observations."""
+    if get_model(model).views == 1:
+        return None
+    sizes = tuple(dataset_cls.factor_sizes)
+    try:
+        check_pair_settings(sizes, suite.pairs["k"], suite.pairs["semantics"])
+    except ValueError as exc:
+        raise SuiteError(f"{suite.path}: pairs for {model} on {dataset}: {exc}") from None
+    images, grid_points = len(dataset_cls(progress=False)), math.prod(sizes)
+    if images != grid_points:
+        raise SuiteError(
+            f"{suite.path}: {model} trains on pairs of grid points, but {dataset} stores {images:,} "
+            f"training images on {grid_points:,} grid points; choose a dataset with one image per "
+            "grid point"
+        )
+    return dict(suite.pairs)

@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.datasets.pairs import PairSampler
 from benchmarks.runner.claims import try_claim
 from benchmarks.runner.plan import Plan, make_plan
 from benchmarks.runner.progress import SweepProgress
@@ -373,6 +374,7 @@ def _train_and_record(group, data, device, out_dir, progress, stop, result, forc
         return
     progress.start_pack(group, starts)
     noise = dataset.observation_noise if getattr(dataset, "stochastic_observations", False) else None
+    pairs = None if first.pairs is None else PairSampler(dataset.grid, **first.pairs)
     try:
         outcomes = train_runs(
             group,
@@ -380,6 +382,7 @@ def _train_and_record(group, data, device, out_dir, progress, stop, result, forc
             device,
             ckpts,
             observation_noise=noise,
+            pair_sampler=pairs,
             on_progress=progress.on_progress,
             should_stop=lambda: bool(stop),
         )

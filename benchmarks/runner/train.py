@@ -55,6 +55,10 @@ __all__ = [
 ProgressCallback = Callable[[int, int, int], None]
 
 
+#: ``(first images' indices (B,), generator) -> (second images' indices (B,), changed factor (B,))``
+PairDraw = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 class Diverged(RuntimeError):
     """The loss or one of its parts became NaN or infinite."""
 
@@ -228,7 +232,9 @@ class Member:
             curve=curve,
             final={k: v[-1] for k, v in curve.items() if k != "step"},
             train_seconds=seconds,
-            images_per_second=done * self.spec.training.batch_size / seconds if seconds > 0 else math.nan,
+            images_per_second=(
+                done * self.spec.training.batch_size * self.model.views / seconds if seconds > 0 else math.nan
+            ),
             resumed_from_step=self.start_step,
             precision=precision,
         )
@@ -242,11 +248,21 @@ class SingleNetwork:
         self.members = members
         self.member.model.train()
 
-    def step(self, x: torch.Tensor, noise: torch.Tensor, step: int, precision: str, device) -> list[dict]:
-        """One optimisation step on x (1, B, C, H, W) and noise (1, B, D); the logged scalars."""
+    def step(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor,
+        step: int,
+        precision: str,
+        device,
+        changed: torch.Tensor | None = None,
+    ) -> list[dict]:
+        """One optimisation step on x (1, B, C, H, W) and noise (1, B, D) (pairs: (1, B, 2, ...) and
+        the changed factors (1, B)); the logged scalars."""
         m = self.member
+        changed_factor = None if changed is None else changed[0]
         with autocast(precision, device):
-            out: VAEOutput = m.model(x[0], step=step, noise=noise[0])
+            out: VAEOutput = m.model(x[0], step=step, noise=noise[0], changed_factor=changed_factor)
         m.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         m.optimizer.step()
@@ -271,6 +287,7 @@ def train_runs(
     checkpoints: Sequence[Path | None],
     *,
     observation_noise: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    pair_sampler: PairDraw | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[TrainResult | Diverged]:
@@ -283,6 +300,9 @@ def train_runs(
         checkpoints: one path per run (None: do not checkpoint). A run resumes from its own;
             runs resumed at different steps train in consecutive packs, one per start step.
         observation_noise: the dataset's per-observation randomness, ``(batch, generator) -> batch``.
+        pair_sampler: for pair variants, the second image of each pair and the changed factor,
+            ``(first indices (B,), generator) -> (second indices (B,), changed factor (B,))``
+            (``benchmarks.datasets.pairs.PairSampler``).
         on_progress: ``(index of the run in specs, steps done, total steps)``, every step.
         should_stop: polled every step; when it turns true every unfinished run is saved and
             ``Interrupted`` is raised.
@@ -312,7 +332,15 @@ def train_runs(
         group = [m for m in members if m.start_step == start]
         network = SingleNetwork if len(group) == 1 else StackedNetwork
         _train_group(
-            network, group, start, images, device, results, observation_noise, on_progress, should_stop
+            network,
+            group,
+            start,
+            images,
+            device,
+            results,
+            (observation_noise, pair_sampler),
+            on_progress,
+            should_stop,
         )
     return results  # type: ignore[return-value]
 
@@ -324,6 +352,7 @@ def train_run(
     checkpoint: Path | None,
     *,
     observation_noise=None,
+    pair_sampler: PairDraw | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
@@ -334,6 +363,7 @@ def train_run(
         device,
         [checkpoint],
         observation_noise=observation_noise,
+        pair_sampler=pair_sampler,
         on_progress=on_progress,
         should_stop=should_stop,
     )
@@ -348,30 +378,52 @@ def draw_inputs(
     batch_size: int,
     device: torch.device,
     observation_noise: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's random inputs: the batches (K, B, C, H, W) and the reparameterisation noise (K, B, D).
+    pair_sampler: PairDraw | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One step's random inputs: the batches (K, B, C, H, W), the reparameterisation noise (K, B, D)
+    and, for pair variants, the changed factors (K, B) (else None).
 
-    Each member draws from its own generator, in this order: its batch indices, its
+    A pair variant's batch is (K, B, 2, C, H, W) and its noise (K, B, 2, D): B pairs, the
+    first image of each drawn as a single one is, the second by ``pair_sampler``. Each
+    member draws from its own generator, in this order: its batch indices, its pairs, its
     observations' noise, its eps -- the stream a checkpoint's generator state resumes.
     """
     indices = [
         torch.randint(images.num_images, (batch_size,), generator=m.generator, device=device) for m in members
     ]
-    x = images.batch(torch.cat(indices) if len(indices) > 1 else indices[0])  # (K * B, C, H, W)
-    x = x.view(len(members), batch_size, *x.shape[1:])
-    if observation_noise is not None:
+    views, changed = members[0].model.views, None
+    if views > 1:
+        if pair_sampler is None:
+            raise ValueError(f"{members[0].spec.model} trains on pairs, but no pair sampler was given")
+        drawn = [pair_sampler(first, m.generator) for first, m in zip(indices, members)]
+        # (B,) first and second indices -> (2B,) with each pair adjacent, as x.flatten(0, 1) orders them
+        indices = [
+            torch.stack([first, second], dim=1).flatten() for first, (second, _) in zip(indices, drawn)
+        ]
+        changed = torch.stack([factor for _, factor in drawn])  # (K, B)
+    x = images.batch(torch.cat(indices) if len(indices) > 1 else indices[0])  # (K * B * V, C, H, W)
+    x = x.view(len(members), batch_size * views, *x.shape[1:])
+    if observation_noise is not None:  # every image its own draw, both images of a pair included
         x = torch.stack([observation_noise(x[k], m.generator) for k, m in enumerate(members)])
+    if views > 1:
+        x = x.unflatten(1, (batch_size, views))  # (K, B, V, C, H, W)
     noise = torch.stack(
         [
-            torch.randn(batch_size, m.model.config.latent_dim, generator=m.generator, device=device)
+            torch.randn(
+                batch_size,
+                *((views,) if views > 1 else ()),
+                m.model.config.latent_dim,
+                generator=m.generator,
+                device=device,
+            )
             for m in members
         ]
     )
-    return x, noise
+    return x, noise, changed
 
 
 def _train_group(
-    network_type, members, start_step, images, device, results, observation_noise, on_progress, should_stop
+    network_type, members, start_step, images, device, results, randomness, on_progress, should_stop
 ) -> None:
     """The loop, for members that all start at ``start_step``."""
     t = members[0].spec.training
@@ -385,8 +437,8 @@ def _train_group(
                 network.write_back(k)
                 member.save(step)
             raise Interrupted(step, [m.checkpoint for m in network.members])
-        x, noise = draw_inputs(network.members, images, batch_size, device, observation_noise)
-        logged = network.step(x, noise, step, precision, device)
+        x, noise, changed = draw_inputs(network.members, images, batch_size, device, *randomness)
+        logged = network.step(x, noise, step, precision, device, changed)
 
         diverged = []
         for member, scalars in zip(network.members, logged):

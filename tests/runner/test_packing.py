@@ -26,6 +26,8 @@ import pytest
 import torch
 
 from benchmarks.datasets import TrainingImages
+from benchmarks.datasets.grid import FactorGrid
+from benchmarks.datasets.pairs import PairSampler
 from benchmarks.runner.packing import StackedNetwork, pack_key, plan_packs, why_not_packable
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.train import (
@@ -140,7 +142,7 @@ def assert_same_run(alone, packed, s, *, params_tol):
     """``params_tol``: bound on |packed - alone| / |alone - initial| (the distance training moved)."""
     a, p = flat(alone), flat(packed)
     moved = (a - initial(s)).norm()
-    assert (a - p).norm() <= params_tol * moved, f"{s['model']} seed {s.seed}: {(a - p).norm() / moved:.2e}"
+    assert (a - p).norm() <= params_tol * moved, f"{s.model} seed {s.seed}: {(a - p).norm() / moved:.2e}"
 
 
 def assert_same_curve(alone, packed, rtol, atol=None):
@@ -172,10 +174,12 @@ def test_packed_forward_equals_each_models_own_forward(name):
         Member(i, s, None, m, make_optimizers(m, 1e-4, CPU)[0], None, None) for i, m in enumerate(models)
     ]
     pack = StackedNetwork(members, CPU)
-    x, noise = torch.rand(2, 8, 1, 64, 64), torch.randn(2, 8, 4)
-    outs = pack.forward(x, noise, step=3)
+    views = () if models[0].views == 1 else (models[0].views,)  # pair variants: (K, B, 2, ...)
+    x, noise = torch.rand(2, 8, *views, 1, 64, 64), torch.randn(2, 8, *views, 4)
+    changed = torch.randint(-1, 4, (2, 8)) if views else None
+    outs = pack.forward(x, noise, step=3, changed=changed)
     for k, model in enumerate(models):
-        ref = model(x[k], step=3, noise=noise[k])
+        ref = model(x[k], step=3, noise=noise[k], changed_factor=None if changed is None else changed[k])
         assert outs[k].scalars().keys() == ref.scalars().keys()
         for key, value in ref.scalars().items():
             torch.testing.assert_close(outs[k].scalars()[key], value, rtol=1e-5, atol=1e-5, msg=key)
@@ -361,3 +365,53 @@ def test_finished_runs_are_returned_without_training(tmp_path, images):
     for f, a in zip(first, again):
         assert a.resumed_from_step == 5 and a.curve == f.curve
         assert torch.equal(flat(a.model), flat(f.model))
+
+
+# -- pair variants (weak supervision) ---------------------------------------------------
+#: The 64 images as a 4 x 4 x 4 factor grid, for the pair sampler.
+PAIRS = PairSampler(FactorGrid(("a", "b", "c"), (4, 4, 4)), k=1, semantics="dlib")
+
+
+def test_pair_variants_are_packed_only_with_pair_variants_of_the_same_pairs():
+    weak = pack_key(spec("group_vae_argmax", 0))
+    assert pack_key(spec("mlvae_labels", 1, beta=4.0)) == weak  # both pool pairs inside the pack
+    assert pack_key(spec("beta_vae", 0)) != weak
+    other = spec("group_vae_argmax", 0).replace(pairs={"k": 2, "semantics": "dlib"})
+    assert pack_key(other) != pack_key(
+        spec("group_vae_argmax", 0).replace(pairs={"k": 1, "semantics": "dlib"})
+    )
+
+
+@pytest.mark.parametrize(
+    ("models", "params_tol"),
+    [(("group_vae_labels", "mlvae_labels"), 1e-4), (("group_vae_argmax", "mlvae_argmax"), None)],
+)
+def test_packed_pair_runs_equal_their_alone_runs_and_resume_exactly(tmp_path, images, models, params_tol):
+    """The labelled variants' weights agree as the others' do. The adaptive ones choose their shared
+    dimensions by a threshold, and near initialisation a pair's per-dimension KLs are all close: the
+    grouped convolutions' last-bit differences flip a dimension now and then (measured: weights 1e-6
+    apart after 5 steps, then a jump to 0.5-3% of the distance moved), a discontinuity no tolerance
+    on weights survives; their loss curves still agree to 1e-6. (The labelled ones bifurcate as the
+    module docstring says the unsupervised ones can: measured 5e-7 here, and 1e-3 for ML-VAE with
+    labels at seed 1 and beta 2.)"""
+    specs = [
+        spec(models[0], 0, steps=20, beta=2.0).replace(pairs={"k": 1, "semantics": "dlib"}),
+        spec(models[1], 1, steps=20, beta=8.0).replace(pairs={"k": 1, "semantics": "dlib"}),
+    ]
+    alone = [
+        train_run(s, images, CPU, tmp_path / f"alone{i}.pt", pair_sampler=PAIRS) for i, s in enumerate(specs)
+    ]
+    packed = train_runs(specs, images, CPU, [tmp_path / f"p{i}.pt" for i in range(2)], pair_sampler=PAIRS)
+    for s, a, p in zip(specs, alone, packed):
+        if params_tol is not None:
+            assert_same_run(a.model, p.model, s, params_tol=params_tol)
+        assert_same_curve(a.curve, p.curve, rtol=1e-6)
+        assert a.images_per_second > 0 and "kl" in a.curve
+
+    ckpts = [tmp_path / f"r{i}.pt" for i in range(2)]
+    with pytest.raises(Interrupted):
+        train_runs(specs, images, CPU, ckpts, should_stop=stop_at(7), pair_sampler=PAIRS)
+    resumed = train_runs(specs, images, CPU, ckpts, pair_sampler=PAIRS)
+    for ref, res in zip(packed, resumed):
+        assert res.resumed_from_step == 7
+        assert torch.equal(flat(res.model), flat(ref.model)) and res.curve == ref.curve
