@@ -1,61 +1,389 @@
-"""The protocol of a run: every choice that builds its model and its loss, and how it is scored.
+"""A run's protocol, diffed against a reference study's full spec.
 
-``protocol_of(spec)`` lists them from the spec alone (the variant's full
-config, defaults included, so nothing hides in a default): the architecture,
-the initialisation, the likelihood, the variant's estimator options, the
-optimiser and the representation the metrics score. Every record carries it,
-``vaebench plan --json`` shows it, and the tables' footnotes compare it with
-disentanglement_lib's unsupervised_study_v1 (``STUDY_PROTOCOL``) to say
-"matches" or "deviates from it in: ...", computed, never written by hand.
+The reference (``benchmarks/protocols/<name>.toml``) holds every value a study
+trained and scored with, each with the disentanglement_lib file it comes from.
+``compare_run(spec)`` diffs a run's *full* spec against it -- training, model
+(its full config, defaults included), data, evaluation -- and ``compare_runs``
+adds what only a set of runs shows (the seeds). A difference is a *deviation*
+(the run did something else than the study) or an *addition* (the run also did
+something the study did not: an extra metric). "matches" is said only when
+there is no deviation; every note, footnote and record block is computed here,
+never written by hand.
+
+Where a spec leaves a choice to the machine (``precision = "auto"``,
+``dataset_source = "auto"``), a record's provenance says what ran; pass it as
+``ran`` and the diff compares that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.spec import RunSpec, thaw
 
-__all__ = ["STUDY_PROTOCOL", "protocol_of", "deviations", "protocol_footnote"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
-#: What disentanglement_lib's unsupervised_study_v1 trained and scored, under vaebench's option names.
-#: A key that a run's protocol does not have (a variant without that option) is not compared.
-STUDY_PROTOCOL: dict[str, Any] = {
-    "architecture": "dlib_conv",
-    "init": "tf",
-    "likelihood": "bernoulli",
-    "optimizer": "adam",
-    "representation": "mean",
-    "estimator": "dlib",  # beta_tcvae: analytic KL + (beta - 1) * dlib's total_correlation
-    "discriminator_clip": "dlib",  # factor_vae: probabilities clipped to [1e-6, 1 - 1e-6]
+__all__ = [
+    "GROUPS",
+    "Several",
+    "Difference",
+    "ProtocolDiff",
+    "Reference",
+    "load_reference",
+    "compare_run",
+    "compare_runs",
+    "protocol_of",
+]
+
+PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
+DEFAULT_REFERENCE = "unsupervised_study_v1"
+#: The groups a difference belongs to, in the order notes list them.
+GROUPS = ("training", "model", "data", "evaluation", "seeds")
+#: What "auto" means where a spec leaves a choice to the machine.
+_AUTO = {
+    "precision": "auto (bf16 autocast on CUDA, fp32 elsewhere)",
+    "dataset_source": "auto (the official file where present, else the procedural images)",
 }
 
 
-def protocol_of(spec: RunSpec) -> dict[str, Any]:
-    """The run's protocol choices: every string-valued field of the variant's full config, plus the
-    optimiser and the representation scored."""
+class Several(tuple):
+    """The values several runs used for one setting (a set of runs' ``Difference.value``)."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One setting where a run differs from the reference: its value against the reference's."""
+
+    group: str  # one of GROUPS
+    key: str  # e.g. "steps", "annealed_vae.gamma", "mig.n_train", "mig@sampled"
+    value: Any  # the run's (for several runs: their values, sorted)
+    reference: Any  # the reference's
+    source: str = ""  # the reference file the value comes from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "key": self.key,
+            "value": list(self.value) if isinstance(self.value, Several) else self.value,
+            "reference": self.reference,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ProtocolDiff:
+    """Every deviation and addition of one run, or of a set of runs, against a reference."""
+
+    reference: str
+    title: str
+    deviations: tuple[Difference, ...] = ()
+    additions: tuple[Difference, ...] = ()
+
+    @property
+    def matches(self) -> bool:
+        return not self.deviations
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's ``protocol`` block."""
+        return {
+            "reference": self.reference,
+            "matches": self.matches,
+            "deviations": [d.to_dict() for d in self.deviations],
+            "additions": [d.to_dict() for d in self.additions],
+        }
+
+    def note(self) -> str:
+        """One paragraph for a table or a README: "matches" only when nothing differs."""
+        if self.matches:
+            text = f"Protocol: matches {self.title}."
+        else:
+            parts = []
+            for group in GROUPS:
+                of_group = [d for d in self.deviations if d.group == group]
+                items = [_describe(d) for d in of_group if "@" not in d.key]
+                unscored = [d.key for d in of_group if "@" in d.key]  # metrics not scored on a representation
+                if unscored:
+                    representation = unscored[0].partition("@")[2]
+                    items.append(
+                        f"not scored on the {representation} representation: "
+                        + ", ".join(k.partition("@")[0] for k in unscored)
+                        + " (study: every metric on both)"
+                    )
+                if items:
+                    parts.append(f"{group}: " + "; ".join(items))
+            text = f"Protocol: deviates from {self.title} in {len(self.deviations)} setting(s). " + ". ".join(
+                parts
+            )
+            text += "."
+        if self.additions:
+            text += " Additions: " + "; ".join(_describe(d) for d in self.additions) + "."
+        return text
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A study's full spec (see the module docstring)."""
+
+    name: str
+    title: str
+    seeds: tuple[int, ...]
+    seeds_source: str
+    training: Mapping[str, Mapping[str, Any]]  # key -> {value, source}
+    model: Mapping[str, Mapping[str, Any]]
+    models: Mapping[str, Mapping[str, Any]]  # model -> {grid, fixed, ratio, training, source}
+    data: Mapping[str, Mapping[str, Any]]
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+
+    def steps_of(self, model: str) -> int:
+        return self.models.get(model, {}).get("training", {}).get("steps", self.training["steps"]["value"])
+
+
+@lru_cache(maxsize=8)
+def load_reference(name: str = DEFAULT_REFERENCE) -> Reference:
+    """The reference spec ``benchmarks/protocols/<name>.toml``."""
+    path = PROTOCOLS / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROTOCOLS.glob("*.toml"))
+        raise ValueError(f"unknown reference protocol {name!r}; known: {', '.join(known)}")
+    raw = tomllib.loads(path.read_text())
+    return Reference(
+        name=raw["name"],
+        title=raw["title"],
+        seeds=tuple(raw["seeds"]["value"]),
+        seeds_source=raw["seeds"]["source"],
+        training=raw["training"],
+        model=raw["model"],
+        models=raw["models"],
+        data=raw["data"],
+        evaluation=raw["evaluation"],
+    )
+
+
+def protocol_of(spec: RunSpec) -> dict[str, dict[str, Any]]:
+    """The run's settings as the reference names them: per group, key -> value (full model config)."""
+    t = spec.training
+    return {
+        "training": {
+            "steps": t.steps,
+            "batch_size": t.batch_size,
+            "learning_rate": t.learning_rate,
+            "optimizer": t.optimizer,
+            "precision": t.precision,
+        },
+        "model": {
+            "model": spec.model,
+            **spec.full_model_config(),
+            **({"pairs": thaw(spec.pairs)} if spec.pairs else {}),
+        },
+        "data": {"dataset": spec.dataset, "dataset_source": spec.dataset_source},
+        "evaluation": {
+            "evaluation_seed": spec.evaluation_seed,
+            "representation": spec.representation,
+            "metrics": thaw(spec.metrics),
+        },
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare equal; numbers compare as numbers."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def compare_run(
+    spec: RunSpec, reference: Reference | None = None, *, ran: Mapping[str, Any] | None = None
+) -> ProtocolDiff:
+    """Every deviation and addition of one run against ``reference`` (default: the study).
+
+    Args:
+        ran: what a record's provenance says actually ran, for choices the spec leaves to the
+            machine: ``precision`` (resolved) and ``dataset_source`` (the source used).
+    """
+    ref = reference or load_reference()
+    ran = dict(ran or {})
+    deviations: list[Difference] = []
+    additions: list[Difference] = []
+
+    def deviate(group: str, key: str, value: Any, expected: Any, source: str) -> None:
+        deviations.append(Difference(group, key, value, expected, source))
+
+    # training
+    t = spec.training
+    values = {
+        "steps": t.steps,
+        "batch_size": t.batch_size,
+        "learning_rate": t.learning_rate,
+        "optimizer": t.optimizer,
+        "precision": ran.get("precision", t.precision),
+    }
+    for key, value in values.items():
+        expected = ref.steps_of(spec.model) if key == "steps" else ref.training[key]["value"]
+        if value != expected:
+            shown = _AUTO.get(key, value) if value == "auto" else value
+            own = key in ref.models.get(spec.model, {}).get("training", {})  # FactorVAE's 150,000 updates
+            deviate(
+                "training",
+                f"{spec.model}.{key}" if own else key,
+                shown,
+                expected,
+                ref.training[key]["source"],
+            )
+
+    # model: the variant's full config, defaults included
     config = spec.full_model_config()
-    protocol = {k: v for k, v in sorted(config.items()) if isinstance(v, str)}
-    protocol["optimizer"] = spec.training.optimizer
-    protocol["representation"] = spec.representation
-    return protocol
+    for key, entry in ref.model.items():
+        if config.get(key) != entry["value"]:
+            deviate("model", key, config.get(key), entry["value"], entry["source"])
+    study_model = ref.models.get(spec.model)
+    if study_model is None:
+        deviate("model", "model", spec.model, "one of " + ", ".join(ref.models), "")
+    else:
+        source = study_model.get("source", "")
+        for name, grid in study_model.get("grid", {}).items():
+            if config.get(name) not in grid:
+                deviate("model", f"{spec.model}.{name}", config.get(name), _one_of(grid), source)
+        for name, expected in study_model.get("fixed", {}).items():
+            if config.get(name) != expected:
+                deviate("model", f"{spec.model}.{name}", config.get(name), expected, source)
+        for name, (other, factor) in study_model.get("ratio", {}).items():
+            if config.get(name) != factor * config.get(other, float("nan")):
+                deviate("model", f"{spec.model}.{name}", config.get(name), f"{factor:g} x {other}", source)
+    if spec.pairs is not None:
+        deviate("model", "pairs", thaw(spec.pairs), "none (single observations, unsupervised)", "")
+
+    # data
+    dataset = ref.data["dataset"]
+    if spec.dataset not in dataset["value"]:
+        deviate("data", "dataset", spec.dataset, _one_of(dataset["value"]), dataset["source"])
+    source = ran.get("dataset_source", spec.dataset_source)
+    expected = ref.data["dataset_source"]
+    if source != expected["value"]:
+        deviate(
+            "data",
+            "dataset_source",
+            _AUTO.get("dataset_source", source) if source == "auto" else source,
+            expected["value"],
+            expected["source"],
+        )
+
+    # evaluation
+    ev = ref.evaluation
+    if spec.evaluation_seed != ev["evaluation_seed"]["value"]:
+        deviate(
+            "evaluation",
+            "evaluation_seed",
+            spec.evaluation_seed,
+            ev["evaluation_seed"]["value"],
+            ev["evaluation_seed"]["source"],
+        )
+    scored = thaw(spec.metrics)
+    representations = ev["representations"]
+    for metric, entry in ev["metrics"].items():
+        if metric not in scored:
+            deviate("evaluation", metric, "not scored", "scored", entry["source"])
+            continue
+        for key, expected in entry["settings"].items():
+            value = scored[metric].get(key)
+            if _plain(value) != _plain(expected):
+                deviate("evaluation", f"{metric}.{key}", value, expected, entry["source"])
+        for representation in representations["value"]:
+            if representation != "mean" and f"{metric}@{representation}" not in scored:
+                deviate(
+                    "evaluation",
+                    f"{metric}@{representation}",
+                    "not scored",
+                    f"scored on the {representation} representation",
+                    representations["source"],
+                )
+    for entry in scored:
+        if entry.partition("@")[0] not in ev["metrics"]:
+            additions.append(Difference("evaluation", entry, "scored", "not in the study"))
+    return ProtocolDiff(ref.name, ref.title, tuple(deviations), tuple(additions))
 
 
-def deviations(protocol: dict[str, Any], study: dict[str, Any] = STUDY_PROTOCOL) -> dict[str, tuple]:
-    """``{key: (run's value, study's value)}`` for every compared key where the run differs."""
-    return {k: (protocol[k], v) for k, v in study.items() if k in protocol and protocol[k] != v}
+def compare_runs(
+    specs: Iterable[RunSpec],
+    reference: Reference | None = None,
+    *,
+    ran: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ProtocolDiff:
+    """The deviations and additions of a set of runs (a suite, a table): each run's, merged (one
+    entry per setting, listing the values the runs used), plus the seeds.
+
+    Args:
+        ran: run id -> what its record says ran (see ``compare_run``).
+    """
+    ref = reference or load_reference()
+    ran = ran or {}
+    specs = list(specs)
+    merged: dict[tuple, dict[str, Any]] = {}
+    for spec in specs:
+        diff = compare_run(spec, ref, ran=ran.get(spec.run_id))
+        for kind, items in (("deviation", diff.deviations), ("addition", diff.additions)):
+            for d in items:
+                slot = merged.setdefault((kind, d.group, d.key, repr(d.reference)), {"d": d, "values": []})
+                if d.value not in slot["values"]:
+                    slot["values"].append(d.value)
+    seeds = sorted({s.seed for s in specs})
+    if specs and seeds != sorted(ref.seeds):
+        merged[("deviation", "seeds", "seeds", "")] = {
+            "d": Difference("seeds", "seeds", None, _span(ref.seeds), ref.seeds_source),
+            "values": [_span(seeds)],
+        }
+    deviations, additions = [], []
+    for (kind, *_), slot in sorted(merged.items(), key=lambda item: (GROUPS.index(item[0][1]), item[0][2])):
+        d, values = slot["d"], slot["values"]
+        value = values[0] if len(values) == 1 else Several(_sorted(values))
+        (deviations if kind == "deviation" else additions).append(
+            Difference(d.group, d.key, value, d.reference, d.source)
+        )
+    return ProtocolDiff(ref.name, ref.title, tuple(deviations), tuple(additions))
 
 
-def protocol_footnote(protocols: Iterable[dict[str, Any]]) -> str:
-    """One sentence for a table: whether these runs match the study's protocol, and where they do not."""
-    found: dict[str, set] = {}
-    for protocol in protocols:
-        for key, (value, _) in deviations(protocol).items():
-            found.setdefault(key, set()).add(str(value))
-    if not found:
-        return "Protocol: matches disentanglement_lib's unsupervised_study_v1."
-    parts = [
-        f"{key} = {', '.join(sorted(values))} (study: {STUDY_PROTOCOL[key]})"
-        for key, values in sorted(found.items())
-    ]
-    return "Protocol: deviates from disentanglement_lib's unsupervised_study_v1 in: " + "; ".join(parts) + "."
+def _sorted(values: list) -> list:
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=repr)
+
+
+def _one_of(values: Iterable) -> str:
+    return "one of " + ", ".join(_fmt(v) for v in values)
+
+
+def _span(seeds: Iterable[int]) -> str:
+    """0, 1, 2 -> "0-2 (3 seeds)"; gaps listed."""
+    seeds = sorted(seeds)
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)"
+    return ", ".join(map(str, seeds)) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _describe(d: Difference) -> str:
+    value = " or ".join(_fmt(v) for v in d.value) if isinstance(d.value, Several) else _fmt(d.value)
+    if d.reference == "not in the study":
+        return f"{d.key} (not in the study)"
+    return f"{d.key} = {value} (study: {_fmt(d.reference)})"

@@ -1,10 +1,11 @@
-"""The paper suite trains what disentanglement_lib's unsupervised_study_v1 trained, and says so (issue 12)."""
+"""The paper suite trains what disentanglement_lib's unsupervised_study_v1 trained, and every
+difference of a run from the study is computed from its full spec and listed."""
 
 import collections
 
 import pytest
 
-from benchmarks.runner.protocol import STUDY_PROTOCOL, deviations, protocol_footnote, protocol_of
+from benchmarks.runner.protocol import compare_run, compare_runs, load_reference
 from benchmarks.runner.suite import SuiteError, expand_suite, load_suite, override_suite, parse_suite
 
 STUDY_DATASETS = {
@@ -82,37 +83,189 @@ def test_the_paper_suite_builds_the_studys_network_loss_and_schedule(paper):
             assert config["lambda_d"] == config["lambda_od"]
 
 
-def test_the_paper_suite_scores_the_studys_metrics_on_the_mean_and_the_unsupervised_ones_sampled(paper):
+STUDY_METRICS = {
+    "beta_vae",
+    "factor_vae",
+    "mig",
+    "dci",
+    "modularity_explicitness",
+    "sap",
+    "unsupervised",
+    "downstream_task_gbt",
+    "downstream_task_lr",
+}
+
+
+def test_the_paper_suite_scores_the_studys_metrics_on_both_representations_and_irs_as_an_addition(paper):
     names = set(paper[0].metrics)
-    assert names == {
-        "beta_vae",
-        "factor_vae",
-        "mig",
-        "dci",
-        "modularity_explicitness",
-        "sap",
-        "irs",
-        "unsupervised",
-        "unsupervised@sampled",
-    }
+    assert names == (STUDY_METRICS | {"irs"}) | {f"{m}@sampled" for m in STUDY_METRICS | {"irs"}}
     assert paper[0].metrics["dci"]["n_train"] == 10000 and paper[0].metrics["dci"]["n_test"] == 5000
+    assert list(paper[0].metrics["downstream_task_gbt"]["train_sizes"]) == [10, 100, 1000, 10000]
     assert paper[0].representation == "mean"
+    assert {s.dataset_source for s in paper} == {"official"} and {s.training.precision for s in paper} == {
+        "fp32"
+    }
 
 
-def test_the_footnote_says_matches_for_the_paper_suite_and_lists_the_quick_suites_deviations(paper):
-    assert protocol_footnote(protocol_of(s) for s in paper) == (
-        "Protocol: matches disentanglement_lib's unsupervised_study_v1."
+def test_the_paper_suite_deviates_from_the_study_only_in_its_named_seeds(paper):
+    diff = compare_runs(paper)
+    assert [(d.group, d.key) for d in diff.deviations] == [("seeds", "seeds")]
+    assert diff.deviations[0].value == "0-9 (10 seeds)"
+    assert {d.key for d in diff.additions} == {"irs", "irs@sampled"}
+    assert diff.note().startswith("Protocol: deviates from disentanglement_lib's unsupervised_study_v1")
+
+
+def test_matches_is_said_only_when_nothing_differs(paper):
+    one = [s for s in paper if s.dataset == "dsprites" and s.model == "beta_vae" and s.seed == 0][0]
+    study_metrics = {k: v for k, v in one.metrics.items() if k.partition("@")[0] != "irs"}
+    runs = [one.replace(seed=seed, metrics=study_metrics) for seed in range(50)]
+    diff = compare_runs(runs)
+    assert diff.matches and not diff.additions
+    assert (
+        diff.note()
+        == "Protocol: matches disentanglement_lib's unsupervised_study_v1 (Locatello et al. 2019)."
     )
-    quick = protocol_footnote(protocol_of(s) for s in expand_suite(load_suite("quick")))
-    assert quick.startswith("Protocol: deviates from disentanglement_lib's unsupervised_study_v1 in: ")
-    for part in ("architecture = locatello", "init = torch", "estimator = mws", "discriminator_clip = none"):
-        assert part in quick
+    assert not compare_runs(runs[:49]).matches  # one seed short of the study's 50
 
 
-def test_every_deviation_is_named_by_its_option():
-    protocol = {**STUDY_PROTOCOL, "likelihood": "gaussian", "init": "torch"}
-    assert deviations(protocol) == {"likelihood": ("gaussian", "bernoulli"), "init": ("torch", "tf")}
-    assert deviations({"architecture": "dlib_conv"}) == {}  # keys a variant lacks are not compared
+def _paper_run(paper, model="annealed_vae"):
+    return [s for s in paper if s.dataset == "dsprites" and s.model == model and s.seed == 0][0]
+
+
+def _with_config(spec, **fields):
+    return spec.replace(model_config={**spec.model_config, **fields})
+
+
+def _with_training(spec, **fields):
+    return spec.replace(training={**spec.training.to_dict(), **fields})
+
+
+CHANGES = {
+    "steps": (lambda s: _with_training(s, steps=1000), "training", "steps"),
+    "learning_rate": (lambda s: _with_training(s, learning_rate=5e-4), "training", "learning_rate"),
+    "batch_size": (lambda s: _with_training(s, batch_size=2), "training", "batch_size"),
+    "precision bf16": (lambda s: _with_training(s, precision="bf16"), "training", "precision"),
+    "precision auto": (lambda s: _with_training(s, precision="auto"), "training", "precision"),
+    "ramp": (lambda s: _with_config(s, ramp_steps=1), "model", "annealed_vae.ramp_steps"),
+    "gamma": (lambda s: _with_config(s, gamma=1.0), "model", "annealed_vae.gamma"),
+    "c_max off the grid": (lambda s: _with_config(s, c_max=7.0), "model", "annealed_vae.c_max"),
+    "latent_dim": (lambda s: _with_config(s, latent_dim=3), "model", "latent_dim"),
+    "architecture": (lambda s: _with_config(s, architecture="locatello"), "model", "architecture"),
+    "init": (lambda s: _with_config(s, init="torch"), "model", "init"),
+    "likelihood": (lambda s: _with_config(s, likelihood="gaussian"), "model", "likelihood"),
+    "procedural data": (lambda s: s.replace(dataset_source="procedural"), "data", "dataset_source"),
+    "auto data": (lambda s: s.replace(dataset_source="auto"), "data", "dataset_source"),
+    "evaluation seed": (lambda s: s.replace(evaluation_seed=3), "evaluation", "evaluation_seed"),
+    "metric setting": (
+        lambda s: s.replace(metrics={**s.metrics, "mig": {**s.metrics["mig"], "n_train": 2000}}),
+        "evaluation",
+        "mig.n_train",
+    ),
+    "metric missing": (
+        lambda s: s.replace(metrics={k: v for k, v in s.metrics.items() if not k.startswith("sap")}),
+        "evaluation",
+        "sap",
+    ),
+    "sampled missing": (
+        lambda s: s.replace(metrics={k: v for k, v in s.metrics.items() if k != "dci@sampled"}),
+        "evaluation",
+        "dci@sampled",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_one_changed_setting_is_one_deviation_with_both_values(paper, change):
+    make, group, key = CHANGES[change]
+    base = _paper_run(paper)
+    assert not compare_run(base).deviations
+    diff = compare_run(make(base))
+    assert [(d.group, d.key) for d in diff.deviations] == [(group, key)]
+    deviation = diff.deviations[0]
+    assert deviation.value != deviation.reference and deviation.source
+    assert (
+        f"{key} = " in diff.note()
+        or f"not scored on the sampled representation: {key.partition('@')[0]}" in diff.note()
+    )
+
+
+def test_factor_vaes_own_step_count_and_a_model_outside_the_study_are_deviations(paper):
+    factor = _paper_run(paper, "factor_vae")
+    assert not compare_run(factor).deviations  # 150,000 updates, as dlib's doubled global step gave
+    diff = compare_run(_with_training(factor, steps=300_000))
+    assert [(d.key, d.value, d.reference) for d in diff.deviations] == [
+        ("factor_vae.steps", 300_000, 150_000)
+    ]
+    weak = _paper_run(paper).replace(
+        model="group_vae_argmax",
+        model_config={**_paper_run(paper).model_config},
+        pairs={"k": 1, "semantics": "dlib"},
+    )
+    keys = {
+        d.key
+        for d in compare_run(
+            weak.replace(
+                model_config={
+                    k: v
+                    for k, v in weak.model_config.items()
+                    if k
+                    in ("architecture", "init", "latent_dim", "likelihood", "in_channels", "dataset_size")
+                }
+            )
+        ).deviations
+    }
+    assert {"model", "pairs"} <= keys
+
+
+def test_what_a_record_says_ran_replaces_the_specs_auto(paper):
+    auto = _with_training(_paper_run(paper), precision="auto").replace(dataset_source="auto")
+    assert {d.key for d in compare_run(auto).deviations} == {"precision", "dataset_source"}
+    assert not compare_run(auto, ran={"precision": "fp32", "dataset_source": "official"}).deviations
+    ran_procedural = compare_run(auto, ran={"precision": "fp32", "dataset_source": "procedural"})
+    assert [(d.key, d.value) for d in ran_procedural.deviations] == [("dataset_source", "procedural")]
+
+
+@pytest.mark.parametrize(
+    ("suite", "expected"),
+    [
+        (
+            "quick",
+            [
+                "steps = 1,200 (study: 300,000)",
+                "factor_vae.steps = 1,200 (study: 150,000)",
+                "learning_rate = 0.0005 (study: 0.0001)",
+                "annealed_vae.ramp_steps = 800 (study: 100,000)",
+                "beta_vae.n_train = 500 (study: 10,000)",
+                "downstream_task_gbt = not scored",
+                "not scored on the sampled representation: beta_vae",
+                "dataset_source = auto",
+                "seeds = 0 (1 seed) (study: 0-49 (50 seeds))",
+                "Additions: dci_fast (not in the study); irs (not in the study); mig_chen (not in the study)",
+            ],
+        ),
+        (
+            "study-cpu",
+            ["annealed_vae.gamma = 100 (study: 1000)", "annealed_vae.ramp_steps = 700 (study: 100,000)"],
+        ),
+    ],
+)
+def test_the_cpu_suites_notes_list_every_deviation(suite, expected):
+    note = compare_runs(expand_suite(load_suite(suite))).note()
+    for part in expected:
+        assert part in note, part
+
+
+def test_the_reference_names_a_source_for_every_value_and_agrees_with_the_zoos_grids():
+    ref = load_reference()
+    for group in (ref.training, ref.model, ref.data):
+        assert all(entry["source"] for entry in group.values())
+    assert all(entry["source"] for entry in ref.models.values())
+    assert all(entry["source"] for entry in ref.evaluation["metrics"].values())
+    from vae_zoo import get_model
+
+    for model, (field, values) in STUDY_GRIDS.items():
+        assert set(ref.models[model]["grid"][field]) == values
+        assert {point[field] for point in get_model(model).study_grid} == values
 
 
 @pytest.mark.parametrize("suite", ["quick", "study-cpu"])
