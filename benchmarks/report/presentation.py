@@ -89,6 +89,7 @@ def higher_is_better(key: str) -> bool | None:
 
 
 def direction_arrow(higher: bool | None) -> str:
+    """↑ where higher is better, ↓ where lower is, — where neither."""
     return {True: "↑", False: "↓"}.get(higher, "—")
 
 

@@ -124,6 +124,7 @@ class RunsFrame:
     """The readable records of one suite (or of all, ``suite=None``) and the files left aside.
 
     Attributes:
+        suite: the suite read, or None for every suite.
         frame: ``results_frame`` of the records, failed runs included.
         records: the typed records by run id, for the fields a frame does not hold.
         pairs: per (dataset, configuration label), the (field, value) pairs that label it,
@@ -144,6 +145,7 @@ class RunsFrame:
 
     @property
     def datasets(self) -> list[str]:
+        """Every dataset with a record, failed runs included, sorted."""
         return sorted(self.frame["dataset"].astype(str).unique())
 
 
