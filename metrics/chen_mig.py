@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from metrics._validation import check_arrays, warn
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.sampling import RandomGenerator, check_rng, rng_choice, rng_normal
 
 __all__ = ["mig_chen", "gaussian_mixture_entropy"]
@@ -140,6 +140,13 @@ def _check_grid(factors: np.ndarray, factor_sizes: Sequence[int]) -> list[np.nda
     study={"grid_max_values": None, "batch_size": 1024, "n_samples": 10000},
     fast={"grid_max_values": 8, "batch_size": 1024, "n_samples": 1000},
     dataset_settings={"exclude_factors": "mig_chen_excluded_factors"},
+    presentation=Presentation(
+        labels={"mig_chen": "MIG (Chen et al., log K)"},
+        headline={"mig_chen": 2},
+        note="`mig_chen` is Chen et al. (2018)'s MIG (Monte Carlo MI from the Gaussian posterior over "
+        "the factor grid, normalised by log K); the two are not comparable number for number",
+        note_topic="Which MIG",
+    ),
 )
 def mig_chen(
     mean: np.ndarray,

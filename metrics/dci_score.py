@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from metrics._validation import check_arrays, warn
 from metrics.exact_gbt import fit_gradient_boosting
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.sampling import RandomGenerator, check_rng, rng_integers
 
 __all__ = ["dci", "dci_fast", "disentanglement_completeness"]
@@ -151,6 +151,9 @@ _HIGHER = dict.fromkeys(_KEYS, True)
     higher_is_better=_HIGHER,
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16},
     fast={"n_train": 500, "n_test": 250, "batch_size": 250},
+    presentation=Presentation(
+        labels={"dci_disentanglement": "DCI disentanglement"}, headline={"dci_disentanglement": 5}
+    ),
 )
 def dci(
     codes_train: np.ndarray,

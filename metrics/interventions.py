@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, check_counts, warn
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.sampling import (
     Encoder,
     GroundTruthSampler,
@@ -215,6 +215,9 @@ def beta_vae_score_from_features(
     fast={"batch_size": 16, "n_train": 500, "n_eval": 250, "encode_batch_size": 4096},
     # A pair of batches per training and evaluation point.
     encodes=lambda s, sizes: 2 * s["batch_size"] * (s["n_train"] + s["n_eval"]),
+    presentation=Presentation(
+        labels={"beta_vae_eval_accuracy": "β-VAE score (eval acc.)"}, headline={"beta_vae_eval_accuracy": 3}
+    ),
 )
 def beta_vae_score(
     sampler: GroundTruthSampler,
@@ -393,6 +396,10 @@ def factor_vae_score_from_variances(
     },
     # One batch per vote, plus the sample behind the codes' scales.
     encodes=lambda s, sizes: s["batch_size"] * (s["n_train"] + s["n_eval"]) + s["n_variance_estimate"],
+    presentation=Presentation(
+        labels={"factor_vae_eval_accuracy": "FactorVAE score (eval acc.)"},
+        headline={"factor_vae_eval_accuracy": 4},
+    ),
 )
 def factor_vae_score(
     sampler: GroundTruthSampler,

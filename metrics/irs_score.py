@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics._validation import check_arrays
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.utils import histogram_discretize
 
 __all__ = ["irs", "irs_matrix"]
@@ -53,6 +53,7 @@ def irs_matrix(
     higher_is_better={"irs": True},
     study={"n_train": 10000, "batch_size": 16, "diff_quantile": 0.99, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "diff_quantile": 0.99, "n_bins": 20},
+    presentation=Presentation(labels={"irs": "IRS"}, headline={"irs": 8}),
 )
 def irs(
     codes: np.ndarray, factors: np.ndarray, *, diff_quantile: float = 0.99, n_bins: int = 20

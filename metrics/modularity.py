@@ -28,7 +28,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, warn
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.utils import discrete_mutual_info, histogram_discretize
 
 __all__ = ["modularity_explicitness", "modularity_from_mutual_info", "explicitness_per_factor"]
@@ -72,6 +72,7 @@ def explicitness_per_factor(
     higher_is_better={"modularity": True, "explicitness_train": True, "explicitness_test": True},
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "n_bins": 20},
+    presentation=Presentation(labels={"modularity": "Modularity"}, headline={"modularity": 7}),
 )
 def modularity_explicitness(
     codes_train: np.ndarray,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics._validation import check_arrays, warn
-from metrics.registry import register_metric
+from metrics.registry import Presentation, register_metric
 from metrics.utils import discrete_entropy, discrete_mutual_info, histogram_discretize
 
 __all__ = ["mig", "mig_from_mutual_info"]
@@ -36,6 +36,14 @@ def mig_from_mutual_info(mutual_info: np.ndarray, factor_entropy: np.ndarray) ->
     higher_is_better={"mig": True},
     study={"n_train": 10000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "n_bins": 20},
+    # Two different quantities go by "MIG": a header must always say which one a number is.
+    presentation=Presentation(
+        labels={"mig": "MIG (histogram, dlib)"},
+        headline={"mig": 1},
+        note="`mig` is disentanglement_lib's MIG (histogram-discretised codes, plug-in MI, "
+        "normalised by the sampled factor's entropy)",
+        note_topic="Which MIG",
+    ),
 )
 def mig(codes: np.ndarray, factors: np.ndarray, *, n_bins: int = 20) -> dict[str, float]:
     """Mutual Information Gap with disentanglement_lib's histogram estimator (key ``mig``).

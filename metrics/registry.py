@@ -1,9 +1,10 @@
 """The metric registry: ``register_metric``, ``get_metric``, ``list_metrics``.
 
 Each entry is a :class:`MetricSpec` recording the function, what it takes
-(``inputs``), which direction is better for each output key, and two keyword
+(``inputs``), which direction is better for each output key, two keyword
 settings: ``study`` (disentanglement_lib's unsupervised_study_v1 sample sizes)
-and ``fast`` (small sizes for smoke tests). :func:`evaluate_metric` turns a
+and ``fast`` (small sizes for smoke tests), and its :class:`Presentation`: how
+a report labels, orders and explains its outputs. :func:`evaluate_metric` turns a
 spec, a ground-truth sampler and an encoder into scores, doing the sampling
 that the ``inputs`` kind calls for.
 
@@ -29,6 +30,7 @@ from vaebench.registry import Registry
 
 __all__ = [
     "INPUT_KINDS",
+    "Presentation",
     "MetricSpec",
     "METRICS",
     "register_metric",
@@ -83,6 +85,33 @@ BUILTIN_MODULES = (
 
 
 @dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a report shows a metric's outputs; the report itself names no metric.
+
+    Attributes:
+        labels: per output key, the column header (a key without one is shown by its name).
+        headline: per output key, its rank among the headline scores: the disentanglement scores
+            the report shows first (lowest rank first), compares between models in its notes and
+            analyses, and draws distributions of. A key without a rank follows them, by name.
+        note: one sentence on what the metric computes, printed with the protocol of the runs
+            that used it, under the heading ``note_topic`` (the notes of one topic are joined,
+            by metric name, so that metrics easily confused are explained side by side).
+        note_topic: the heading of ``note``.
+    """
+
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    headline: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    note: str = ""
+    note_topic: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.note) != bool(self.note_topic):
+            raise ValueError("a metric's note and note_topic go together: give both or neither")
+        for field in ("labels", "headline"):
+            object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
+
+
+@dataclasses.dataclass(frozen=True)
 class MetricSpec:
     """One registered metric.
 
@@ -94,6 +123,7 @@ class MetricSpec:
         study: keyword settings of disentanglement_lib's study (sampling sizes and metric kwargs).
         fast: small settings that run in a second or two (plus encoding) for smoke tests.
         description: one line for listings.
+        presentation: labels, headline ranks and a note for reports.
     """
 
     name: str
@@ -109,6 +139,7 @@ class MetricSpec:
     #: Settings a dataset supplies, ``{keyword: attribute of the dataset}`` (Chen et al.'s MIG leaves
     #: out the factors ``mig_chen_excluded_factors`` names); a suite's own value wins.
     dataset_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    presentation: Presentation = dataclasses.field(default_factory=Presentation)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -122,6 +153,13 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r} samples for itself, so it must declare encodes=")
         for which in ("study", "fast"):
             self.check_settings(getattr(self, which), where=f"metric {self.name!r} {which} settings")
+        shown = {**self.presentation.labels, **self.presentation.headline}
+        unknown = sorted(set(shown) - set(self.higher_is_better))
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r} presents key(s) it does not return: {', '.join(unknown)}; "
+                f"its keys: {', '.join(self.higher_is_better)}"
+            )
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -187,16 +225,27 @@ def register_metric(
     description: str = "",
     encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None,
     dataset_settings: Mapping[str, str] | None = None,
+    presentation: Presentation | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
 
-    Refuses a name already taken by a different metric.
+    Refuses a name already taken by a different metric. ``presentation`` says how reports show
+    the outputs (labels, headline ranks, a note); without it they are shown by their keys.
     """
 
     def decorator(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
         doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
         spec = MetricSpec(
-            name, fn, inputs, higher_is_better, study, fast, doc, encodes, dict(dataset_settings or {})
+            name,
+            fn,
+            inputs,
+            higher_is_better,
+            study,
+            fast,
+            doc,
+            encodes,
+            dict(dataset_settings or {}),
+            presentation or Presentation(),
         )
         METRICS.register(name)(spec)
         return fn

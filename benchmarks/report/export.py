@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.report.results import load_results
+from benchmarks.report.runs_frame import load_results
 from vaebench.atomic import atomic_write_bytes
 
 __all__ = ["EXPORT_FORMATS", "MissingDependency", "export_results", "render_export"]

@@ -23,30 +23,28 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from benchmarks.report.frame import (
-    HEADLINE_METRICS,
-    Config,
-    Run,
-    SuiteRuns,
-    configurations,
-    fmt,
-    fmt_param,
-    load_suite_runs,
-    metric_columns,
-    metric_directions,
-    metric_header,
+from benchmarks.report.presentation import fmt, fmt_param, headline_keys, metric_header
+from benchmarks.report.runs_frame import (
+    FINAL_PREFIX,
+    RunsFrame,
+    read_runs,
     suites_to_report,
-    summarise,
+    summary_stats,
+    value_column,
+    value_keys,
 )
-from benchmarks.runner.records import artifact_path
+from benchmarks.runner.records import RunRecord, artifact_path
 from vaebench.atomic import atomic_write_bytes
 
 __all__ = ["write_figures"]
@@ -68,40 +66,79 @@ def write_figures(out_dir: Path, suite: str | None = None) -> list[Path]:
     suites = suites_to_report(out_dir, suite)
     written: list[Path] = []
     for name in suites:
-        runs = load_suite_runs(out_dir, name)
-        for skipped in runs.skipped:
-            log.warning("skipped unreadable run record %s: %s", skipped.path, skipped.reason)
         folder = out_dir / "figures" / name
-        mine = _suite_figures(out_dir, runs, folder)
+        mine = _suite_figures(out_dir, read_runs(out_dir, name), folder)
         _remove_stale_figures(folder, _PREFIXES, mine)
         written += mine
     return sorted(written)
 
 
-def _suite_figures(out_dir: Path, runs: SuiteRuns, folder: Path) -> list[Path]:
-    if not runs.ok_runs:
+@dataclass(frozen=True)
+class _Config:
+    """One configuration's successful runs (rows of the frame, by seed) and what its label is made of."""
+
+    model: str
+    label: str
+    runs: pd.DataFrame
+    pairs: tuple[tuple[str, Any], ...]  # (field, value) pairs of the label, strength first
+    strength_field: str | None
+    strength: float | None  # the regularisation strength's value; None without one
+    stats: dict[str, Any]  # value key -> its row of ``summary_stats`` (n, mean, std, ...)
+
+    def values(self, key: str) -> list[float]:
+        """The runs' values of a metric or training term, by seed; missing ones left out."""
+        column = value_column(key)
+        return self.runs[column].dropna().tolist() if column in self.runs else []
+
+
+def _configurations(runs: RunsFrame, dataset: str, keys: list[str]) -> list[_Config]:
+    """The dataset's configurations in table order, with the statistics of ``keys`` over seeds."""
+    ok = runs.ok[runs.ok["dataset"] == dataset]
+    columns = {value_column(k): k for k in keys}
+    ok = ok.assign(**{c: ok.get(c, np.nan) for c in columns})
+    summary = {row.Index: row for row in summary_stats(ok, list(columns), by=["config"]).itertuples()}
+    out = []
+    for label, rows in ok.groupby("config", sort=False, observed=True):
+        first = rows.iloc[0]
+        value = first["strength_value"]
+        out.append(
+            _Config(
+                model=str(first["model"]),
+                label=str(label),
+                runs=rows,
+                pairs=runs.pairs[(dataset, str(label))],
+                strength_field=None if pd.isna(first["strength_field"]) else str(first["strength_field"]),
+                strength=None if pd.isna(value) else float(value),
+                stats={k: summary[(label, c)] for c, k in columns.items() if (label, c) in summary},
+            )
+        )
+    return out
+
+
+def _suite_figures(out_dir: Path, runs: RunsFrame, folder: Path) -> list[Path]:
+    if runs.ok.empty:
         log.warning("suite %s has no successful runs: no figures", runs.suite)
         return []
-    columns = metric_columns(runs.runs)
-    metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
-    directions = metric_directions(metric_names, columns)
-    models = sorted({r.model for r in runs.runs})
+    columns = value_keys(runs.ok)
+    models = sorted(set(runs.frame["model"]))
     colours = {m: _colour(i) for i, m in enumerate(models)}
     written = []
-    all_cells = configurations(runs.runs)
     for dataset in runs.datasets:
-        cells = [c for c in all_cells if c.dataset == dataset]
+        cells = _configurations(runs, dataset, columns)
         if not cells:
             log.warning("%s/%s: no successful runs, no figures", runs.suite, dataset)
             continue
         title = f"{runs.suite} / {dataset}"
+        chosen = _one_run_per_model(cells)
         figures = {
-            f"distributions_{dataset}": _distributions(title, cells, columns, directions, colours),
-            f"strength_{dataset}": _strength(title, cells, columns, directions, colours),
+            f"distributions_{dataset}": _distributions(title, cells, columns, colours),
+            f"strength_{dataset}": _strength(title, cells, columns, colours),
             f"tradeoff_{dataset}": _tradeoff(title, cells, colours),
-            f"mi_{dataset}": _mi_matrices(title, _one_run_per_model(cells)),
+            f"mi_{dataset}": _mi_matrices(
+                title, {m: (run, runs.records[run["run_id"]]) for m, run in chosen.items()}
+            ),
         }
-        for model, run in _one_run_per_model(cells).items():
+        for model, run in chosen.items():
             figures[f"traversals_{dataset}_{model}"] = _traversals(out_dir, title, runs.suite, run)
         for stem, fig in sorted(figures.items()):
             if fig is None:
@@ -115,15 +152,15 @@ def _suite_figures(out_dir: Path, runs: SuiteRuns, folder: Path) -> list[Path]:
 # -- the figures -----------------------------------------------------------------------------------
 
 
-def _distributions(title, cells: list[Config], columns, directions, colours) -> Figure | None:
-    keys = [k for k in columns if k in HEADLINE_METRICS and any(c.values(k) for c in cells)]
+def _distributions(title, cells: list[_Config], columns, colours) -> Figure | None:
+    keys = [k for k in headline_keys(columns) if any(c.values(k) for c in cells)]
     if not keys:
         log.warning("%s: no headline metric has a value; no distribution figure", title)
         return None
     models = sorted({c.model for c in cells})
     width = 0.9 * len(models) + 1.6
     fig, axes = _grid(len(keys), panel=(width, 3.2), ncols=max(1, int(16 // width)))
-    n_runs = len({r.run_id for c in cells for r in c.runs})
+    n_runs = len({run_id for c in cells for run_id in c.runs["run_id"]})
     fig.suptitle(f"{title}: score per model over hyperparameters and seeds ({n_runs} runs)", fontsize=11)
     for ax, key in zip(axes, keys):
         per_model = [[v for c in cells if c.model == m for v in c.values(key)] for m in models]
@@ -144,20 +181,20 @@ def _distributions(title, cells: list[Config], columns, directions, colours) -> 
             [f"{m}\n(n={len(v)})" for m, v in zip(models, per_model)], rotation=30, ha="right", fontsize=8
         )
         ax.set_xlim(-0.6, len(models) - 0.4)
-        ax.set_title(metric_header(key, directions), fontsize=9)
+        ax.set_title(metric_header(key), fontsize=9)
         ax.set_ylabel("score", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def _strength(title, cells: list[Config], columns, directions, colours) -> Figure | None:
+def _strength(title, cells: list[_Config], columns, colours) -> Figure | None:
     keys = [k for k in columns if any(c.values(k) for c in cells)]
-    swept = [c for c in cells if _strength_of(c) is not None]
+    swept = [c for c in cells if c.strength is not None]
     if not swept or not keys:
         log.warning("%s: no run has a regularisation strength; no strength figure", title)
         return None
-    xs = [_strength_of(c) for c in swept]
+    xs = [c.strength for c in swept]
     log_x = min(xs) > 0 and max(xs) / min(xs) >= 10  # log only where the sweep spans a decade
     grid_values = sorted(set(xs))
     lines = _lines(cells)
@@ -168,22 +205,21 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
         for name, line in lines.items():
             line_cells = [c for c, _ in line]
             model = line_cells[0].model
-            stats = [(c, summarise(c.values(key))) for c in line_cells]
-            stats = [(c, s) for c, s in stats if s is not None]
+            stats = [(c, c.stats[key]) for c in line_cells if key in c.stats]
             if not stats:
                 continue
-            if _strength_of(line_cells[0]) is None:
+            if line_cells[0].strength is None:
                 # No strength: a horizontal reference line at the model's mean, its seed std shaded.
                 s0 = stats[0][1]
                 h = ax.axhline(s0.mean, color=colours[model], linestyle="--", linewidth=1.2)
-                if s0.std:
+                if s0.n > 1 and s0.std:
                     ax.axhspan(
                         s0.mean - s0.std, s0.mean + s0.std, color=colours[model], alpha=0.12, linewidth=0
                     )
             else:
-                x = [_strength_of(c) for c, _ in stats]
+                x = [c.strength for c, _ in stats]
                 y = [s.mean for _, s in stats]
-                err = [s.std or 0.0 for _, s in stats]
+                err = [s.std if s.n > 1 else 0.0 for _, s in stats]
                 h = ax.errorbar(x, y, yerr=err, color=colours[model], marker="o", markersize=4, capsize=3)
             handles.setdefault(name, h)
         if log_x:
@@ -193,7 +229,7 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
             ax.set_xticks(grid_values)
             ax.set_xticklabels([f"{v:g}" for v in grid_values])
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(metric_header(key, directions), fontsize=9)
+        ax.set_title(metric_header(key), fontsize=9)
         ax.set_xlabel("regularisation strength" + (" (log scale)" if log_x else ""), fontsize=8)
         ax.set_ylabel("mean over seeds", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -210,9 +246,15 @@ def _strength(title, cells: list[Config], columns, directions, colours) -> Figur
     return fig
 
 
-def _tradeoff(title, cells: list[Config], colours) -> Figure | None:
-    points = [(c, r.value("kl"), r.value("reconstruction")) for c in cells for r in c.runs]
-    points = [(c, k, rec) for c, k, rec in points if k is not None and rec is not None]
+def _tradeoff(title, cells: list[_Config], colours) -> Figure | None:
+    kl, reconstruction = FINAL_PREFIX + "kl", FINAL_PREFIX + "reconstruction"
+    points = [
+        (c, float(k), float(rec))
+        for c in cells
+        if kl in c.runs and reconstruction in c.runs
+        for k, rec in zip(c.runs[kl], c.runs[reconstruction])
+        if not (pd.isna(k) or pd.isna(rec))
+    ]
     if not points:
         log.warning("%s: no run has final reconstruction and KL; no trade-off figure", title)
         return None
@@ -253,13 +295,13 @@ def _tradeoff(title, cells: list[Config], colours) -> Figure | None:
     return fig
 
 
-def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | None:
-    path = artifact_path(out_dir, suite, run.run_id)
+def _traversals(out_dir: Path, title: str, suite: str, run: pd.Series) -> Figure | None:
+    """Latent traversals of one run (a row of the frame), from its artifact."""
+    path = artifact_path(out_dir, suite, run["run_id"])
     where = path.relative_to(out_dir).as_posix()
+    label, seed = run["config"], int(run["seed"])
     if not path.is_file():
-        log.warning(
-            "no traversal artifact for %s seed %d at %s; skipping its traversals", run.label, run.seed, where
-        )
+        log.warning("no traversal artifact for %s seed %d at %s; skipping its traversals", label, seed, where)
         return None
     try:
         with np.load(path) as data:
@@ -267,12 +309,10 @@ def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | Non
             values = np.asarray(data["traversal_values"], dtype=np.float64)  # (n_steps,)
             kl = np.asarray(data["kl_per_dim"], dtype=np.float64)  # (n_latents,)
     except (OSError, KeyError, ValueError) as exc:
-        log.warning("traversal artifact %s is unreadable (%s); skipping %s", where, exc, run.label)
+        log.warning("traversal artifact %s is unreadable (%s); skipping %s", where, exc, label)
         return None
     if images.ndim != 5 or images.shape[2] not in (1, 3) or images.shape[:2] != (len(kl), len(values)):
-        log.warning(
-            "traversal artifact %s has unexpected shapes %s; skipping %s", where, images.shape, run.label
-        )
+        log.warning("traversal artifact %s has unexpected shapes %s; skipping %s", where, images.shape, label)
         return None
     n_latents, n_steps, channels, h, w = images.shape
     order = np.argsort(-kl, kind="stable")  # most active latent first
@@ -301,17 +341,16 @@ def _traversals(out_dir: Path, title: str, suite: str, run: Run) -> Figure | Non
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(
-        f"{title}: traversals of {run.label}, seed {run.seed}\nrows ordered by KL per latent", fontsize=9
-    )
+    ax.set_title(f"{title}: traversals of {label}, seed {seed}\nrows ordered by KL per latent", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
+def _mi_matrices(title, chosen: dict[str, tuple[pd.Series, RunRecord]]) -> Figure | None:
+    """The MI matrix of one run per model: {model: (its row of the frame, its record)}."""
     mats = {}
-    for model, run in chosen.items():
-        mi = run.record.get("mi_matrix") or {}
+    for model, (run, record) in chosen.items():
+        mi = record.mi_matrix or {}
         matrix = np.asarray(mi.get("codes_by_factors") or [], dtype=np.float64)
         if matrix.ndim == 2 and matrix.size:
             names = list(mi.get("factor_names") or [f"factor {j}" for j in range(matrix.shape[1])])
@@ -334,7 +373,7 @@ def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(matrix.shape[0]))
         ax.set_yticklabels([f"z{i}" for i in range(matrix.shape[0])], fontsize=8)
-        ax.set_title(f"{run.label}, seed {run.seed}", fontsize=9)
+        ax.set_title(f"{run['config']}, seed {run['seed']}", fontsize=9)
         ax.set_xlabel("factor", fontsize=8)
         ax.set_ylabel("latent code", fontsize=8)
         if matrix.size <= 150:
@@ -348,52 +387,42 @@ def _mi_matrices(title, chosen: dict[str, Run]) -> Figure | None:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _one_run_per_model(cells: list[Config]) -> dict[str, Run]:
+def _one_run_per_model(cells: list[_Config]) -> dict[str, pd.Series]:
     """Per model: the first grid point in sort order (lowest strength), then its lowest seed."""
-    chosen: dict[str, Run] = {}
+    chosen: dict[str, pd.Series] = {}
     for cell in cells:  # already sorted by model and hyperparameters; runs by seed
-        if cell.model not in chosen and cell.runs:
-            chosen[cell.model] = cell.runs[0]
+        if cell.model not in chosen and len(cell.runs):
+            chosen[cell.model] = cell.runs.iloc[0]
     return chosen
 
 
-def _strength_of(cell: Config) -> float | None:
-    value = cell.runs[0].strength_value if cell.runs else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _lines(cells: list[Config]) -> dict[str, list[tuple[Config, str]]]:
+def _lines(cells: list[_Config]) -> dict[str, list[tuple[_Config, str]]]:
     """One line per model (name "model (strength field)"), split further by any hyperparameter
     that varies independently of the strength; each configuration with a short point label.
 
     A hyperparameter set from the strength (DIP-VAE-I's lambda_d = 10 lambda_od) moves along
     the line and neither splits it nor appears in the point label.
     """
-    lines: dict[str, list[tuple[Config, str]]] = {}
+    lines: dict[str, list[tuple[_Config, str]]] = {}
     for model in sorted({c.model for c in cells}):
-        own = [c for c in cells if c.model == model and c.runs]
+        own = [c for c in cells if c.model == model]
         if not own:
             continue
-        field = own[0].runs[0].strength_field
+        field = own[0].strength_field
         tied = set()
-        for key in {k for c in own for k, _ in c.runs[0].hparams if k != field}:
+        for key in {k for c in own for k, _ in c.pairs if k != field}:
             seen: dict[str, set[str]] = {}
             for c in own:
-                params = dict(c.runs[0].hparams)
+                params = dict(c.pairs)
                 seen.setdefault(repr(params.get(field)), set()).add(repr(params.get(key)))
             if field is not None and all(len(v) == 1 for v in seen.values()):
                 tied.add(key)
         for c in own:
-            rest = ", ".join(
-                f"{k}={fmt_param(v)}" for k, v in c.runs[0].hparams if k != field and k not in tied
-            )
+            rest = ", ".join(f"{k}={fmt_param(v)}" for k, v in c.pairs if k != field and k not in tied)
             name = model + (f" ({field})" if field else " (no strength)") + (f" [{rest}]" if rest else "")
-            strength = _strength_of(c)
-            lines.setdefault(name, []).append((c, "" if strength is None else f"{strength:g}"))
+            lines.setdefault(name, []).append((c, "" if c.strength is None else f"{c.strength:g}"))
     for line in lines.values():
-        line.sort(key=lambda cs: (_strength_of(cs[0]) is None, _strength_of(cs[0]) or 0.0))
+        line.sort(key=lambda cs: (cs[0].strength is None, cs[0].strength or 0.0))
     return lines
 
 

@@ -17,17 +17,9 @@ import argparse
 import re
 from pathlib import Path
 
-from benchmarks.report.analysis import MIN_SEEDS
-from benchmarks.report.frame import (
-    HEADLINE_METRICS,
-    TRAINING_TERMS,
-    configurations,
-    load_suite_runs,
-    metric_directions,
-    metric_header,
-    stats_text,
-    summarise,
-)
+from benchmarks.report.analysis_stats import MIN_SEEDS
+from benchmarks.report.presentation import TRAINING_TERMS, headline_keys, metric_header, stats_text
+from benchmarks.report.runs_frame import metric_keys, read_runs, summary_stats, value_column
 
 __all__ = ["results_section", "update_readme"]
 
@@ -40,53 +32,56 @@ README_ANALYSES = (
 
 def results_section(out_dir: Path, suite: str) -> str:
     """Markdown: protocol, timing and one row per configuration (mean over its seeds)."""
-    runs = load_suite_runs(out_dir, suite)
-    ok = [r for r in runs.runs if r.ok]
-    if not ok:
+    runs = read_runs(out_dir, suite)
+    ok = runs.ok
+    if ok.empty:
         raise ValueError(f"no successful run records under {Path(out_dir) / 'runs' / suite}")
-    first = ok[0].record
-    training = first["spec"]["training"]
-    provenance = first["provenance"]
-    keys = [k for k in HEADLINE_METRICS if any(k in r.record["metrics"] for r in ok)]
-    directions = metric_directions(first["spec"]["metrics"], keys)
-    directions.update(dict.fromkeys(TRAINING_TERMS, False))
-    datasets = sorted({r.dataset for r in ok})
+    records = [runs.records[run_id] for run_id in ok["run_id"]]
+    first = records[0]
+    training = first.spec["training"]
+    provenance = first.provenance
+    keys = headline_keys(metric_keys(ok))
+    datasets = sorted(set(ok["dataset"]))
     several = len(datasets) > 1
-    header = [*(["dataset"] if several else []), "model", *(metric_header(k, directions) for k in keys)]
-    header += [metric_header(term, directions) for term in TRAINING_TERMS]
+    header = [*(["dataset"] if several else []), "model", *(metric_header(k) for k in keys)]
+    header += [metric_header(term) for term in TRAINING_TERMS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    cells_of_suite = configurations(ok)
-    for config in cells_of_suite:
-        cells = [*([config.dataset] if several else []), config.label]
-        for key in (*keys, *TRAINING_TERMS):
+    shown = [*keys, *TRAINING_TERMS]
+    columns = [value_column(k) for k in shown]
+    summary = summary_stats(ok.assign(**{c: ok.get(c, float("nan")) for c in columns}), columns)
+    stats = {row.Index: row for row in summary.itertuples()}  # (dataset, config, column) -> its row
+    configs = ok.drop_duplicates(["dataset", "config"])
+    for dataset, config in zip(configs["dataset"], configs["config"]):
+        cells = [*([dataset] if several else []), config]
+        for key, column in zip(shown, columns):
             digits = 1 if key in TRAINING_TERMS else 3
-            cells.append(stats_text(summarise(config.values(key)), digits, with_n=False))
+            cells.append(stats_text(stats.get((dataset, config, column)), digits, with_n=False))
         lines.append("| " + " | ".join(cells) + " |")
-    train_s = sum(r.record["timing"]["train_seconds"] for r in ok)
-    eval_s = sum(r.record["timing"]["eval_seconds"] for r in ok)
+    train_s = sum(r.timing["train_seconds"] for r in records)
+    eval_s = sum(r.timing["eval_seconds"] for r in records)
     commits = sorted(
         {
-            (r.record["provenance"].get("git_commit") or "unknown")[:12]
-            + ("+" if r.record["provenance"].get("git_dirty") else "")
-            for r in ok
+            (r.provenance.get("git_commit") or "unknown")[:12]
+            + ("+" if r.provenance.get("git_dirty") else "")
+            for r in records
         }
     )
-    seeds = sorted({r.seed for r in ok})
+    seeds = sorted(set(ok["seed"]))
     device = f"{provenance.get('device_name', 'unknown device')} ({provenance.get('device', '?')})"
     intro = (
         f"Produced by `vaebench run --suite {suite} --out results` then `vaebench table` and "
         f"`vaebench plot`, and this section by `python -m benchmarks.report.readme`: {', '.join(datasets)}, "
         f"{training['steps']:,} steps at batch "
         f"{training['batch_size']}, lr {training['learning_rate']:g}, "
-        f"{first['spec']['model_config']['architecture']} architecture, "
+        f"{first.spec['model_config']['architecture']} architecture, "
         f"seed(s) {', '.join(map(str, seeds))}"
         + (" (cells: mean ± std over seeds)" if len(seeds) > 1 else "")
-        + f", the suite's metric settings; {len(ok)} of {len(runs.runs)} "
+        + f", the suite's metric settings; {len(ok)} of {len(runs.frame)} "
         f"runs ok; {train_s / 60:.1f} min of training and {eval_s / 60:.1f} min of evaluation in total "
         f"on {device}, code {', '.join(commits)}"
         + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")
     )
-    fewest_seeds = min(len(config.runs) for config in cells_of_suite)
+    fewest_seeds = int(ok.groupby(["dataset", "config"], observed=True).size().min())
     figures = _figures(out_dir, suite, datasets) if fewest_seeds >= MIN_SEEDS else ""
     return intro + "\n\n" + "\n".join(lines) + "\n" + figures
 

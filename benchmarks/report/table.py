@@ -20,22 +20,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.report.frame import (
-    HEADLINE_METRICS,
-    TRAINING_TERMS,
-    Stats,
-    SuiteRuns,
+from benchmarks.report.presentation import (
     fmt,
     fmt_param,
-    load_suite_runs,
-    metric_columns,
-    metric_directions,
+    headline_keys,
+    higher_is_better,
     metric_header,
+    metric_notes,
     stats_text,
-    suites_to_report,
 )
-from benchmarks.report.results import FINAL_PREFIX, metric_column, results_frame, summary_stats
-from benchmarks.runner.records import atomic_write_text
+from benchmarks.report.runs_frame import (
+    RunsFrame,
+    read_runs,
+    suites_to_report,
+    summary_stats,
+    value_column,
+    value_keys,
+)
+from benchmarks.runner.protocol import protocol_footnote, protocol_of
+from benchmarks.runner.records import RunRecord, atomic_write_text
+from benchmarks.runner.spec import RunSpec
+from vaebench.registry import UnknownNameError
 
 __all__ = ["write_tables", "render_tables"]
 
@@ -56,17 +61,14 @@ def write_tables(out_dir: Path, suite: str | None = None) -> list[Path]:
     suites = suites_to_report(out_dir, suite)
     written = []
     for name in suites:
-        runs = load_suite_runs(out_dir, name)
-        for skipped in runs.skipped:
-            log.warning("skipped unreadable run record %s: %s", skipped.path, skipped.reason)
-        for ext, text in sorted(render_tables(runs).items()):
+        for ext, text in sorted(render_tables(read_runs(out_dir, name)).items()):
             path = out_dir / "tables" / f"{name}.{ext}"
             atomic_write_text(path, text)
             written.append(path)
     return sorted(written)
 
 
-def render_tables(runs: SuiteRuns) -> dict[str, str]:
+def render_tables(runs: RunsFrame) -> dict[str, str]:
     """The three renderings of one suite's tables: {"md": ..., "csv": ..., "tex": ...}."""
     report = _build(runs)
     return {"md": _markdown(report), "csv": _csv(report), "tex": _latex(report)}
@@ -86,38 +88,34 @@ class _Cell:
     n_runs: int
 
 
+#: A row of ``summary_stats`` as a named tuple: n, mean, std (NaN for one value), median, min, max,
+#: q25, q75 and seeds.
+_Stats = Any
+
+
 @dataclass
 class _Dataset:
     name: str
     cells: list[_Cell]
-    stats: dict[tuple[str, str], Stats | None]  # (configuration label, metric key) -> stats over seeds
-    seeds: dict[tuple[str, str], str]  # (configuration label, metric key) -> seeds with a value
+    stats: dict[tuple[str, str], _Stats | None]  # (configuration label, metric key) -> stats over seeds
     best: dict[str, dict[str, tuple[float, str] | None]]  # model -> key -> (median, hyperparameters)
     notes: list[str]
 
 
 @dataclass
 class _Report:
-    runs: SuiteRuns
-    frame: pd.DataFrame  # load_results' table of every readable record
+    runs: RunsFrame
     columns: list[str]
     directions: dict[str, bool | None]
     datasets: list[_Dataset]
     protocol: list[tuple[str, str]]
 
 
-def _frame_column(key: str) -> str:
-    """The DataFrame column of a table column: a training term, or a metric."""
-    return FINAL_PREFIX + key if key in TRAINING_TERMS else metric_column(key)
-
-
-def _build(runs: SuiteRuns) -> _Report:
-    columns = metric_columns(runs.runs)
-    metric_names = {n for r in runs.runs for n in (r.record["spec"].get("metrics") or {})}
-    directions = metric_directions(metric_names, columns)
-    frame = results_frame([r.record for r in runs.runs])
-    ok = frame[frame["status"] == "ok"]
-    by_column = {_frame_column(k): k for k in columns}
+def _build(runs: RunsFrame) -> _Report:
+    ok = runs.ok
+    columns = value_keys(ok)
+    directions = {k: higher_is_better(k) for k in columns}
+    by_column = {value_column(k): k for k in columns}
     for column in by_column:
         if column not in ok.columns:
             ok = ok.assign(**{column: np.nan})
@@ -131,38 +129,27 @@ def _build(runs: SuiteRuns) -> _Report:
             _Cell(name, str(first.at[c, "model"]), str(c), str(first.at[c, "hyperparameters"]), int(n))
             for c, n in sizes.items()
         ]
-        stats: dict[tuple[str, str], Stats | None] = {(c.label, k): None for c in cells for k in columns}
-        seeds: dict[tuple[str, str], str] = {(c.label, k): "" for c in cells for k in columns}
+        stats: dict[tuple[str, str], _Stats | None] = {(c.label, k): None for c in cells for k in columns}
         if name in table.index.get_level_values("dataset"):
-            for (config, column), row in table.loc[name].iterrows():
-                key = by_column[column]
-                std = None if row["n"] < 2 else float(row["std"])
-                stats[(config, key)] = Stats(
-                    int(row["n"]),
-                    float(row["mean"]),
-                    std,
-                    float(row["median"]),
-                    float(row["min"]),
-                    float(row["max"]),
-                )
-                seeds[(config, key)] = row["seeds"]
+            for row in table.loc[name].itertuples():
+                config, column = row.Index
+                stats[(config, by_column[column])] = row
         nulls = int(mine[list(by_column)].isna().to_numpy().sum())
         datasets.append(
             _Dataset(
                 name=name,
                 cells=cells,
                 stats=stats,
-                seeds=seeds,
                 best=_best(cells, stats, columns, directions),
                 notes=_notes(cells, stats, columns, directions, nulls),
             )
         )
-    return _Report(runs, frame, columns, directions, datasets, _protocol(runs))
+    return _Report(runs, columns, directions, datasets, _protocol(runs))
 
 
 def _best(
     cells: list[_Cell],
-    stats: dict[tuple[str, str], Stats | None],
+    stats: dict[tuple[str, str], _Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
 ) -> dict[str, dict[str, tuple[float, str] | None]]:
@@ -200,7 +187,7 @@ def _best(
 
 def _notes(
     cells: list[_Cell],
-    stats: dict[tuple[str, str], Stats | None],
+    stats: dict[tuple[str, str], _Stats | None],
     columns: list[str],
     directions: dict[str, bool | None],
     nulls: int,
@@ -215,9 +202,9 @@ def _notes(
         )
     if len(cells) == 1:
         notes.append(f"Only one configuration ({cells[0].label}): no comparison between models.")
-    for key in [k for k in columns if k in HEADLINE_METRICS and len(cells) > 1]:
+    for key in headline_keys(columns) if len(cells) > 1 else []:
         have = [(c, stats[(c.label, key)]) for c in cells if stats[(c.label, key)] is not None]
-        header = metric_header(key, directions)
+        header = metric_header(key)
         if len(have) < 2:
             where = f" ({have[0][0].label} only)" if have else ""
             notes.append(
@@ -232,7 +219,7 @@ def _notes(
             f"{fmt(hi[1].mean)} ({hi[0].label}), a spread of {_small(spread)} "
             f"across {len(have)} configurations."
         )
-        seeded = [s for _, s in have if s.std is not None]
+        seeded = [s for _, s in have if s.n > 1]
         if seeded:
             # Pooled within-configuration variance: sum (n_i - 1) s_i^2 / sum (n_i - 1).
             pooled = math.sqrt(sum((s.n - 1) * s.std**2 for s in seeded) / sum(s.n - 1 for s in seeded))
@@ -272,21 +259,22 @@ def _clip(text: str, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
+def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
     """The settings behind the numbers, read from every record (failed ones included)."""
-    records = [r.record for r in runs.runs]
+    frame = runs.frame
+    records = [runs.records[run_id] for run_id in frame["run_id"]]
     if not records:
         return [("Runs", "no readable records")]
-    specs = [r["spec"] for r in records]
+    specs = [r.spec for r in records]
     training = [s.get("training") or {} for s in specs]
-    prov = [r.get("provenance") or {} for r in records]
-    n_ok, n_failed = len(runs.ok_runs), len(runs.failed_runs)
+    prov = [r.provenance for r in records]
+    n_ok = int((frame["status"] == "ok").sum())
     lines = [
         (
             "Runs",
-            f"{len(records)} records ({n_ok} ok, {n_failed} failed); "
-            f"seeds {', '.join(str(s) for s in sorted({r.seed for r in runs.runs}))}; "
-            f"datasets {', '.join(runs.datasets)}; models {', '.join(sorted({r.model for r in runs.runs}))}",
+            f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed); "
+            f"seeds {', '.join(str(s) for s in sorted(set(frame['seed'])))}; "
+            f"datasets {', '.join(runs.datasets)}; models {', '.join(sorted(set(frame['model'])))}",
         ),
         (
             "Training",
@@ -307,7 +295,7 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
     lines.append(("Metric settings", metric_text or "not recorded"))
     warned: dict[str, list[str]] = {}
     for record in records:
-        for name, messages in sorted((record.get("metric_warnings") or {}).items()):
+        for name, messages in sorted(record.metric_warnings.items()):
             if messages:
                 warned.setdefault(name, []).append(str(messages[0]))
     if warned:
@@ -328,23 +316,11 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
             f"evaluation seed {_distinct(s.get('evaluation_seed') for s in specs)}",
         )
     )
-    migs = []
-    if "mig" in settings:
-        migs.append(
-            "`mig` is disentanglement_lib's MIG (histogram-discretised codes, plug-in MI, "
-            "normalised by the sampled factor's entropy)"
-        )
-    if "mig_chen" in settings:
-        migs.append(
-            "`mig_chen` is Chen et al. (2018)'s MIG (Monte Carlo MI from the Gaussian posterior over "
-            "the factor grid, normalised by log K); the two are not comparable number for number"
-        )
-    lines.append(("Which MIG", "; ".join(migs) if migs else "no MIG in these runs"))
+    # What the metrics that ran say about themselves (which of two MIGs a number is, say).
+    lines += metric_notes(settings)
     sources = []
     for dataset in runs.datasets:
-        mine = [
-            (r.record["spec"], r.record.get("provenance") or {}) for r in runs.runs if r.dataset == dataset
-        ]
+        mine = [(r.spec, r.provenance) for r in records if str(r.spec["dataset"]) == dataset]
         used = _distinct((p.get("dataset") or {}).get("source") for _, p in mine)
         asked = _distinct(s.get("dataset_source") for s, _ in mine)
         sources.append(f"{dataset}: {used} (requested {asked})")
@@ -365,19 +341,15 @@ def _protocol(runs: SuiteRuns) -> list[tuple[str, str]]:
     return lines
 
 
-def _study_protocol(records: list[dict]) -> str:
+def _study_protocol(records: list[RunRecord]) -> str:
     """Whether the runs trained what disentanglement_lib's unsupervised_study_v1 trained, computed from
     their specs (the record's own ``protocol`` block where the variant is not installed here)."""
-    from benchmarks.runner.protocol import protocol_footnote, protocol_of
-    from benchmarks.runner.spec import RunSpec
-    from vaebench.registry import UnknownNameError
-
     protocols = []
     for record in records:
         try:
-            protocols.append(protocol_of(RunSpec.from_dict(record["spec"])))
+            protocols.append(protocol_of(RunSpec.from_dict(record.spec)))
         except (UnknownNameError, TypeError, ValueError):
-            protocols.append(record.get("protocol") or {})
+            protocols.append(record.protocol or {})
     return protocol_footnote(protocols).removeprefix("Protocol: ")
 
 
@@ -402,7 +374,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, caption) of every table, shared by the Markdown and LaTeX renderings."""
-    headers = [metric_header(k, report.directions) for k in report.columns]
+    headers = [metric_header(k) for k in report.columns]
     ranked = [k for k in report.columns if report.directions.get(k) is not None]
     out = []
     for ds in report.datasets:
@@ -421,13 +393,13 @@ def _sections(report: _Report) -> list[tuple[str, list[str], list[list[str]], st
         out.append(
             (
                 f"{ds.name}: best hyperparameter per model and metric (median over seeds)",
-                ["model"] + [metric_header(k, report.directions) for k in ranked],
+                ["model"] + [metric_header(k) for k in ranked],
                 best_rows,
                 "Each cell: the best median over seeds among the model's configurations, and that "
                 "configuration's hyperparameters. Ties go to the first configuration in table order.",
             )
         )
-    frame = report.frame
+    frame = report.runs.frame
     failed = [
         [
             str(row["dataset"]),
@@ -494,15 +466,15 @@ def _csv(report: _Report) -> str:
                         "hyperparameters": cell.hparam_text,
                         "config": cell.label,
                         "metric": key,
-                        "header": metric_header(key, report.directions),
+                        "header": metric_header(key),
                         "higher_is_better": "" if higher is None else str(higher).lower(),
                         "n": 0 if s is None else s.n,
                         "mean": math.nan if s is None else s.mean,
-                        "std": math.nan if s is None or s.std is None else s.std,
+                        "std": math.nan if s is None else s.std,
                         "median": math.nan if s is None else s.median,
                         "min": math.nan if s is None else s.min,
                         "max": math.nan if s is None else s.max,
-                        "seeds": ds.seeds[(cell.label, key)],
+                        "seeds": "" if s is None else s.seeds,
                     }
                 )
     columns = ["suite", "dataset", "model", "hyperparameters", "config", "metric", "header"]

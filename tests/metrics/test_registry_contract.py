@@ -306,6 +306,28 @@ def test_duplicate_name_is_refused():
         )(other)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_presentation_describes_only_the_metrics_own_keys(name):
+    spec = metrics.get_metric(name)
+    shown = spec.presentation
+    assert set(shown.labels) <= set(spec.keys) and set(shown.headline) <= set(spec.keys)
+    assert all(isinstance(label, str) and label for label in shown.labels.values())
+    assert bool(shown.note) == bool(shown.note_topic)
+
+
+def test_headline_ranks_are_distinct_across_the_registry():
+    ranks = [rank for name in NAMES for rank in metrics.get_metric(name).presentation.headline.values()]
+    assert ranks and len(ranks) == len(set(ranks))
+
+
+def test_presentation_refuses_keys_the_metric_does_not_return_and_a_note_without_its_topic():
+    shown = metrics.Presentation(labels={"y": "Y"})
+    with pytest.raises(ValueError, match="presents key\\(s\\) it does not return: y"):
+        metrics.MetricSpec("x", good, "codes_only", {"x": True}, {}, {}, presentation=shown)
+    with pytest.raises(ValueError, match="note_topic"):
+        metrics.Presentation(note="a note")
+
+
 def test_spec_validates_inputs_kind():
     with pytest.raises(ValueError, match="inputs must be one of"):
         metrics.MetricSpec("x", good, "images", {"x": True}, {}, {})

@@ -10,9 +10,8 @@ from test_report import make_record, write_record
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
-from benchmarks.report import analysis as st
+from benchmarks.report import analysis_stats as st
 from benchmarks.report import load_results
-from benchmarks.runner.records import record_path
 
 
 def _design(model_effects, hyper_effects, seed_effects):
@@ -140,6 +139,7 @@ def test_representation_curves_refuse_without_the_sampled_scores():
     df = pd.DataFrame(
         {
             "model": ["m"] * 2,
+            "seed": [0, 0],
             "strength_field": ["beta"] * 2,
             "strength_value": [1.0, 4.0],
             "metric.tc": [1.0, 2.0],
@@ -183,7 +183,7 @@ def _study(tmp_path, suite="study", seeds=(0, 1, 2), sampled=True):
                     )
                 strength = (field, value) if field else None
                 record = make_record(model, strength, seed, metrics, suite=suite, final={"kl": 1.0})
-                write_record(record_path(tmp_path, suite, record["run_id"]), record)
+                write_record(tmp_path, record)
     return tmp_path
 
 

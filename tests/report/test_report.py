@@ -1,40 +1,45 @@
-"""Tables and figures from synthetic, schema-valid run records (no runner, no training)."""
+"""Tables and figures from synthetic run records built through the real types (no runner, no training)."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import logging
-import types
 
 import numpy as np
 import pytest
 
 import metrics
-from benchmarks.report import write_figures, write_tables
-from benchmarks.report.frame import metric_directions
-from benchmarks.runner.records import artifact_path, record_path
+from benchmarks.report import load_results, write_figures, write_tables
+from benchmarks.report.presentation import higher_is_better, metric_header
+from benchmarks.runner.records import RunRecord, artifact_path, record_path
+from benchmarks.runner.records import write_record as _write_record
+from benchmarks.runner.spec import RunSpec
+from metrics.registry import METRICS
 
-# Records are written as their JSON (schema vaebench.run/1, which every reader of records accepts),
-# so that these tests do not depend on how the runner builds records in memory.
-SCHEMA = "vaebench.run/1"
 
-
-def write_record(path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+def write_record(out_dir, record: RunRecord) -> None:
+    """Write ``record`` where the runner would, as the runner writes it."""
+    _write_record(record_path(out_dir, record.suite, record.run_id), record)
 
 
 SUITE = "synth"
 FACTORS = ["shape", "scale", "orientation", "pos_x", "pos_y"]
 METRIC_SETTINGS = {
-    "mig": {"num_train": 1000, "batch_size": 16, "num_bins": 20},
-    "mig_chen": {"num_samples": 2000},
-    "beta_vae": {"num_train": 500, "num_eval": 250, "batch_size": 64},
-    "dci": {"num_train": 1000, "num_test": 500},
-    "unsupervised": {"num_train": 1000},
+    "mig": {"n_train": 1000, "batch_size": 16, "n_bins": 20},
+    "mig_chen": {"n_samples": 2000},
+    "beta_vae": {"n_train": 500, "n_eval": 250, "batch_size": 64},
+    "dci": {"n_train": 1000, "n_test": 500},
+    "unsupervised": {"n_train": 1000},
+}
+TRAINING = {
+    "steps": 300,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "learning_rate": 0.0005,
+    "precision": "auto",
+    "log_every": 100,
+    "checkpoint_every": 1000,
 }
 
 # The grid of the main fixture: (model, strength field, strength values).
@@ -58,56 +63,37 @@ def make_record(
     failure: dict | None = None,
     final: dict[str, float] | None = None,
     n_latents: int = 4,
-) -> dict:
-    """A run record as the runner writes it (schema vaebench.run/1), with made-up numbers."""
-    config = {
-        "architecture": "locatello",
-        "latent_dim": n_latents,
-        "likelihood": "bernoulli",
-        "in_channels": 1,
-        "dataset_size": 737280,
-    }
+    training: dict | None = None,
+    metric_settings: dict | None = None,
+) -> RunRecord:
+    """A run record as the runner builds it (``RunRecord.for_spec``), with made-up numbers."""
+    config = {"architecture": "locatello", "latent_dim": n_latents, "likelihood": "bernoulli"}
     if strength is not None:
         config[strength[0]] = strength[1]
-    spec = {
-        "suite": suite,
-        "dataset": dataset,
-        "model": model,
-        "model_config": config,
-        "seed": seed,
-        "training": {
-            "steps": 300,
-            "batch_size": 64,
-            "optimizer": "adam",
-            "learning_rate": 0.0005,
-            "precision": "auto",
-            "log_every": 100,
-            "checkpoint_every": 1000,
-        },
-        "metrics": METRIC_SETTINGS,
-        "dataset_source": "auto",
-        "evaluation_seed": 0,
-        "representation": "mean",
-    }
-    digest = hashlib.sha256(json.dumps({**spec, "suite": None}, sort_keys=True).encode()).hexdigest()
+    spec = RunSpec(
+        suite=suite,
+        dataset=dataset,
+        model=model,
+        model_config=config,
+        seed=seed,
+        training={**TRAINING, **(training or {})},
+        metrics=METRIC_SETTINGS if metric_settings is None else metric_settings,
+    )
     rng = np.random.default_rng([seed, len(model), int(strength[1]) if strength else 0])
     mi = rng.uniform(0, 0.8, size=(n_latents, len(FACTORS))).round(4).tolist()
     ok = status == "ok"
-    return {
-        "schema": SCHEMA,
-        "run_id": f"{model}-{digest[:12]}",
-        "suite": suite,
-        "status": status,
-        "spec": spec,
-        "strength": {"field": strength[0], "value": strength[1]} if strength else None,
-        "metrics": metrics if ok else {},
-        "metric_seconds": {k: 0.1 for k in METRIC_SETTINGS} if ok else {},
-        "mi_matrix": {"codes_by_factors": mi, "factor_names": FACTORS} if ok else None,
-        "curve": {"step": [100, 200, 300], "loss": [90.0, 70.0, 60.0]} if ok else {},
-        "final": (final or {}) if ok else {},
-        "failure": failure,
-        "timing": {"train_seconds": 12.0, "eval_seconds": 3.0, "images_per_second": 1600.0},
-        "provenance": {
+    return RunRecord.for_spec(
+        spec,
+        status=status,
+        metrics=metrics if ok else {},
+        metric_seconds={k: 0.1 for k in METRIC_SETTINGS} if ok else {},
+        evaluation={"points_encoded": 4000} if ok else {},
+        mi_matrix={"codes_by_factors": mi, "factor_names": FACTORS} if ok else None,
+        curve={"step": [100, 200, 300], "loss": [90.0, 70.0, 60.0]} if ok else {},
+        final=(final or {}) if ok else {},
+        failure=failure,
+        timing={"train_seconds": 12.0, "eval_seconds": 3.0, "images_per_second": 1600.0},
+        provenance={
             "vaebench": "0.1.0",
             "git_commit": "0123456789abcdef0123456789abcdef01234567",
             "git_dirty": False,
@@ -123,17 +109,17 @@ def make_record(
             "dataset": {"name": dataset, "source": "procedural"},
             "created": f"2025-01-0{seed + 1}T00:00:00+00:00",
         },
-    }
+    )
 
 
-def write_artifact(out_dir, record: dict, n_steps: int = 5) -> None:
+def write_artifact(out_dir, record: RunRecord, n_steps: int = 5) -> None:
     """Traversal images: latent i draws a bar whose position moves with the step, brighter for low i."""
-    n_latents = record["spec"]["model_config"]["latent_dim"]
+    n_latents = record.spec["model_config"]["latent_dim"]
     images = np.zeros((n_latents, n_steps, 1, 64, 64), dtype=np.uint8)
     for i in range(n_latents):
         for j in range(n_steps):
             images[i, j, 0, 8 + 10 * j : 16 + 10 * j, 8 + 12 * i : 20 + 12 * i] = 255 - 40 * i
-    path = artifact_path(out_dir, record["suite"], record["run_id"])
+    path = artifact_path(out_dir, record.suite, record.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
@@ -186,9 +172,9 @@ def write_synthetic_suite(out_dir):
                         model, strength, seed, synthetic_metrics(model, value, seed), final=final
                     )
                     if model == "vae":
-                        record["metric_warnings"] = {"dci": ["lbfgs failed to converge (status=1)"]}
+                        record.metric_warnings = {"dci": ["lbfgs failed to converge (status=1)"]}
                     write_artifact(out_dir, record)
-                write_record(record_path(out_dir, SUITE, record["run_id"]), record)
+                write_record(out_dir, record)
     return out_dir
 
 
@@ -267,28 +253,76 @@ def test_headers_say_which_mig_and_direction(results):
     assert "MIG (histogram, dlib) $\\uparrow$" in tex and "MIG (Chen et al., log K) $\\uparrow$" in tex
 
 
-def test_directions_come_from_the_registry_then_the_fallback(monkeypatch):
-    declared = {"odd": types.SimpleNamespace(higher_is_better={"odd_score": False, "odd_accuracy": None})}
+def test_directions_and_headers_come_from_the_registry():
+    assert higher_is_better("gaussian_total_correlation") is False
+    assert higher_is_better("sampled_gaussian_total_correlation") is False  # a name@sampled entry's key
+    assert higher_is_better("factor_vae_active_dims") is None  # a count: neither direction
+    assert higher_is_better("kl") is False and higher_is_better("not_registered") is None
+    assert metric_header("mig") == "MIG (histogram, dlib) ↑"
+    assert metric_header("sampled_mutual_info_score") == "sampled_mutual_info_score ↓"
+    assert metric_header("not_registered") == "not_registered —"
 
-    def fake_get_metric(name):
-        if name not in declared:
-            raise LookupError(name)
-        return declared[name]
 
-    monkeypatch.setattr(metrics, "get_metric", fake_get_metric)
-    keys = [
-        "odd_score",
-        "odd_accuracy",
-        "plugin_accuracy",
-        "factor_vae_active_dims",
-        "mutual_info_score",
-        "x",
+@pytest.fixture
+def toy_metric(monkeypatch):
+    """A metric registered for one test only: its outputs ``toy_score`` (labelled, a headline score
+    ranked before every built-in one) and ``toy_count`` (no label, no direction)."""
+    METRICS.names()  # load the built-in metrics before the registry is copied
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))  # restored after the test
+
+    @metrics.register_metric(
+        "toy",
+        inputs="codes_only",
+        higher_is_better={"toy_score": True, "toy_count": None},
+        study={"n_train": 100, "batch_size": 10},
+        fast={"n_train": 100, "batch_size": 10},
+        presentation=metrics.Presentation(
+            labels={"toy_score": "Toy score (test)"},
+            headline={"toy_score": 0},
+            note="`toy` is a metric registered by a test",
+            note_topic="About the toy",
+        ),
+    )
+    def toy(codes):
+        """A score for tests."""
+        return {"toy_score": 1.0, "toy_count": 2.0}
+
+    yield "toy"
+
+
+def test_a_newly_registered_metric_appears_with_its_label_in_tables_and_figures(tmp_path, toy_metric):
+    for model, value in (("vae", None), ("beta_vae", 4.0)):
+        for seed in (0, 1):
+            scores = {"mig": 0.1 * seed, "toy_score": 0.5 + 0.1 * seed + (value or 0), "toy_count": 3.0}
+            record = make_record(
+                model,
+                ("beta", value) if value else None,
+                seed,
+                scores,
+                suite="toy",
+                final={"kl": 1.0},
+                metric_settings={**METRIC_SETTINGS, "toy": {}},
+            )
+            write_record(tmp_path, record)
+    write_tables(tmp_path)
+    markdown = (tmp_path / "tables" / "toy.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| model |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    # The headline rank puts it first; the unlabelled key is shown by its name, with no direction.
+    assert columns[1:3] == ["Toy score (test) ↑", "MIG (histogram, dlib) ↑"]
+    assert "toy_count —" in columns
+    assert "| vae | 0.550 ± 0.071 (n=2) |" in markdown
+    assert "Toy score (test) ↑: configuration means range from 0.550 (vae) to 4.550" in markdown
+    rows = read_csv_rows(tmp_path / "tables" / "toy.csv")
+    assert {r["header"] for r in rows if r["metric"] == "toy_score"} == {"Toy score (test) ↑"}
+    assert {r["higher_is_better"] for r in rows if r["metric"] == "toy_count"} == {""}
+    # Its note is printed with the protocol of the records that ran it.
+    assert "- **About the toy:** `toy` is a metric registered by a test\n" in markdown
+    assert [c for c in load_results(tmp_path, "toy").columns if c.startswith("metric.")][:2] == [
+        "metric.toy_score",
+        "metric.mig",
     ]
-    got = metric_directions(["odd", "not_registered"], keys + ["kl"])
-    # The registry overrides the name-based fallback ("accuracy" would say higher is better).
-    assert got["odd_score"] is False and got["odd_accuracy"] is None
-    assert got["plugin_accuracy"] is True and got["factor_vae_active_dims"] is None
-    assert got["mutual_info_score"] is False and got["x"] is None and got["kl"] is False
+    assert "distributions_dsprites.png" in {p.name for p in write_figures(tmp_path)}
 
 
 def test_best_hyperparameter_is_chosen_by_median_not_mean(tmp_path):
@@ -300,7 +334,7 @@ def test_best_hyperparameter_is_chosen_by_median_not_mean(tmp_path):
         for seed, value in enumerate(mig):
             metrics = {"mig": value, "gaussian_total_correlation": tc[beta][seed]}
             record = make_record("beta_vae", ("beta", beta), seed, metrics, suite="median", final={"kl": 1.0})
-            write_record(record_path(tmp_path, "median", record["run_id"]), record)
+            write_record(tmp_path, record)
     write_tables(tmp_path, suite="median")
     markdown = (tmp_path / "tables" / "median.md").read_text()
     best = markdown.split("best hyperparameter per model")[1].split("\n## ")[0]
@@ -314,8 +348,10 @@ def test_best_hyperparameter_is_chosen_by_median_not_mean(tmp_path):
 
 def test_single_seed_says_differences_are_not_tested(tmp_path):
     for model, value in (("vae", None), ("beta_vae", 4.0)):
-        record = make_record(model, ("beta", value) if value else None, 0, {"mig": 0.1 + (value or 0) / 10})
-        write_record(record_path(tmp_path, "one", record["run_id"]), record)
+        record = make_record(
+            model, ("beta", value) if value else None, 0, {"mig": 0.1 + (value or 0) / 10}, suite="one"
+        )
+        write_record(tmp_path, record)
     write_tables(tmp_path)
     markdown = (tmp_path / "tables" / "one.md").read_text()
     assert "differences between models are not tested against seed noise" in markdown
@@ -345,14 +381,14 @@ def test_two_seed_notes_compare_spread_with_seed_std(results):
 def test_corrupt_record_is_reported_by_path_and_left_alone(tmp_path, caplog):
     for seed in (0, 1):
         record = make_record("vae", None, seed, {"mig": 0.1 * (seed + 1)}, suite="c", final={"kl": 3.0})
-        write_record(record_path(tmp_path, "c", record["run_id"]), record)
+        write_record(tmp_path, record)
     bad = tmp_path / "runs" / "c" / "broken-000000000000.json"
     bad.write_text('{"schema": "vaebench.run/1", "run_id": ')
     wrong = tmp_path / "runs" / "c" / "other-000000000000.json"
     wrong.write_text('{"schema": "something/2"}')
     malformed = make_record("vae", None, 0, {"mig": 0.9}, suite="c")
-    malformed["spec"]["seed"] = "zero"
-    write_record(tmp_path / "runs" / "c" / "typed-000000000000.json", malformed)
+    malformed.spec["seed"] = "zero"
+    _write_record(tmp_path / "runs" / "c" / "typed-000000000000.json", malformed)
     before = bad.read_bytes(), wrong.read_bytes()
     with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
         tables = write_tables(tmp_path)
@@ -404,7 +440,7 @@ def test_missing_artifact_skips_that_models_traversals_with_a_message(tmp_path, 
         record = make_record(
             model, strength, 0, {"mig": 0.3}, suite="part", final={"kl": 1.0, "reconstruction": 9}
         )
-        write_record(record_path(tmp_path, "part", record["run_id"]), record)
+        write_record(tmp_path, record)
         if model == "beta_vae":
             write_artifact(tmp_path, record)
     stale = tmp_path / "figures" / "part" / "traversals_dsprites_vae.png"
@@ -422,7 +458,7 @@ def test_figures_with_one_model_one_seed_and_no_strength(tmp_path):
     record = make_record(
         "vae", None, 0, {"mig": 0.2, "sap": None}, suite="tiny", final={"reconstruction": 1, "kl": 2}
     )
-    write_record(record_path(tmp_path, "tiny", record["run_id"]), record)
+    write_record(tmp_path, record)
     paths = write_figures(tmp_path)
     first = [p.read_bytes() for p in paths]
     assert write_figures(tmp_path) == paths and [p.read_bytes() for p in paths] == first  # reproducible PNGs
@@ -466,7 +502,7 @@ def test_readme_section_of_a_study_has_a_dataset_column_and_its_analysis_figures
             record = make_record(
                 "beta_vae", ("beta", 4.0), seed, {"mig": offset + 0.1 * seed}, suite="st", dataset=dataset
             )
-            write_record(record_path(tmp_path, "st", record["run_id"]), record)
+            write_record(tmp_path, record)
     assert "![" not in results_section(tmp_path, "st")  # nothing analysed yet
     folder = tmp_path / "analysis" / "st"
     folder.mkdir(parents=True)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.report import load_results, melt_results, write_tables
-from benchmarks.report.results import record_row, summary_stats
+from benchmarks.report.runs_frame import read_runs, record_row, results_frame, summary_stats
 from benchmarks.runner.records import record_path
 
 
@@ -39,7 +39,7 @@ def test_one_row_per_run_with_stable_typed_columns(results):
     # Headline metrics first, in the documented order, then the rest by name.
     metrics = [c for c in df.columns if c.startswith("metric.")]
     assert metrics[:3] == ["metric.mig", "metric.mig_chen", "metric.beta_vae_eval_accuracy"]
-    assert {"settings.mig.num_bins", "spec.representation", "training.learning_rate"} <= set(df.columns)
+    assert {"settings.mig.n_bins", "spec.representation", "training.learning_rate"} <= set(df.columns)
 
 
 def test_known_values_missing_values_and_the_failed_run(results):
@@ -75,12 +75,9 @@ def test_different_training_settings_are_never_one_configuration(tmp_path):
     # Same model and beta, two values of steps: two rows in the frame's labels and in the table.
     for steps in (300, 600):
         for seed in (0, 1):
-            record = make_record(
-                "beta_vae", ("beta", 4.0), seed, {"mig": 0.1 * seed + steps / 1000}, suite="s"
-            )
-            record["spec"]["training"]["steps"] = steps
-            record["run_id"] = f"beta_vae-{steps}{seed}"
-            write_record(record_path(tmp_path, "s", record["run_id"]), record)
+            mig = {"mig": 0.1 * seed + steps / 1000}
+            record = make_record("beta_vae", ("beta", 4.0), seed, mig, suite="s", training={"steps": steps})
+            write_record(tmp_path, record)
     df = load_results(tmp_path, "s")
     assert sorted(df["config"].unique()) == ["beta_vae (beta=4, steps=300)", "beta_vae (beta=4, steps=600)"]
     stats = summary_stats(df, ["metric.mig"])
@@ -102,32 +99,48 @@ def test_summary_stats_match_numpy(results):
 
 def test_sampled_representation_and_protocol_columns():
     record = make_record("beta_vae", ("beta", 4.0), 0, {"gaussian_total_correlation": 1.5})
-    record["metrics"]["sampled_gaussian_total_correlation"] = 0.5
-    record["protocol"] = {"architecture": "dlib_conv", "init": "tf", "representation": "mean"}
+    record.metrics["sampled_gaussian_total_correlation"] = 0.5
+    record.protocol = {"architecture": "dlib_conv", "init": "tf", "representation": "mean"}
     row = record_row(record)
     assert row["metric.gaussian_total_correlation"] == 1.5
     assert row["metric_sampled.gaussian_total_correlation"] == 0.5
     assert row["protocol.init"] == "tf" and "metric.sampled_gaussian_total_correlation" not in row
 
 
-def test_typed_records_read_the_same_as_their_json(results):
-    records = pytest.importorskip("benchmarks.runner.records")
-    if not hasattr(records, "RunRecord"):
-        pytest.skip("records are plain dicts in this version")
-    path = next((results / "runs" / SUITE).glob("beta_vae-*.json"))
-    raw = json.loads(path.read_text())
-    typed = records.read_record(path)
-    a, b = record_row(raw), record_row(typed)
-    assert {k: v for k, v in a.items() if v == v} == {k: v for k, v in b.items() if v == v}  # NaN != NaN
+def test_records_read_back_give_the_frame_of_the_records_written(tmp_path):
+    written = []
+    for seed in (0, 1):
+        mig = {"mig": 0.2 + seed}
+        record = make_record("beta_vae", ("beta", 4.0), seed, mig, suite="r", final={"kl": 1.0})
+        write_record(tmp_path, record)
+        written.append(record)
+    pd.testing.assert_frame_equal(load_results(tmp_path, "r"), results_frame(written))
+
+
+def test_a_schema_1_record_reads_as_its_migrated_current_form(tmp_path):
+    record = make_record("beta_vae", ("beta", 4.0), 0, {"mig": 0.3}, suite="old", final={"kl": 1.0})
+    # Schema vaebench.run/1 kept the count of encoded points among the metrics' seconds.
+    old = json.loads(record.to_json())
+    old["schema"] = "vaebench.run/1"
+    old["metric_seconds"]["points_encoded"] = old.pop("evaluation")["points_encoded"]
+    path = record_path(tmp_path, "old", record.run_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
+    before = path.read_bytes()
+    runs = read_runs(tmp_path, "old")
+    migrated = runs.records[record.run_id]
+    assert migrated.evaluation == {"points_encoded": 4000} and "points_encoded" not in migrated.metric_seconds
+    pd.testing.assert_frame_equal(runs.frame, results_frame([record]))
+    assert not runs.skipped and path.read_bytes() == before  # read, never rewritten
 
 
 def test_unreadable_and_malformed_records_are_skipped_with_their_path(tmp_path, caplog):
     record = make_record("vae", None, 0, {"mig": 0.3}, suite="c")
-    write_record(record_path(tmp_path, "c", record["run_id"]), record)
+    write_record(tmp_path, record)
     (tmp_path / "runs" / "c" / "broken.json").write_text("{")
     bad = make_record("vae", None, 1, {"mig": 0.3}, suite="c")
-    bad["spec"]["seed"] = "one"
-    write_record(tmp_path / "runs" / "c" / "typed.json", bad)
+    bad.spec["seed"] = "one"
+    (tmp_path / "runs" / "c" / "typed.json").write_text(bad.to_json())
     with caplog.at_level(logging.WARNING, logger="benchmarks.report"):
         df = load_results(tmp_path, "c")
     assert len(df) == 1

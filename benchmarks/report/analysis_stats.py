@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from benchmarks.report.runs_frame import summary_stats
+
 __all__ = [
     "InsufficientData",
     "MIN_SEEDS",
@@ -348,14 +350,9 @@ def representation_curves(df: pd.DataFrame, mean_column: str, sampled_column: st
         raise InsufficientData(
             "a curve needs at least 2 strength values of one model; every model has at most 1"
         )
-    parts = []
-    for column, representation in ((mean_column, "mean"), (sampled_column, "sampled")):
-        g = swept[swept[column].notna()].groupby(
-            ["model", "strength_field", "strength_value"], observed=True, sort=True
-        )[column]
-        part = g.agg(n="count", mean="mean", std="std").reset_index()
-        part["representation"] = representation
-        parts.append(part)
-    out = pd.concat(parts, ignore_index=True)
+    by = ["model", "strength_field", "strength_value"]
+    stats = summary_stats(swept, [mean_column, sampled_column], by=by).reset_index()
+    stats["representation"] = stats["column"].map({mean_column: "mean", sampled_column: "sampled"})
+    out = stats.sort_values(["representation", *by], kind="stable", ignore_index=True)
     out["model"] = out["model"].astype(str)
     return out[["model", "strength_field", "strength_value", "representation", "n", "mean", "std"]]

@@ -1,9 +1,12 @@
-"""The run records as one tidy ``pandas.DataFrame``: one row per run, one column per field.
+"""The run records as one tidy ``pandas.DataFrame`` (one row per run), and its one summary over seeds.
 
-``load_results(out_dir, suite=None)`` reads ``out_dir/runs/<suite>/*.json`` through
-``benchmarks.runner.records.iter_records`` and returns the table every report is built on
-(``vaebench table``, ``vaebench export``, ``vaebench analyze``). ``melt_results(df)`` turns
-it into the long form used for plotting: one row per (run, metric).
+Every report reads the records here and nowhere else: ``read_runs(out_dir, suite)`` reads
+``out_dir/runs/<suite>/*.json`` as typed ``RunRecord``s (``benchmarks.runner.records.read_record``)
+into ``RunsFrame``: the frame, the records by run id (for what a frame cannot hold: MI
+matrices, metric warnings, library versions) and the files it could not read. Tables,
+figures, the README sections, exports and analyses are all built on that frame, and
+summarise it over seeds with ``summary_stats``. ``load_results(out_dir, suite=None)``
+returns the frame alone; ``melt_results(df)`` its long form: one row per (run, metric).
 
 Columns, in this order (each group only where some record has the field):
 
@@ -49,50 +52,48 @@ types, is logged by path and left out.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from benchmarks.runner.records import RecordError, iter_records
+from benchmarks.report.presentation import (
+    SAMPLED_KEY_PREFIX,
+    TRAINING_TERMS,
+    fmt_param,
+    metric_order,
+    param_sort_key,
+)
+from benchmarks.runner.records import RecordError, RunRecord, read_record
 
 __all__ = [
-    "HEADLINE_METRICS",
     "METRIC_PREFIX",
     "SAMPLED_PREFIX",
     "FINAL_PREFIX",
     "SETTING_PREFIXES",
+    "SkippedRecord",
+    "RunsFrame",
+    "list_suites_with_records",
+    "suites_to_report",
+    "read_runs",
     "load_results",
     "results_frame",
     "melt_results",
-    "record_dict",
     "record_row",
     "metric_column",
+    "value_column",
     "metric_keys",
+    "value_keys",
     "hyperparameter_pairs",
-    "fmt_param",
-    "param_sort_key",
     "SUMMARY_STATS",
     "summary_stats",
 ]
 
-#: The disentanglement scores shown first, in this order (the rest follow sorted by name).
-HEADLINE_METRICS = (
-    "mig",
-    "mig_chen",
-    "beta_vae_eval_accuracy",
-    "factor_vae_eval_accuracy",
-    "dci_disentanglement",
-    "sap",
-    "modularity",
-    "irs",
-)
 METRIC_PREFIX = "metric."
 SAMPLED_PREFIX = "metric_sampled."
 FINAL_PREFIX = "final."
@@ -103,46 +104,127 @@ SETTING_PREFIXES = ("config.", "training.", "protocol.", "spec.", "settings.")
 _ID_COLUMNS = ("run_id", "suite", "dataset", "model", "seed", "status", "strength_field", "strength_value")
 _LABEL_COLUMNS = ("hyperparameters", "config")
 _PROVENANCE_KEYS = ("git_commit", "git_dirty", "device", "device_name", "precision")
-# How the sampled representation's scores may be told apart in a record's flat ``metrics``
-# (the runner's key convention is being settled): a marker before or after the key.
-#: How the runner names a score of the sampled representation (a suite's ``name@sampled`` entry).
-_SAMPLED_MARKERS = (("sampled_", ""),)
 
 log = logging.getLogger(__name__)
 
 
-# -- reading one record: the only place that knows the record's field names ----------------------------
+# -- reading the records -------------------------------------------------------------------------------
 
 
-def record_dict(record: Any) -> dict[str, Any]:
-    """A record as the plain dict of its JSON form, whether read as a dict or as a ``RunRecord``."""
-    if isinstance(record, Mapping):
-        return dict(record)
-    if dataclasses.is_dataclass(record):
-        return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-    raise TypeError(f"not a run record: {type(record).__name__}")
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record file that could not be read; ``path`` is relative to the output directory."""
+
+    path: str
+    reason: str
 
 
-def record_row(record: Any) -> dict[str, Any]:
-    """One record as a flat {column: Python value}; raises TypeError/ValueError on malformed fields.
+@dataclass(frozen=True)
+class RunsFrame:
+    """The readable records of one suite (or of all, ``suite=None``) and the files left aside.
 
-    This is the one function that reads record fields (through ``record_dict``, which accepts
-    the JSON dict and the typed ``RunRecord`` alike).
+    Attributes:
+        suite: the suite read, or None for every suite.
+        frame: ``results_frame`` of the records, failed runs included.
+        records: the typed records by run id, for the fields a frame does not hold.
+        pairs: per (dataset, configuration label), the (field, value) pairs that label it,
+            strength first (``hyperparameter_pairs``).
+        skipped: the files that could not be read, never rewritten.
     """
-    record = record_dict(record)
-    spec = record["spec"]
+
+    suite: str | None
+    frame: pd.DataFrame
+    records: dict[str, RunRecord]
+    pairs: dict[tuple[str, str], tuple[tuple[str, Any], ...]]
+    skipped: list[SkippedRecord]
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """The frame's successful runs."""
+        return self.frame[self.frame["status"] == "ok"]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Every dataset with a record, failed runs included, sorted."""
+        return sorted(self.frame["dataset"].astype(str).unique())
+
+
+def list_suites_with_records(out_dir: Path) -> list[str]:
+    """Suites that have at least one ``*.json`` file (readable or not) under ``out_dir/runs``."""
+    root = Path(out_dir) / "runs"
+    return (
+        sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.json")))
+        if root.is_dir()
+        else []
+    )
+
+
+def suites_to_report(out_dir: Path, suite: str | None = None) -> list[str]:
+    """The suites a report regenerates: every suite with records, or only ``suite``.
+
+    Raises FileNotFoundError when ``suite`` is named and has no records.
+    """
+    suites = list_suites_with_records(out_dir)
+    if suite is not None:
+        if suite not in suites:
+            raise FileNotFoundError(
+                f"no run records for suite {suite!r} under {Path(out_dir) / 'runs' / suite}"
+            )
+        suites = [suite]
+    return suites
+
+
+def read_runs(out_dir: Path | str, suite: str | None = None) -> RunsFrame:
+    """Every record of one suite (or of every suite) as typed records and one frame.
+
+    A file that cannot be read, or whose fields have the wrong types, is logged by its path
+    relative to ``out_dir``, kept aside in ``skipped`` with its reason, and never touched.
+    Raises FileNotFoundError when ``suite`` is named and has no records.
+    """
+    out_dir = Path(out_dir)
+    if suite is not None:
+        suites_to_report(out_dir, suite)
+    rows: list[dict[str, Any]] = []
+    records: dict[str, RunRecord] = {}
+    skipped: list[SkippedRecord] = []
+    for path in sorted((out_dir / "runs").glob(f"{suite or '*'}/*.json")):
+        relative = path.relative_to(out_dir).as_posix()
+        try:
+            record = read_record(path)
+        except RecordError as exc:
+            skipped.append(SkippedRecord(relative, str(exc).replace(str(path), relative)))
+            continue
+        try:
+            rows.append(record_row(record))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Valid JSON with the right schema tag but fields of the wrong type: skip it the same way.
+            skipped.append(SkippedRecord(relative, f"run record {relative}: malformed field ({exc})"))
+            continue
+        records[rows[-1]["run_id"]] = record
+    for skip in skipped:
+        log.warning("skipped unreadable run record %s: %s", skip.path, skip.reason)
+    frame, pairs = _frame(rows)
+    return RunsFrame(suite, frame, records, pairs, skipped)
+
+
+# -- one record, one row: the only place that knows the record's field names ---------------------------
+
+
+def record_row(record: RunRecord) -> dict[str, Any]:
+    """One record as a flat {column: Python value}; raises TypeError/ValueError on malformed fields."""
+    spec = record.spec
     if not isinstance(spec, dict):
         raise TypeError(f"spec must be an object, not {type(spec).__name__}")
-    strength = record.get("strength") or {}
-    failure = record.get("failure") or {}
-    provenance = record.get("provenance") or {}
+    strength = record.strength or {}
+    failure = record.failure or {}
+    provenance = record.provenance or {}
     row: dict[str, Any] = {
-        "run_id": str(record["run_id"]),
-        "suite": str(record.get("suite", spec.get("suite"))),
+        "run_id": str(record.run_id),
+        "suite": str(record.suite),
         "dataset": str(spec["dataset"]),
         "model": str(spec["model"]),
         "seed": int(spec["seed"]),
-        "status": str(record["status"]),
+        "status": str(record.status),
         "strength_field": strength.get("field"),
         "strength_value": _number(strength.get("value")),
     }
@@ -150,7 +232,7 @@ def record_row(record: Any) -> dict[str, Any]:
         row[f"config.{key}"] = value
     for key, value in sorted(_mapping(spec.get("training"), "training").items()):
         row[f"training.{key}"] = value
-    protocol = record.get("protocol", spec.get("protocol"))
+    protocol = record.protocol
     for key, value in sorted(_mapping(protocol, "protocol").items()):
         row[f"protocol.{key}"] = value
     settings = _mapping(spec.get("metrics"), "metrics")
@@ -162,15 +244,13 @@ def record_row(record: Any) -> dict[str, Any]:
         for key, value in sorted(_mapping(kw, f"metrics.{name}").items()):
             row[f"settings.{name}.{key}"] = value
     plain = "sampled" if spec.get("representation") == "sampled" else "mean"
-    for key, value in _mapping(record.get("metrics"), "metrics").items():
+    for key, value in _mapping(record.metrics, "metrics").items():
         row[metric_column(key, plain)] = _number(value)
-    for key, value in _mapping(record.get("metrics_sampled"), "metrics_sampled").items():
-        row[SAMPLED_PREFIX + key] = _number(value)
-    for key, value in sorted(_mapping(record.get("final"), "final").items()):
+    for key, value in sorted(_mapping(record.final, "final").items()):
         row[FINAL_PREFIX + key] = _number(value)
     row["failure_step"] = None if failure.get("step") is None else int(failure["step"])
     row["failure_reason"] = failure.get("reason")
-    for key, value in sorted(_mapping(record.get("timing"), "timing").items()):
+    for key, value in sorted(_mapping(record.timing, "timing").items()):
         row[f"timing.{key}"] = _number(value)
     for key in _PROVENANCE_KEYS:
         row[f"provenance.{key}"] = provenance.get(key)
@@ -179,9 +259,8 @@ def record_row(record: Any) -> dict[str, Any]:
 
 
 def _representation(key: str, plain: str) -> tuple[str, str]:
-    for before, after in _SAMPLED_MARKERS:
-        if key.startswith(before) and key.endswith(after) and len(key) > len(before) + len(after):
-            return "sampled", key[len(before) : len(key) - len(after)]
+    if key.startswith(SAMPLED_KEY_PREFIX) and len(key) > len(SAMPLED_KEY_PREFIX):
+        return "sampled", key[len(SAMPLED_KEY_PREFIX) :]
     return plain, key
 
 
@@ -223,40 +302,30 @@ def load_results(
     Unreadable or malformed records are logged with their path and skipped, never rewritten.
     Raises FileNotFoundError when ``suite`` is given and has no records.
     """
-    out_dir = Path(out_dir)
-    if suite is not None and not any((out_dir / "runs" / suite).glob("*.json")):
-        raise FileNotFoundError(f"no run records for suite {suite!r} under {out_dir / 'runs' / suite}")
-
-    def skip(exc: RecordError) -> None:
-        log.warning("skipped unreadable run record %s", exc)
-
-    df = results_frame(iter_records(out_dir, suite, on_error=skip))
+    df = read_runs(out_dir, suite).frame
     if not include_failed:
         df = df[df["status"] == "ok"].reset_index(drop=True)
     return melt_results(df) if long else df
 
 
-def results_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """``load_results`` on records already read (dicts of schema ``vaebench.run/1``)."""
-    rows = []
-    for record in records:
-        try:
-            rows.append(record_row(record))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            run_id = getattr(record, "run_id", None) or (
-                record.get("run_id") if isinstance(record, Mapping) else "?"
-            )
-            log.warning("skipped run record %s: malformed field (%s)", run_id, exc)
-    pairs = hyperparameter_pairs(rows)
-    for row, hp in zip(rows, pairs):
+def results_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """``load_results`` on records already read; raises TypeError/ValueError on a malformed one."""
+    return _frame([record_row(record) for record in records])[0]
+
+
+def _frame(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[tuple[str, str], tuple]]:
+    """The rows of ``record_row`` as the typed, sorted frame, and each configuration's label pairs."""
+    labels: dict[tuple[str, str], tuple] = {}
+    for row, hp in zip(rows, hyperparameter_pairs(rows)):
         text = ", ".join(f"{k}={fmt_param(v)}" for k, v in hp)
         row["hyperparameters"] = text
         row["config"] = f"{row['model']} ({text})" if text else row["model"]
         row["_sort"] = (row["dataset"], row["model"], tuple((k, param_sort_key(v)) for k, v in hp))
+        labels[(row["dataset"], row["config"])] = hp
     rows.sort(key=lambda r: (r["_sort"], r["seed"], r["run_id"]))
     columns = _column_order({k for r in rows for k in r if k != "_sort"})
     data = {c: [r.get(c) for r in rows] for c in columns}
-    return pd.DataFrame({c: _typed(c, data[c]) for c in columns}, columns=columns)
+    return pd.DataFrame({c: _typed(c, data[c]) for c in columns}, columns=columns), labels
 
 
 def _column_order(present: set[str]) -> list[str]:
@@ -268,15 +337,10 @@ def _column_order(present: set[str]) -> list[str]:
     out = fixed + [c for p in SETTING_PREFIXES for c in group(p)]
     for prefix in (METRIC_PREFIX, SAMPLED_PREFIX):
         keys = [c[len(prefix) :] for c in group(prefix)]
-        out += [prefix + k for k in _metric_order(keys)]
+        out += [prefix + k for k in metric_order(keys)]
     out += group(FINAL_PREFIX) + ["failure_step", "failure_reason"]
     out += group("timing.") + [f"provenance.{k}" for k in (*_PROVENANCE_KEYS, "dataset_source")]
     return [c for c in out if c in present or c in fixed]
-
-
-def _metric_order(keys: Iterable[str]) -> list[str]:
-    keys = set(keys)
-    return [k for k in HEADLINE_METRICS if k in keys] + sorted(keys - set(HEADLINE_METRICS))
 
 
 def _typed(column: str, values: list[Any]) -> pd.Series:
@@ -305,6 +369,21 @@ def metric_column(key: str, representation: str = "mean") -> str:
 def metric_keys(df: pd.DataFrame, prefix: str = METRIC_PREFIX) -> list[str]:
     """The metric keys (without prefix) that have a column in ``df``, in table order."""
     return [c[len(prefix) :] for c in df.columns if c.startswith(prefix)]
+
+
+def value_column(key: str) -> str:
+    """The column of a value the tables show: a training term (``final.kl``) or a record's metric key."""
+    return FINAL_PREFIX + key if key in TRAINING_TERMS else metric_column(key)
+
+
+def value_keys(df: pd.DataFrame) -> list[str]:
+    """The values a table shows, as the records' flat keys: every metric key of ``df`` in table
+    order (the sampled representation's as ``sampled_<key>``), then the training terms that
+    have a value.
+    """
+    keys = metric_keys(df) + [SAMPLED_KEY_PREFIX + k for k in metric_keys(df, SAMPLED_PREFIX)]
+    terms = [t for t in TRAINING_TERMS if FINAL_PREFIX + t in df and df[FINAL_PREFIX + t].notna().any()]
+    return metric_order(keys) + terms
 
 
 def melt_results(df: pd.DataFrame) -> pd.DataFrame:
@@ -402,22 +481,6 @@ def _short(column: str) -> str:
 
 def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
-
-
-def fmt_param(value: Any) -> str:
-    """A hyperparameter value as shown in labels: floats by ``:g``, dicts and lists as sorted JSON."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def param_sort_key(value: Any) -> tuple:
-    """Sort key of a hyperparameter value: numbers numerically (beta=4 before 16), then the rest by text."""
-    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, fmt_param(value))
 
 
 # -- statistics over seeds -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The study's analyses, regenerated from the run records: ``DIR/analysis/<suite>/``.
 
-Per dataset, from ``load_results`` and the statistics of ``benchmarks.report.analysis``:
+Per dataset, from ``load_results`` and the statistics of ``benchmarks.report.analysis_stats``:
 
 * ``agreement_<dataset>.png``  Spearman rank correlation between all metrics over runs
   (Locatello et al. 2019, Fig. 3);
@@ -30,30 +30,24 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmarks.report import analysis as st
-from benchmarks.report.frame import metric_label, suites_to_report
+from benchmarks.report import analysis_stats as st
 from benchmarks.report.plot import _colour, _grid, _remove_stale_figures, _safe, _save
-from benchmarks.report.results import (
-    HEADLINE_METRICS,
+from benchmarks.report.presentation import headline_keys, metric_label, unsupervised_keys
+from benchmarks.report.runs_frame import (
     METRIC_PREFIX,
     SAMPLED_PREFIX,
     load_results,
     metric_keys,
+    suites_to_report,
 )
 from benchmarks.runner.records import atomic_write_text
 
-__all__ = ["write_analysis", "UNSUPERVISED_SCORES", "TOTAL_CORRELATION"]
+__all__ = ["write_analysis", "TOTAL_CORRELATION"]
 
 log = logging.getLogger(__name__)
 
-#: The unsupervised scores (``metrics.unsupervised_scores``), used where the registry cannot say.
-UNSUPERVISED_SCORES = (
-    "gaussian_total_correlation",
-    "gaussian_wasserstein_correlation",
-    "gaussian_wasserstein_correlation_norm",
-    "mutual_info_score",
-)
-#: The score of Fig. 1 of the study, read for the mean and the sampled representation.
+#: The score of Fig. 1 of the study, read for the mean and the sampled representation: this
+#: analysis reproduces that figure, so it names the score it draws.
 TOTAL_CORRELATION = "gaussian_total_correlation"
 _PREFIXES = ("agreement_", "variance_", "pairwise_", "representation_", "selection_")
 _BOOTSTRAP_SEED = 0
@@ -160,22 +154,7 @@ def _values(sub: pd.DataFrame, prefix: str = METRIC_PREFIX) -> pd.DataFrame:
 
 
 def _headline(sub: pd.DataFrame) -> list[str]:
-    keys = metric_keys(sub)
-    return [k for k in HEADLINE_METRICS if k in keys and sub[METRIC_PREFIX + k].notna().any()]
-
-
-def _unsupervised_keys(keys: list[str]) -> list[str]:
-    declared: set[str] = set()
-    try:
-        from metrics import get_metric, list_metrics
-
-        for name in list_metrics():
-            spec = get_metric(name)
-            if spec.inputs == "codes_only":
-                declared.update(spec.higher_is_better)
-    except Exception:  # the analysis of past records must not depend on the registry loading
-        declared = set()
-    return [k for k in keys if k in (declared or set(UNSUPERVISED_SCORES))]
+    return [k for k in headline_keys(metric_keys(sub)) if sub[METRIC_PREFIX + k].notna().any()]
 
 
 def _agreement(dataset, title, sub, **_):
@@ -378,7 +357,7 @@ def _representation(dataset, title, sub, **_):
 def _selection(dataset, title, sub, **_):
     heading = "Unsupervised model selection (rank correlation of unsupervised scores with supervised metrics)"
     values = _values(sub)
-    unsupervised = _unsupervised_keys(list(values.columns))
+    unsupervised = unsupervised_keys(list(values.columns))
     supervised = _headline(sub)
     try:
         rho, n = st.cross_spearman(values, unsupervised, supervised)
