@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 11 and 15 in one call, <= 8 minutes on one H200; everything goes under $OUT.
+# The GPU checks in one call (throughput, a profiled packed step, tests/gpu, the quick suite on CUDA),
+# <= 8 minutes on one H200; everything goes under $OUT.
 #
-#   OUT=/some/dir bash benchmarks/perf/gpu_check.sh            # on the GPU machine, from the checkout
-#   OUT=/tmp/gpuout bash benchmarks/perf/gpu_check.sh --dry-run  # anywhere: every step, tiny, on the CPU
+#   OUT=/some/dir bash tools/perf/gpu_check.sh            # on the GPU machine, from the checkout
+#   OUT=/tmp/gpuout bash tools/perf/gpu_check.sh --dry-run  # anywhere: every step, tiny, on the CPU
 #
 # Stages (each under its own time limit, so one that hangs cannot eat the others' time; each writes
 # its log to $OUT/logs/<stage>.log and its rc to $OUT/logs/rc.txt):
-#   throughput  benchmarks/perf/train_throughput.py: the DataLoader baseline, the single-model path
+#   throughput  python -m tools.perf.train_throughput: the DataLoader baseline, the single-model path
 #               (train_run) in both precisions, packed train_runs at N = 1, 6, 36, 144, 288 (a pack
 #               that does not fit is recorded as failed), a few step variants (CUDA graph, TF32)
 #   profile     torch.profiler over one step of a pack of 36 (top kernels by device time)
@@ -25,7 +26,7 @@ DRY_RUN=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {print}' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $arg (use --dry-run or --help)" >&2; exit 2 ;;
     esac
 done
@@ -221,9 +222,9 @@ else
     export VAEBENCH_DATA=${VAEBENCH_DATA:-/tmp/vaebench-data}  # dSprites is generated here (~400 MB)
 fi
 
-stage throughput 150 "$PY" benchmarks/perf/train_throughput.py "${TT_ARGS[@]}" --configs "$TT_CONFIGS" \
+stage throughput 150 "$PY" -m tools.perf.train_throughput "${TT_ARGS[@]}" --configs "$TT_CONFIGS" \
     --out "$OUT/throughput"
-stage profile 45 "$PY" benchmarks/perf/train_throughput.py --device "$DEVICE" --profile-pack "$PROFILE_PACK" \
+stage profile 45 "$PY" -m tools.perf.train_throughput --device "$DEVICE" --profile-pack "$PROFILE_PACK" \
     --out "$OUT/profile"
 stage tests 150 "${TEST_ENV[@]}" VAEBENCH_GPU_REPORT="$OUT/tests" "$PY" -m pytest -m gpu tests/gpu -rs -q \
     -p no:cacheprovider --durations=15 "${TEST_ARGS[@]}" --junitxml "$OUT/tests/junit.xml"

@@ -1,6 +1,6 @@
 """Training throughput on one device: a reference-style baseline, the runner's loop alone and packed.
 
-    python benchmarks/perf/train_throughput.py [--device auto] [--quick] [--out results/perf]
+    python -m tools.perf.train_throughput [--device auto] [--quick] [--out results/perf]
 
 Model: beta_vae (beta 4) on the locatello architecture (Locatello et al. 2019,
 about 0.7 M parameters), 10 latents, batch 64, Adam at lr 1e-4, on random
@@ -46,7 +46,6 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 import traceback
@@ -57,14 +56,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-from benchmarks.datasets import TrainingImages, to_float  # noqa: E402
-from benchmarks.datasets.storage import CacheReader  # noqa: E402
-from benchmarks.runner.records import cpu_model  # noqa: E402
-from benchmarks.runner.spec import RunSpec, RunTraining  # noqa: E402
-from benchmarks.runner.train import (  # noqa: E402
+from benchmarks.datasets import TrainingImages, to_float
+from benchmarks.datasets.storage import CacheReader
+from benchmarks.runner.records import cpu_model
+from benchmarks.runner.spec import RunSpec, RunTraining
+from benchmarks.runner.train import (
     Member,
     SingleNetwork,
     draw_inputs,
@@ -72,7 +68,9 @@ from benchmarks.runner.train import (  # noqa: E402
     train_run,
     train_runs,
 )
-from vae_zoo import create_model  # noqa: E402
+from vae_zoo import create_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODEL, BETA, ARCHITECTURE, LATENT, BATCH, LR = "beta_vae", 4.0, "locatello", 10, 64, 1e-4
 LOG_EVERY = 100  # the runner's default window: one host read-back per 100 steps
@@ -747,7 +745,7 @@ def markdown(report: dict) -> str:
     base = conf["baseline"].get("images_per_s")
     where = m.get("gpu") or m["cpu"]
     lines = [
-        f"# Training throughput on {report['device']} (benchmarks/perf/train_throughput.py)",
+        f"# Training throughput on {report['device']} (python -m tools.perf.train_throughput)",
         "",
         f"Machine: {where}; {m['cores']} cores, {m['torch_threads']} torch threads; CPU flags "
         f"{', '.join(m['cpu_flags']) or 'n/a'}; torch {m['torch']}, Python {m['python']}. "

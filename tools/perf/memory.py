@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/perf/memory.py                      # dSprites and 3D Shapes, 200 steps each
-    python benchmarks/perf/memory.py --datasets dsprites --steps 100
+    python -m tools.perf.memory                      # dSprites and 3D Shapes, 200 steps each
+    python -m tools.perf.memory --datasets dsprites --steps 100
 
 Every measurement runs in its own subprocess, so each peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that child) is one path's
@@ -32,7 +32,8 @@ no drop beyond 5%). Also timed: the full content check done on every load
 The training step: ``benchmarks.runner.train.train_run`` when it takes a
 ``TrainingImages`` (the lead's single loop); otherwise MINIMAL_LOOP below
 (``model(x)``, backward, Adam), which says so in the output (``loop``).
-Results go to results/perf/memory_cpu.md and .json with the machine and load.
+Results go to results/perf/memory_cpu.md and .json with the machine and load. Run from the
+repository root.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 DATASETS = ("dsprites", "shapes3d")
 MODES = ("baseline", "memmap")
@@ -141,7 +141,7 @@ def train_minimal_loop(dataset, images, steps: int, batch_size: int, seed: int, 
         optimizer.step()
     seconds = time.perf_counter() - started
     return {
-        "loop": "MINIMAL_LOOP (benchmarks/perf/memory.py)",
+        "loop": "MINIMAL_LOOP (tools/perf/memory.py)",
         "images_per_second": (steps - warmup) * batch_size / seconds,
         "final_loss": float(out.loss.detach()),
     }
@@ -196,7 +196,8 @@ def child(mode: str, name: str, steps: int, batch_size: int, loop: str) -> dict:
 def run_child(mode: str, name: str, args) -> dict:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "tools.perf.memory",
         "--child",
         mode,
         "--datasets",
@@ -346,7 +347,7 @@ def markdown(report: dict) -> str:
     lines = [
         "# Memory and throughput: whole cache in RAM vs. batches read by index",
         "",
-        f"From `python benchmarks/perf/memory.py` ({report['steps']} training steps, batch "
+        f"From `python -m tools.perf.memory` ({report['steps']} training steps, batch "
         f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu']}, {m['cores']} cores. "
         f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each measurement is one "
         f"subprocess; peak RSS is its `ru_maxrss` (the largest of {report.get('repeats', 1)}). The two paths "

@@ -1,6 +1,6 @@
 """Time the metrics at disentanglement_lib's study sizes, against a naive dlib-style baseline.
 
-    python benchmarks/perf/metrics_speed.py [--n-jobs 2] [--out results/perf]
+    python -m tools.perf.metrics_speed [--n-jobs 2] [--out results/perf]
 
 Data: a dSprites-like toy data set (factor sizes 3, 6, 40, 32, 32; observation
 = factors / (K - 1)) and 10 codes: the 5 factors plus 5 N(0, 0.1^2) noise codes
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,12 +39,11 @@ import sklearn
 from sklearn import ensemble, linear_model, preprocessing, svm
 from sklearn import metrics as skm
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+import metrics
+from benchmarks.runner.records import cpu_model
+from metrics._threads import single_threaded_blas
 
-import metrics  # noqa: E402
-from benchmarks.runner.records import cpu_model  # noqa: E402
-from metrics._threads import single_threaded_blas  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SIZES = (3, 6, 40, 32, 32)
 N_TRAIN, N_TEST = 10000, 5000
@@ -534,7 +532,7 @@ def markdown(info: dict) -> str:
     s = info["suite_seconds"]
     chen, study = info["mig_chen_fast_grid"], info["mig_chen_study_sixteenth_grid"]
     lines = [
-        "# Metric speed on CPU (benchmarks/perf/metrics_speed.py)",
+        "# Metric speed on CPU (python -m tools.perf.metrics_speed)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); "
         f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}, "
@@ -787,7 +785,7 @@ def extra_main(args) -> int:
 def extra_markdown(info: dict) -> str:
     m = info["machine"]
     lines = [
-        "# Downstream task, fairness and UDR speed on CPU (benchmarks/perf/metrics_speed.py --extra)",
+        "# Downstream task, fairness and UDR speed on CPU (python -m tools.perf.metrics_speed --extra)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); Python "
         f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}. "
