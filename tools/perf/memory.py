@@ -53,6 +53,7 @@ MODES = ("baseline", "memmap")
 
 
 def rss_now_mb() -> float:
+    """This process's resident memory now, in MB (VmRSS from /proc; NaN where there is none)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -61,6 +62,7 @@ def rss_now_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (``ru_maxrss``)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -74,6 +76,7 @@ def baseline_images(dataset):
 
 # -- the training step ----------------------------------------------------------------
 def train_with_train_run(dataset, images, steps: int, batch_size: int, seed: int) -> dict:
+    """Train beta_vae on ``images`` through the runner's ``train_run``; its speed and final loss."""
     from benchmarks.runner.spec import RunSpec
     from benchmarks.runner.train import train_run
 
@@ -121,6 +124,7 @@ def time_batches(images, batch_size: int, n: int = 300) -> float:
 
 # -- one measurement, in a child process -----------------------------------------------
 def child(mode: str, name: str, steps: int, batch_size: int) -> dict:
+    """One measurement (``prepare``, ``baseline`` or ``memmap``) of one dataset, in this process."""
     from benchmarks.datasets import load_dataset
 
     record = {"mode": mode, "dataset": name}
@@ -150,6 +154,7 @@ def child(mode: str, name: str, steps: int, batch_size: int) -> dict:
 
 
 def run_child(mode: str, name: str, args) -> dict:
+    """Run ``child`` in a fresh process (``--child MODE``), so that its peak RSS is its own; its record."""
     command = [
         sys.executable,
         "-m",
@@ -191,6 +196,7 @@ def run_suite(suite: str) -> dict:
 
 
 def load_average() -> str:
+    """The machine's load, as ``uptime`` prints it (or the three load averages)."""
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
@@ -198,6 +204,7 @@ def load_average() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Measure every dataset's paths in paired child processes, then whole suites, and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--steps", type=int, default=200)
@@ -296,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown: one table row per dataset, then the whole suites."""
     m = report["machine"]
     lines = [
         "# Memory and throughput: whole cache in RAM vs. batches read by index",

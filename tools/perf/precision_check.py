@@ -105,6 +105,7 @@ def summarise(values: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Train each model and seed in fp32 and in bf16 autocast, score both, compare; write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="beta_vae,beta_tcvae")
     parser.add_argument("--seeds", default="0,1,2")
@@ -216,6 +217,7 @@ def _json(value):
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown."""
     m, s = report["machine"], report["settings"]
     lines = [
         "# bf16 autocast vs fp32 on CPU (python -m tools.perf.precision_check)",
