@@ -36,12 +36,8 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @register_likelihood("gaussian")
 def gaussian_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log N(x; sigmoid(logits), GAUSSIAN_STD^2) summed over pixels, without the constant
-    D/2 log(2 pi sigma^2): (B, C, H, W) -> (B,). For 3D Shapes (x in [0, 1])."""
+    """-log N(x; sigmoid(logits), GAUSSIAN_STD^2) summed over pixels: (B, C, H, W) -> (B,).
+
+    Without the constant D/2 log(2 pi sigma^2). For 3D Shapes (x in [0, 1]).
+    """
     return (x - torch.sigmoid(logits)).pow(2).flatten(1).sum(dim=1) / (2.0 * GAUSSIAN_STD**2)
-
-
-def mean_image(likelihood: str, logits: torch.Tensor) -> torch.Tensor:
-    """The decoded image E[x|z] in [0, 1] for either likelihood: sigmoid of the logits."""
-    LIKELIHOODS.get(likelihood)  # validates the name
-    return torch.sigmoid(logits)

@@ -7,15 +7,12 @@ readers all derive from it) and write small files in the official formats.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dataset_fakes import (  # noqa: E402
+from dataset_fakes import (
     DSPRITES_HDF5,
     DSPRITES_NPZ,
     SHAPES3D_H5,
@@ -26,9 +23,9 @@ from dataset_fakes import (  # noqa: E402
     sha256_of,
 )
 
-from benchmarks.datasets import KNOWN_CHECKSUMS, Checksum  # noqa: E402
-from benchmarks.datasets.dsprites import DSprites  # noqa: E402
-from benchmarks.datasets.shapes3d import Shapes3D  # noqa: E402
+from benchmarks.datasets import KNOWN_CHECKSUMS, Checksum
+from benchmarks.datasets.dsprites import DSprites
+from benchmarks.datasets.shapes3d import Shapes3D
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "perf" / "memory.py"
+from tools.perf import memory as perf_memory
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _child(mode: str, *extra: str) -> dict:
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--child", mode, "--datasets", "dsprites", *extra],
+        [sys.executable, "-m", "tools.perf.memory", "--child", mode, "--datasets", "dsprites", *extra],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,
@@ -25,7 +28,7 @@ def _child(mode: str, *extra: str) -> dict:
 def test_a_short_dsprites_run_stays_under_1_5_gb(data_root):
     prepared = _child("prepare")  # builds the bit-packed cache under data_root (the autouse fixture's)
     assert prepared["cache_packed"] and prepared["cache_bytes"] < 400e6
-    run = _child("memmap", "--steps", "30", "--batch-size", "64", "--loop", "minimal")
+    run = _child("memmap", "--steps", "30", "--batch-size", "64")
     assert run["peak_rss_mb"] < 1500, run
     assert run["rss_after_images_mb"] < 1000, run  # nothing of the 2.8 GiB dataset is held
 
@@ -34,11 +37,6 @@ def test_a_short_dsprites_run_stays_under_1_5_gb(data_root):
 def test_the_whole_smoke_suite_stays_under_1_5_gb(data_root):
     """Training and evaluation as `vaebench run --suite smoke` does them, dataset generation included:
     the peak is in the evaluation (the encoder's batches of activations, the metrics' samples)."""
-    import importlib.util
-
-    module_spec = importlib.util.spec_from_file_location("perf_memory", SCRIPT)
-    perf_memory = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(perf_memory)
     run = perf_memory.run_suite("smoke")
     assert run["runs"] == 2, run
     assert run["peak_rss_mb"] < 1500, run

@@ -15,13 +15,13 @@ What they check, on CUDA, and how close is "equal":
 * bf16 autocast and fp32 give metrics (MIG, SAP, held-out ELBO loss) that agree within seed
   noise after a short run (600 steps, four seeds each: the difference of the means within
   three standard errors of seed noise, plus a floor of 0.02 on scores and 1% on the loss);
-* the step variants of benchmarks/perf/train_throughput.py (a CUDA graph of the whole step,
+* the step variants of tools/perf/train_throughput.py (a CUDA graph of the whole step,
   ``torch.compile``) take the steps of eager ``train_run``; the runner's default uses neither;
 * a run started on CUDA and resumed on the CPU, and the reverse, loads its checkpoint and
   finishes.
 
 Measured spreads are printed and, when ``VAEBENCH_GPU_REPORT`` names a directory, appended to
-``gpu_tests.jsonl`` there (benchmarks/perf/gpu_check.sh collects them).
+``gpu_tests.jsonl`` there (tools/perf/gpu_check.sh collects them).
 
 ``VAEBENCH_GPU_TESTS_ON_CPU=1`` runs them on the CPU at tiny sizes, "cuda" meaning the CPU,
 to check the tests' own code where no GPU is at hand (``gpu_check.sh --dry-run``); the CUDA
@@ -44,9 +44,9 @@ import pytest
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, TrainingImages, register_dataset
-from benchmarks.perf.train_throughput import Stepper
-from benchmarks.perf.train_throughput import run_spec as perf_spec
 from benchmarks.runner.train import Interrupted, TrainResult, train_run, train_runs
+from tools.perf.train_throughput import Stepper
+from tools.perf.train_throughput import run_spec as perf_spec
 from vae_zoo import create_model
 
 CUDA = torch.cuda.is_available()

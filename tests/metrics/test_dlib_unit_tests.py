@@ -1,4 +1,4 @@
-"""disentanglement_lib's own unit tests (METRICS.md section 9), ported to our API.
+"""disentanglement_lib's own unit tests (its ``*_test.py`` files at commit 86a644d4), ported to our API.
 
 dlib's tests use ``IdentityObservationsData``: 10 factors, each drawn with
 ``RandomState.random_integers(10)`` (values 1..10), observation = factors, and

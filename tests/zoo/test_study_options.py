@@ -1,6 +1,9 @@
-"""Known-answer tests of the options that select what disentanglement_lib's unsupervised_study_v1
-trained (architecture ``dlib_conv``, ``init="tf"``, beta-TCVAE ``estimator="dlib"``, FactorVAE
-``discriminator_clip="dlib"``), and of the MSS weight matrices (ours vs Chen et al.'s code)."""
+"""Known-answer tests of the options that select what disentanglement_lib's study trained.
+
+The options of unsupervised_study_v1: architecture ``dlib_conv``, ``init="tf"``, beta-TCVAE
+``estimator="dlib"``, FactorVAE ``discriminator_clip="dlib"``; and the MSS weight matrices (ours
+vs Chen et al.'s code).
+"""
 
 import math
 
@@ -79,8 +82,10 @@ def test_tf_same_padding_puts_the_odd_pixel_after(size, kernel, stride, pads):
 
 
 def test_tf_same_conv_pads_bottom_right_when_uneven():
-    """Side 5, 2x2 stride 2: TF's windows are [0,1], [2,3], [4, pad]; with a kernel of ones the
-    outputs are those windows' sums."""
+    """Side 5, 2x2 stride 2: TF's windows are [0,1], [2,3], [4, pad].
+
+    With a kernel of ones the outputs are those windows' sums.
+    """
     layers = nn.Sequential(*tf_same_conv(1, 1, 2, 2, size=5))
     assert isinstance(layers[0], nn.ZeroPad2d)
     with torch.no_grad():
@@ -189,8 +194,10 @@ def test_tc_estimators_against_a_brute_force_sum(name):
 
 
 def _dlib_reference(z, mean, logvar, beta):
-    """disentanglement_lib's BetaTCVAE.regularizer in numpy: mean analytic KL + (beta - 1) * TC,
-    TC = mean_j [logsumexp_i sum_l log q(z_jl|x_i) - sum_l logsumexp_i log q(z_jl|x_i)]."""
+    """disentanglement_lib's BetaTCVAE.regularizer in numpy: mean analytic KL + (beta - 1) * TC.
+
+    TC = mean_j [logsumexp_i sum_l log q(z_jl|x_i) - sum_l logsumexp_i log q(z_jl|x_i)].
+    """
     log_q = -0.5 * ((z[:, None] - mean[None]) ** 2 * np.exp(-logvar[None]) + logvar[None] + np.log(2 * np.pi))
 
     def lse(a, axis):
@@ -243,9 +250,11 @@ def test_dlib_estimator_refuses_alpha_or_gamma():
 
 
 def test_chens_mss_matrix_misplaces_the_own_weight():
-    """B = 64: Chen's 1/N sits on the diagonal only in row 0; ours in every row. With
-    well-separated posteriors (q(z_i) = q(z_i|x_i) / N exactly, other posteriors ~ 0) the
-    estimate q_hat(z_i) / q(z_i) is N * w_ii: 1 for ours, about 3.8 on average for Chen's at N = 243."""
+    """B = 64: Chen's 1/N sits on the diagonal only in row 0; ours in every row.
+
+    With well-separated posteriors (q(z_i) = q(z_i|x_i) / N exactly, other posteriors ~ 0) the
+    estimate q_hat(z_i) / q(z_i) is N * w_ii: 1 for ours, about 3.8 on average for Chen's at N = 243.
+    """
     b, n = 64, 243
     ours = mss_log_importance_weights(b, n).double().exp()
     chen = chen_mss_log_importance_weights(b, n).double().exp()
@@ -266,8 +275,11 @@ def test_chens_mss_matrix_misplaces_the_own_weight():
 
 
 def test_our_mss_is_unbiased_for_every_sample():
-    """E over batches (others drawn uniformly from the rest) of q_hat(z) = w_ii q(z|x_i) + (sum_j!=i w_ij)
-    mean_{n != i} q(z|x_n) equals q(z) exactly, whatever z: w_ii = 1/N and the rest sums to (N-1)/N."""
+    """Our MSS estimate of q(z) is unbiased over batches, whatever z.
+
+    E over batches (others drawn uniformly from the rest) of q_hat(z) = w_ii q(z|x_i) + (sum_j!=i w_ij)
+    mean_{n != i} q(z|x_n) equals q(z) exactly: w_ii = 1/N and the rest sums to (N-1)/N.
+    """
     b, n = 64, 243
     w = mss_log_importance_weights(b, n).double().exp()
     torch.testing.assert_close(w.diagonal(), torch.full((b,), 1 / n, dtype=torch.float64))

@@ -1,6 +1,6 @@
 """Training throughput on one device: a reference-style baseline, the runner's loop alone and packed.
 
-    python benchmarks/perf/train_throughput.py [--device auto] [--quick] [--out results/perf]
+    python -m tools.perf.train_throughput [--device auto] [--quick] [--out results/perf]
 
 Model: beta_vae (beta 4) on the locatello architecture (Locatello et al. 2019,
 about 0.7 M parameters), 10 latents, batch 64, Adam at lr 1e-4, on random
@@ -46,7 +46,6 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 import traceback
@@ -57,14 +56,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-from benchmarks.datasets import TrainingImages, to_float  # noqa: E402
-from benchmarks.datasets.storage import CacheReader  # noqa: E402
-from benchmarks.runner.records import cpu_model  # noqa: E402
-from benchmarks.runner.spec import RunSpec, RunTraining  # noqa: E402
-from benchmarks.runner.train import (  # noqa: E402
+from benchmarks.datasets import TrainingImages, to_float
+from benchmarks.datasets.storage import CacheReader
+from benchmarks.runner.records import cpu_model
+from benchmarks.runner.spec import RunSpec, RunTraining
+from benchmarks.runner.train import (
     Member,
     SingleNetwork,
     draw_inputs,
@@ -72,7 +68,9 @@ from benchmarks.runner.train import (  # noqa: E402
     train_run,
     train_runs,
 )
-from vae_zoo import create_model  # noqa: E402
+from vae_zoo import create_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MODEL, BETA, ARCHITECTURE, LATENT, BATCH, LR = "beta_vae", 4.0, "locatello", 10, 64, 1e-4
 LOG_EVERY = 100  # the runner's default window: one host read-back per 100 steps
@@ -86,6 +84,7 @@ BACKING_WORDS = {
 
 # -- the machine ---------------------------------------------------------------------------------
 def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions that bf16 speed depends on (avx2, avx512, amx)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -107,6 +106,7 @@ def device_short_name(device: torch.device) -> str:
 
 
 def machine(device: torch.device) -> dict:
+    """The device, CPU, threads and library versions the numbers were taken with."""
     info = {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
@@ -123,6 +123,7 @@ def machine(device: torch.device) -> dict:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so that a timer reads the work done."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -210,6 +211,7 @@ def run_spec(
 
 
 def with_steps(spec: RunSpec, steps: int) -> RunSpec:
+    """``spec`` with its number of training steps replaced."""
     return spec.replace(training=RunTraining(**{**spec.training.to_dict(), "steps": steps}))
 
 
@@ -372,6 +374,7 @@ class Stepper:
         return graph, static_x, static_noise, static_scalars
 
     def step(self) -> None:
+        """One training step: draw the batch, then the eager step or the captured CUDA graph."""
         step = self.counter
         x, noise = self.draw()
         if self._graph is None:
@@ -397,6 +400,7 @@ class Stepper:
 
     @property
     def curve(self) -> dict[str, list[float]]:
+        """The logged training curve of the one run."""
         return self.member.window.curve if self.member.window is not None else {}
 
 
@@ -422,8 +426,10 @@ def _tf32(enabled: bool):
 
 # -- measuring -----------------------------------------------------------------------------------
 def measure(runners: dict[str, tuple[Runner, int]], repeats: int, warmup: int) -> dict[str, dict]:
-    """Round-robin: every configuration's repeat r before any repeat r + 1. A configuration that
-    fails (compile, CUDA graphs) is recorded with its error and dropped."""
+    """Time the runners round-robin: every configuration's repeat r before any repeat r + 1.
+
+    A configuration that fails (compile, CUDA graphs) is recorded with its error and dropped.
+    """
     results: dict[str, dict] = {}
     live = dict(runners)
     for name, (run, steps) in list(live.items()):
@@ -459,9 +465,11 @@ def measure(runners: dict[str, tuple[Runner, int]], repeats: int, warmup: int) -
 
 
 def time_evaluation(device: torch.device, settings: str) -> dict:
-    """Every per-run metric for one (briefly trained) model through ``evaluate_run``, and, apart,
-    the time to encode as many dSprites images as the evaluation encoded (it encodes lazily, inside
-    the metrics' own time, so encoding is timed again here on its own)."""
+    """Time every per-run metric for one (briefly trained) model through ``evaluate_run``.
+
+    And, apart, the time to encode as many dSprites images as the evaluation encoded (it encodes
+    lazily, inside the metrics' own time, so encoding is timed again here on its own).
+    """
     try:
         import metrics
         from benchmarks.datasets import load_dataset
@@ -517,8 +525,11 @@ def time_encoding(model, dataset, device: torch.device, n: int, batch_size: int 
 
 # -- one packed step, profiled -------------------------------------------------------------------
 def profile_packed_step(device: torch.device, images: TrainingImages, n: int, top: int = 25) -> dict:
-    """``torch.profiler`` over exactly one step of ``train_runs`` with n runs (the 4th step: one to
-    skip, two to warm up), ops and kernels ranked by their own device time (CPU time on the CPU)."""
+    """``torch.profiler`` over exactly one step of ``train_runs`` with n runs.
+
+    The 4th step (one to skip, two to warm up); ops and kernels ranked by their own device time
+    (CPU time on the CPU).
+    """
     from torch.profiler import ProfilerActivity, profile, schedule
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -576,7 +587,8 @@ def selected(name: str, wanted: list[str] | None) -> bool:
     return wanted is None or name in wanted or name.split(":")[0] in wanted
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m tools.perf.train_throughput``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument(
@@ -612,47 +624,33 @@ def main(argv: list[str] | None = None) -> dict:
         help="instead of measuring: profile one step of a pack of N runs, write profile_<device>.json/.txt",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser
 
-    from benchmarks.runner.train import resolve_device
 
-    device = resolve_device(args.device)
-    if args.profile_pack:
-        images = training_images(random_images(N_IMAGES), device, args.images)
-        profiled = profile_packed_step(device, images, args.profile_pack)
-        profiled.update(device=device_short_name(device), machine=machine(device))
-        args.out.mkdir(parents=True, exist_ok=True)
-        name = f"profile_{profiled['device']}"
-        (args.out / f"{name}.txt").write_text(profiled["table"] + "\n")
-        (args.out / f"{name}.json").write_text(json.dumps(profiled, indent=2, default=str) + "\n")
-        print(profiled["table"])
-        print(f"wrote {args.out / name}.json and .txt")
-        return profiled
-    steps = args.steps or (8 if args.quick else 40)
-    repeats = args.repeats or (2 if args.quick else 5)
-    warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)
-    packs = [int(n) for n in args.packs.split(",") if n]
-    wanted = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
-    if wanted is not None and "baseline" not in wanted:
-        wanted.append("baseline")  # every ratio is to it
-    use_compile = args.compile == "on" or (
-        args.compile == "auto" and not (args.quick and device.type == "cpu")
-    )
-    evaluation = args.evaluation == "on" or (args.evaluation == "auto" and not args.quick)
-    auto = resolve_precision("auto", device)
-    other = "bf16" if auto == "fp32" else "fp32"
-    info = machine(device)
-    print(
-        f"device {device} ({info.get('gpu', info['cpu'])}), torch {torch.__version__}, "
-        f"{info['torch_threads']} threads"
-    )
+def profile_main(args: argparse.Namespace, device: torch.device) -> dict:
+    """``--profile-pack N``: profile one packed step and write ``profile_<device>.json`` and ``.txt``."""
+    images = training_images(random_images(N_IMAGES), device, args.images)
+    profiled = profile_packed_step(device, images, args.profile_pack)
+    profiled.update(device=device_short_name(device), machine=machine(device))
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"profile_{profiled['device']}"
+    (args.out / f"{name}.txt").write_text(profiled["table"] + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(profiled, indent=2, default=str) + "\n")
+    print(profiled["table"])
+    print(f"wrote {args.out / name}.json and .txt")
+    return profiled
 
-    images_u8 = random_images(N_IMAGES)
-    images = training_images(images_u8, device, args.images)
-    print(f"training images: {'file (read by index)' if images.reader is not None else 'tensor'}")
-    images_u8 = images_u8.to(device)
+
+def configurations(
+    device: torch.device,
+    images: TrainingImages,
+    images_u8: torch.Tensor,
+    steps: int,
+    packs: list[int],
+    use_compile: bool,
+    other: str,
+) -> dict[str, tuple[Callable[[], Runner], int]]:
+    """Every configuration this device can run: its name -> (a factory of its runner, timed steps)."""
     factories: dict[str, tuple[Callable[[], Runner], int]] = {
         "baseline": (lambda: baseline_runner(device, images_u8), steps),
         "single": (lambda: single_runner(device, images, "auto"), steps),
@@ -682,6 +680,44 @@ def main(argv: list[str] | None = None) -> dict:
         # A pack step costs about n single steps on a CPU; fewer steps keep the run short there.
         pack_steps = steps if device.type == "cuda" else max(2, steps // max(1, n // 2))
         factories[f"packed:{n}"] = (lambda n=n: packed_runner(device, images, n), pack_steps)
+    return factories
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Measure the configurations (or profile one packed step) and write the report under ``--out``."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from benchmarks.runner.train import resolve_device
+
+    device = resolve_device(args.device)
+    if args.profile_pack:
+        return profile_main(args, device)
+    steps = args.steps or (8 if args.quick else 40)
+    repeats = args.repeats or (2 if args.quick else 5)
+    warmup = args.warmup if args.warmup is not None else (3 if args.quick else 10)
+    packs = [int(n) for n in args.packs.split(",") if n]
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()] if args.configs else None
+    if wanted is not None and "baseline" not in wanted:
+        wanted.append("baseline")  # every ratio is to it
+    use_compile = args.compile == "on" or (
+        args.compile == "auto" and not (args.quick and device.type == "cpu")
+    )
+    evaluation = args.evaluation == "on" or (args.evaluation == "auto" and not args.quick)
+    auto = resolve_precision("auto", device)
+    other = "bf16" if auto == "fp32" else "fp32"
+    info = machine(device)
+    print(
+        f"device {device} ({info.get('gpu', info['cpu'])}), torch {torch.__version__}, "
+        f"{info['torch_threads']} threads"
+    )
+
+    images_u8 = random_images(N_IMAGES)
+    images = training_images(images_u8, device, args.images)
+    print(f"training images: {'file (read by index)' if images.reader is not None else 'tensor'}")
+    images_u8 = images_u8.to(device)
+    factories = configurations(device, images, images_u8, steps, packs, use_compile, other)
     runners = {name: (make(), k) for name, (make, k) in factories.items() if selected(name, wanted)}
 
     print(f"{len(runners)} configurations, {repeats} repeats, {steps} steps each (packs fewer on CPU)")
@@ -731,6 +767,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def write(report: dict, out: Path) -> None:
+    """Write the report as ``train_<device>.json`` and ``.md`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     name = f"train_{report['device']}"
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -743,11 +780,12 @@ def write(report: dict, out: Path) -> None:
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown."""
     m, s, conf = report["machine"], report["settings"], report["configurations"]
     base = conf["baseline"].get("images_per_s")
     where = m.get("gpu") or m["cpu"]
     lines = [
-        f"# Training throughput on {report['device']} (benchmarks/perf/train_throughput.py)",
+        f"# Training throughput on {report['device']} (python -m tools.perf.train_throughput)",
         "",
         f"Machine: {where}; {m['cores']} cores, {m['torch_threads']} torch threads; CPU flags "
         f"{', '.join(m['cpu_flags']) or 'n/a'}; torch {m['torch']}, Python {m['python']}. "

@@ -1,6 +1,6 @@
 """Time the metrics at disentanglement_lib's study sizes, against a naive dlib-style baseline.
 
-    python benchmarks/perf/metrics_speed.py [--n-jobs 2] [--out results/perf]
+    python -m tools.perf.metrics_speed [--n-jobs 2] [--out results/perf]
 
 Data: a dSprites-like toy data set (factor sizes 3, 6, 40, 32, 32; observation
 = factors / (K - 1)) and 10 codes: the 5 factors plus 5 N(0, 0.1^2) noise codes
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,12 +39,11 @@ import sklearn
 from sklearn import ensemble, linear_model, preprocessing, svm
 from sklearn import metrics as skm
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+import metrics
+from benchmarks.runner.records import cpu_model
+from metrics._threads import single_threaded_blas
 
-import metrics  # noqa: E402
-from benchmarks.runner.records import cpu_model  # noqa: E402
-from metrics._threads import single_threaded_blas  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SIZES = (3, 6, 40, 32, 32)
 N_TRAIN, N_TEST = 10000, 5000
@@ -56,16 +54,21 @@ DLIB_TIMING = ROOT / "tests" / "data" / "dlib" / "timing.json"
 
 
 class ToyData:
+    """A dSprites-like toy data set: uniform factors of sizes ``SIZES``, observation = factors / (K - 1)."""
+
     factor_sizes = SIZES
 
     def sample_factors(self, n, rng):
+        """``n`` uniform factor vectors (n, 5)."""
         return np.stack([metrics.rng_integers(rng, k, size=n) for k in SIZES], axis=1)
 
     def sample_observations_from_factors(self, factors, rng):
+        """The observations of ``factors``: each factor scaled to [0, 1]."""
         return factors / (np.array(SIZES) - 1.0)
 
 
 def make_encoder(seed=0):
+    """A fixed encoder: the 5 observations plus 5 codes of N(0, 0.1^2) noise, (batch, 5) -> (batch, 10)."""
     noise = np.random.RandomState(1000 + seed)
 
     def encode(x):  # (batch, 5) -> (batch, 10)
@@ -78,6 +81,7 @@ def make_encoder(seed=0):
 
 
 def naive_discretize(x, n_bins=20):
+    """dlib's histogram discretizer, one column at a time."""
     out = np.zeros_like(x)
     for i in range(x.shape[1]):
         out[:, i] = np.digitize(x[:, i], np.histogram(x[:, i], n_bins)[1][:-1])
@@ -85,6 +89,7 @@ def naive_discretize(x, n_bins=20):
 
 
 def naive_mi(codes_d, factors):
+    """The (codes, factors) mutual information matrix, one ``mutual_info_score`` per pair."""
     return np.array(
         [
             [skm.mutual_info_score(factors[:, j], codes_d[:, i]) for j in range(factors.shape[1])]
@@ -94,6 +99,7 @@ def naive_mi(codes_d, factors):
 
 
 def naive_mig(codes, factors):
+    """MIG as dlib computes it, without vectorisation: the baseline for ``metrics.mig``."""
     m = naive_mi(naive_discretize(codes), factors)
     h = np.array([skm.mutual_info_score(factors[:, j], factors[:, j]) for j in range(factors.shape[1])])
     s = np.sort(m, axis=0)[::-1]
@@ -101,6 +107,7 @@ def naive_mig(codes, factors):
 
 
 def naive_sap(ct, ft, ce, fe):
+    """SAP with dlib's per-pair LinearSVC fits: the baseline for ``metrics.sap``."""
     s = np.zeros((ct.shape[1], ft.shape[1]))
     for i in range(ct.shape[1]):
         for j in range(ft.shape[1]):
@@ -111,6 +118,7 @@ def naive_sap(ct, ft, ce, fe):
 
 
 def naive_modularity_explicitness(ct, ft, ce, fe):
+    """Modularity and explicitness as dlib computes them: the baseline."""
     mi = naive_mi(naive_discretize(ct), ft)
     sq = mi**2
     mx = sq.max(axis=1)
@@ -132,6 +140,7 @@ def naive_modularity_explicitness(ct, ft, ce, fe):
 
 
 def naive_unsupervised(codes):
+    """The unsupervised scores (Gaussian TC, Wasserstein correlation, mutual information): the baseline."""
     cov = np.cov(codes.T)
     tc = 0.5 * (np.sum(np.log(np.diag(cov))) - np.linalg.slogdet(cov)[1])
     w = 2 * np.trace(cov) - 2 * np.trace(scipy.linalg.sqrtm(cov * np.diag(cov)[:, None]))
@@ -148,6 +157,7 @@ def naive_unsupervised(codes):
 
 
 def naive_irs(codes, factors):
+    """IRS as dlib computes it, one factor and one value at a time: the baseline."""
     fd = naive_discretize(factors.astype(float))
     z = codes[:, codes.var(axis=0) > 0]
     max_dev = np.max(np.abs(z - z.mean(axis=0)), axis=0)
@@ -166,6 +176,7 @@ FACTOR_SECONDS: list[float] = []  # naive_dci's seconds per factor fit, for the 
 
 
 def naive_dci(ct, ft, ce, fe):
+    """DCI with scikit-learn's GradientBoostingClassifier per factor: the baseline for the exact DCI."""
     r = np.zeros((ct.shape[1], ft.shape[1]))
     at, ae = [], []
     FACTOR_SECONDS.clear()
@@ -187,6 +198,8 @@ def naive_dci(ct, ft, ce, fe):
 
 
 def naive_beta_vae(data, encode, rs, batch_size=64, n_train=10000, n_eval=5000):
+    """The β-VAE score with dlib's one-point-at-a-time sampling: the baseline."""
+
     def points(n):
         feats, labels = [], []
         for _ in range(n):
@@ -209,6 +222,7 @@ def naive_beta_vae(data, encode, rs, batch_size=64, n_train=10000, n_eval=5000):
 
 
 def naive_factor_vae(data, encode, rs, batch_size=64, n_train=10000, n_eval=5000, n_var=10000):
+    """The FactorVAE score with dlib's one-vote-at-a-time sampling: the baseline."""
     f = data.sample_factors(n_var, rs)
     obs = data.sample_observations_from_factors(f, rs)
     reps = np.concatenate([encode(obs[i : i + 64]) for i in range(0, n_var, 64)])
@@ -273,6 +287,7 @@ def time_mig_chen(mean, logvar, grid, n_samples, n_jobs) -> dict:
 
 
 def machine() -> dict:
+    """The machine and library versions the timings were taken with."""
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -315,6 +330,7 @@ def row(name, ours, naive, note="") -> dict:
 
 
 def main(argv=None) -> int:
+    """Time every metric and its baseline (``--extra``: downstream task, fairness, UDR); write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--n-jobs", type=int, default=2, help="workers for DCI, SAP and explicitness (default 2)"
@@ -507,18 +523,22 @@ def main(argv=None) -> int:
 
 
 def load(values) -> str:
+    """Load averages as ``a/b/c``."""
     return "/".join(f"{x:.2f}" for x in values)
 
 
 def verdict(seconds: float) -> str:
+    """Whether the full suite met the 20 s target."""
     return "reached" if seconds <= 20.0 else "not reached"
 
 
 def fmt(value, spec: str) -> str:
+    """``value`` formatted with ``spec``; empty for None."""
     return "" if value is None else format(value, spec)
 
 
 def markdown(info: dict) -> str:
+    """The main report as Markdown."""
     m = info["machine"]
     dlib = info.get("dlib_timing_json_entry_point_seconds", {})
     dlib_key = {
@@ -534,7 +554,7 @@ def markdown(info: dict) -> str:
     s = info["suite_seconds"]
     chen, study = info["mig_chen_fast_grid"], info["mig_chen_study_sixteenth_grid"]
     lines = [
-        "# Metric speed on CPU (benchmarks/perf/metrics_speed.py)",
+        "# Metric speed on CPU (python -m tools.perf.metrics_speed)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); "
         f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}, "
@@ -604,6 +624,7 @@ def markdown(info: dict) -> str:
 
 
 def naive_batches(data, encode, n, rs, batch_size=16):
+    """``n`` codes and their factors, drawn in dlib's batches of ``batch_size``."""
     codes, factors = [], []
     for start in range(0, n, batch_size):
         f = data.sample_factors(min(batch_size, n - start), rs)
@@ -613,12 +634,14 @@ def naive_batches(data, encode, n, rs, batch_size=16):
 
 
 def naive_predictor(kind):
+    """dlib's downstream classifier: boosted trees (``gbt``) or cross-validated logistic regression."""
     if kind == "gbt":
         return ensemble.GradientBoostingClassifier()
     return linear_model.LogisticRegressionCV(Cs=10, cv=sklearn.model_selection.KFold(n_splits=5))
 
 
 def naive_downstream(data, encode, seed, kind, sizes, n_test):
+    """The downstream task as dlib runs it, one classifier per factor and training size: the baseline."""
     np.random.seed(seed)  # noqa: NPY002  (dlib's trees draw from the global RNG)
     rs, scores = np.random.RandomState(seed), {}
     for n in sizes:
@@ -641,6 +664,7 @@ def naive_downstream(data, encode, seed, kind, sizes, n_test):
 
 
 def naive_fairness(data, encode, seed, n_train, per_class):
+    """The fairness score as dlib computes it: the baseline."""
     np.random.seed(seed)  # noqa: NPY002
     rs = np.random.RandomState(seed)
     sizes = data.factor_sizes
@@ -663,6 +687,7 @@ def naive_fairness(data, encode, seed, n_train, per_class):
 
 
 def naive_udr(means, logvars, correlation):
+    """UDR as dlib computes it, one pair of models at a time: the baseline."""
     kl = [np.mean(0.5 * (m**2 + np.exp(v) - v - 1), axis=0) for m, v in zip(means, logvars)]
     reps = [preprocessing.StandardScaler().fit_transform(m) * (k > 0.01) for m, k in zip(means, kl)]
     n = len(reps)
@@ -705,10 +730,12 @@ def udr_group(n_models=5, n_points=1000, n_latents=10, seed=0):
 
 
 def udr_by_model(fn, correlation, means, logvars):
+    """The per-model UDR scores of ``fn`` as one flat dict."""
     return {f"udr_{correlation}_model{m}": s[f"udr_{correlation}"] for m, s in enumerate(fn(means, logvars))}
 
 
 def extra_main(args) -> int:
+    """``--extra``: time the downstream task, fairness and UDR against their baselines; write the report."""
     warnings.simplefilter("ignore")
     n_jobs, sizes, n_fair = args.n_jobs, args.extra_train_sizes, args.extra_fairness_train
     info = {
@@ -785,9 +812,10 @@ def extra_main(args) -> int:
 
 
 def extra_markdown(info: dict) -> str:
+    """The ``--extra`` report as Markdown."""
     m = info["machine"]
     lines = [
-        "# Downstream task, fairness and UDR speed on CPU (benchmarks/perf/metrics_speed.py --extra)",
+        "# Downstream task, fairness and UDR speed on CPU (python -m tools.perf.metrics_speed --extra)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); Python "
         f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}. "

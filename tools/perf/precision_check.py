@@ -1,6 +1,6 @@
 """Does bf16 autocast change results? fp32- and bf16-trained runs of the quick suite, side by side.
 
-    python benchmarks/perf/precision_check.py [--steps 500] [--seeds 0,1,2] [--out results/perf]
+    python -m tools.perf.precision_check [--steps 500] [--seeds 0,1,2] [--out results/perf]
 
 Trains a few models of the quick suite (``benchmarks/suites/quick.toml``: its
 hyperparameters, batch size and learning rate, at a reduced step count) on
@@ -33,7 +33,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,15 +41,14 @@ import numpy as np
 import scipy.stats
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from benchmarks.datasets import TrainingImages, load_dataset
+from benchmarks.runner.evaluate import evaluate_run
+from benchmarks.runner.records import cpu_model
+from benchmarks.runner.spec import RunTraining, thaw
+from benchmarks.runner.suite import expand_suite, load_suite, override_suite
+from benchmarks.runner.train import train_run
 
-from benchmarks.datasets import TrainingImages, load_dataset  # noqa: E402
-from benchmarks.runner.evaluate import evaluate_run  # noqa: E402
-from benchmarks.runner.records import cpu_model  # noqa: E402
-from benchmarks.runner.spec import RunTraining, thaw  # noqa: E402
-from benchmarks.runner.suite import expand_suite, load_suite, override_suite  # noqa: E402
-from benchmarks.runner.train import train_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 HELD_OUT = 2048
 
@@ -107,6 +105,7 @@ def summarise(values: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Train each model and seed in fp32 and in bf16 autocast, score both, compare; write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="beta_vae,beta_tcvae")
     parser.add_argument("--seeds", default="0,1,2")
@@ -218,9 +217,10 @@ def _json(value):
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown."""
     m, s = report["machine"], report["settings"]
     lines = [
-        "# bf16 autocast vs fp32 on CPU (benchmarks/perf/precision_check.py)",
+        "# bf16 autocast vs fp32 on CPU (python -m tools.perf.precision_check)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); load "
         f"average {'/'.join(f'{x:.2f}' for x in m['loadavg_start'])} at the start, "

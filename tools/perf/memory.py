@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/perf/memory.py                      # dSprites and 3D Shapes, 200 steps each
-    python benchmarks/perf/memory.py --datasets dsprites --steps 100
+    python -m tools.perf.memory                      # dSprites and 3D Shapes, 200 steps each
+    python -m tools.perf.memory --datasets dsprites --steps 100
 
 Every measurement runs in its own subprocess, so each peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that child) is one path's
@@ -19,7 +19,7 @@ alone. Per dataset:
 ``--suites smoke quick`` also runs whole suites, training and evaluation, as
 a user does (``python -m benchmarks.cli run --suite NAME --device cpu`` into a
 temporary output directory), and reports each one's peak RSS (the child's
-``ru_maxrss`` from ``os.wait4``) and wall time: the issue's targets (1.5 GB
+``ru_maxrss`` from ``os.wait4``) and wall time: the targets (1.5 GB
 for smoke and quick on dSprites) are about these whole runs, whose peak lies in
 the evaluation, not in training.
 
@@ -29,16 +29,14 @@ steps after a short warm-up, and the ratio new/baseline is printed (the target:
 no drop beyond 5%). Also timed: the full content check done on every load
 (``FlatCache.check_content``) and the gather of one batch alone.
 
-The training step: ``benchmarks.runner.train.train_run`` when it takes a
-``TrainingImages`` (the lead's single loop); otherwise MINIMAL_LOOP below
-(``model(x)``, backward, Adam), which says so in the output (``loop``).
-Results go to results/perf/memory_cpu.md and .json with the machine and load.
+The training step is the runner's own, ``benchmarks.runner.train.train_run``
+(named in the output as ``loop``). Results go to results/perf/memory_cpu.md and
+.json with the machine and load. Run from the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import resource
@@ -49,13 +47,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 DATASETS = ("dsprites", "shapes3d")
 MODES = ("baseline", "memmap")
 
 
 def rss_now_mb() -> float:
+    """This process's resident memory now, in MB (VmRSS from /proc; NaN where there is none)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -64,6 +62,7 @@ def rss_now_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (``ru_maxrss``)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -76,17 +75,8 @@ def baseline_images(dataset):
 
 
 # -- the training step ----------------------------------------------------------------
-def _train_run_takes_training_images() -> bool:
-    try:
-        from benchmarks.runner.spec import RunSpec  # noqa: F401
-        from benchmarks.runner.train import train_run
-    except ImportError:
-        return False
-    params = list(inspect.signature(train_run).parameters)
-    return len(params) > 1 and params[1] == "images"
-
-
 def train_with_train_run(dataset, images, steps: int, batch_size: int, seed: int) -> dict:
+    """Train beta_vae on ``images`` through the runner's ``train_run``; its speed and final loss."""
     from benchmarks.runner.spec import RunSpec
     from benchmarks.runner.train import train_run
 
@@ -118,35 +108,6 @@ def train_with_train_run(dataset, images, steps: int, batch_size: int, seed: int
     }
 
 
-def train_minimal_loop(dataset, images, steps: int, batch_size: int, seed: int, warmup: int = 5) -> dict:
-    """MINIMAL_LOOP: a stand-in until ``train_run`` takes a ``TrainingImages``; same ops, no logging."""
-    import torch
-
-    from vae_zoo import create_model
-
-    torch.manual_seed(seed)
-    model = create_model("beta_vae", likelihood=dataset.likelihood, in_channels=dataset.observation_shape[0])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    started = None
-    for step in range(steps):
-        if step == warmup:
-            started = time.perf_counter()
-        index = torch.randint(images.num_images, (batch_size,), generator=generator)
-        x = images.batch(index)  # (B, C, 64, 64) float32 in [0, 1]
-        out = model(x)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - started
-    return {
-        "loop": "MINIMAL_LOOP (benchmarks/perf/memory.py)",
-        "images_per_second": (steps - warmup) * batch_size / seconds,
-        "final_loss": float(out.loss.detach()),
-    }
-
-
 def time_batches(images, batch_size: int, n: int = 300) -> float:
     """Microseconds to gather and convert one batch alone."""
     import torch
@@ -162,7 +123,8 @@ def time_batches(images, batch_size: int, n: int = 300) -> float:
 
 
 # -- one measurement, in a child process -----------------------------------------------
-def child(mode: str, name: str, steps: int, batch_size: int, loop: str) -> dict:
+def child(mode: str, name: str, steps: int, batch_size: int) -> dict:
+    """One measurement (``prepare``, ``baseline`` or ``memmap``) of one dataset, in this process."""
     from benchmarks.datasets import load_dataset
 
     record = {"mode": mode, "dataset": name}
@@ -183,9 +145,7 @@ def child(mode: str, name: str, steps: int, batch_size: int, loop: str) -> dict:
     record["images_seconds"] = time.perf_counter() - started
     record["rss_after_images_mb"] = rss_now_mb()
     record["batch_microseconds"] = time_batches(images, batch_size)
-    use_train_run = loop == "train_run" or (loop == "auto" and _train_run_takes_training_images())
-    trainer = train_with_train_run if use_train_run else train_minimal_loop
-    record.update(trainer(dataset, images, steps, batch_size, seed=0))
+    record.update(train_with_train_run(dataset, images, steps, batch_size, seed=0))
     record["peak_rss_mb"] = peak_rss_mb()
     import torch
 
@@ -194,9 +154,11 @@ def child(mode: str, name: str, steps: int, batch_size: int, loop: str) -> dict:
 
 
 def run_child(mode: str, name: str, args) -> dict:
+    """Run ``child`` in a fresh process (``--child MODE``), so that its peak RSS is its own; its record."""
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "tools.perf.memory",
         "--child",
         mode,
         "--datasets",
@@ -205,8 +167,6 @@ def run_child(mode: str, name: str, args) -> dict:
         str(args.steps),
         "--batch-size",
         str(args.batch_size),
-        "--loop",
-        args.loop,
     ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -236,6 +196,7 @@ def run_suite(suite: str) -> dict:
 
 
 def load_average() -> str:
+    """The machine's load, as ``uptime`` prints it (or the three load averages)."""
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
@@ -243,12 +204,12 @@ def load_average() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Measure every dataset's paths in paired child processes, then whole suites, and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="pairs of (baseline, new) processes")
-    parser.add_argument("--loop", choices=("auto", "train_run", "minimal"), default="auto")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "memory_cpu")
     parser.add_argument(
         "--suites",
@@ -259,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=("prepare", *MODES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.datasets[0], args.steps, args.batch_size, args.loop)))
+        print(json.dumps(child(args.child, args.datasets[0], args.steps, args.batch_size)))
         return
 
     from benchmarks.runner.records import cpu_model
@@ -342,11 +303,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown: one table row per dataset, then the whole suites."""
     m = report["machine"]
     lines = [
         "# Memory and throughput: whole cache in RAM vs. batches read by index",
         "",
-        f"From `python benchmarks/perf/memory.py` ({report['steps']} training steps, batch "
+        f"From `python -m tools.perf.memory` ({report['steps']} training steps, batch "
         f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu']}, {m['cores']} cores. "
         f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each measurement is one "
         f"subprocess; peak RSS is its `ru_maxrss` (the largest of {report.get('repeats', 1)}). The two paths "

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The GPU checks in one call (throughput, a profiled packed step, tests/gpu, the quick suite on CUDA),
+# <= 8 minutes on one H200; everything goes under $OUT.
+#
+#   OUT=/some/dir bash tools/perf/gpu_check.sh            # on the GPU machine, from the checkout
+#   OUT=/tmp/gpuout bash tools/perf/gpu_check.sh --dry-run  # anywhere: every step, tiny, on the CPU
+#
+# Stages (each under its own time limit, so one that hangs cannot eat the others' time; each writes
+# its log to $OUT/logs/<stage>.log and its rc to $OUT/logs/rc.txt):
+#   throughput  python -m tools.perf.train_throughput: the DataLoader baseline, the single-model path
+#               (train_run) in both precisions, packed train_runs at N = 1, 6, 36, 144, 288 (a pack
+#               that does not fit is recorded as failed), a few step variants (CUDA graph, TF32)
+#   profile     torch.profiler over one step of a pack of 36 (top kernels by device time)
+#   tests       tests/gpu (pytest -m gpu): packed = alone, same seed = same numbers, bf16 ~ fp32,
+#               graph/compile = eager, resume across devices; measured spreads in gpu_tests.jsonl
+#   quick       `vaebench run --suite quick --device cuda`: training and evaluation wall time, images/s
+#   report      python -m tools.perf.gpu_check_report: results/perf/train_<gpu>.json and .md under
+#               $OUT, with single_vs_baseline and packed_aggregate_images_per_s at the top level, plus
+#               the other stages' numbers
+#
+# The device machine has no filelock (benchmarks/datasets/storage.py and benchmarks/runner/claims.py
+# import it at module level): when `import filelock` fails, the stand-in in tools/perf/stand_ins/
+# (fcntl.flock, the same locking) is put on PYTHONPATH for this script only, and the report says so.
+# --dry-run also puts tools/perf/stand_ins/dry_run first, which hides the installed numba, filelock
+# and submitit as the device machine lacks them.
+set -uo pipefail
+
+DRY_RUN=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) DRY_RUN=1 ;;
+        -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {print}' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $arg (use --dry-run or --help)" >&2; exit 2 ;;
+    esac
+done
+if [ -z "${OUT:-}" ]; then
+    echo "gpu_check.sh: set OUT to the directory the results go to" >&2
+    exit 2
+fi
+
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$(pwd)
+PY=${PYTHON:-python}
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}  # deterministic cuBLAS for tests/gpu
+mkdir -p "$OUT/logs" "$OUT/results/perf" "$OUT/tests"
+LOGS="$OUT/logs"
+: >"$LOGS/rc.txt"
+STARTED=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET_S:-470}  # all stages together; the machine grants 8 minutes a call
+
+say() { echo "[gpu_check $(($(date +%s) - STARTED))s] $*"; }
+
+# -- where we are ----------------------------------------------------------------------------------
+STAND_INS="$ROOT/tools/perf/stand_ins"
+if [ "$DRY_RUN" = 1 ]; then
+    DEVICE=cpu
+    # As on the device machine: numba, filelock and submitit cannot be imported from site-packages.
+    export PYTHONPATH="$STAND_INS/dry_run:$PYTHONPATH"
+    say "dry run: every stage on the CPU at tiny sizes, numba/filelock/submitit hidden"
+else
+    DEVICE=cuda
+    if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+        echo "gpu_check.sh: torch sees no CUDA device (torch.cuda.is_available() is False); nothing run." \
+            "Use --dry-run to rehearse on the CPU." | tee "$LOGS/no_cuda.txt" >&2
+        exit 3
+    fi
+fi
+"$PY" - >"$LOGS/environment.txt" 2>&1 <<'PY'
+import importlib, os, platform, sys
+import torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
+print("cuda available", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "")
+print("cpus", os.cpu_count(), "load", os.getloadavg())
+for name in ("numpy", "scipy", "sklearn", "pandas", "typer", "rich", "h5py", "matplotlib", "filelock", "numba", "submitit"):
+    try:
+        module = importlib.import_module(name)
+        print(f"{name:12s} {getattr(module, '__version__', 'present')}")
+    except ImportError as exc:
+        print(f"{name:12s} MISSING ({exc})")
+PY
+cat "$LOGS/environment.txt"
+
+FILELOCK_STAND_IN=()
+if ! "$PY" -c 'import filelock' 2>/dev/null; then
+    FILELOCK_STAND_IN=(--filelock-stand-in)
+    export PYTHONPATH="$PYTHONPATH:$STAND_INS"  # after the checkout: a real filelock would win
+    say "filelock is not installed: using the fcntl stand-in at $STAND_INS/filelock"
+fi
+
+# -- stages ---------------------------------------------------------------------------------------
+# stage NAME CAP_SECONDS COMMAND...: run under min(CAP, what is left of the budget), log and rc kept.
+stage() {
+    local name=$1 cap=$2
+    shift 2
+    local left=$((BUDGET - ($(date +%s) - STARTED)))
+    local limit=$((cap < left ? cap : left))
+    if [ "$limit" -lt 10 ]; then
+        say "$name: skipped, ${left}s of the budget left"
+        echo "$name skipped-no-time" >>"$LOGS/rc.txt"
+        return 0
+    fi
+    say "$name: up to ${limit}s: $*"
+    local t0=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+    local rc=$?
+    echo "$name $rc $(($(date +%s) - t0))s" >>"$LOGS/rc.txt"
+    say "$name: rc $rc after $(($(date +%s) - t0))s; last lines:"
+    tail -n 8 "$LOGS/$name.log" | sed 's/^/    /'
+    return 0
+}
+
+if [ "$DRY_RUN" = 1 ]; then
+    TT_ARGS=(--device cpu --steps 2 --repeats 1 --warmup 1 --packs 1,2 --compile off --evaluation off)
+    TT_CONFIGS="baseline,single,packed"
+    PROFILE_PACK=2
+    TEST_ENV=(env VAEBENCH_GPU_TESTS_ON_CPU=1)
+    TEST_ARGS=(-k "not compile")  # torch.compile on 2 CPU cores takes minutes; it runs on the GPU
+    QUICK_ARGS=(--device cpu --steps 3 --models vae,factor_vae --metrics mig,sap)
+else
+    TT_ARGS=(--device cuda --steps 100 --repeats 3 --warmup 20 --packs 1,6,36,144,288 --compile off
+        --evaluation off)
+    TT_CONFIGS="baseline,single,packed,step:fp32 fused-adam,step:tf32 fused-adam,step:bf16 cuda-graph"
+    PROFILE_PACK=36
+    TEST_ENV=(env)
+    TEST_ARGS=()
+    QUICK_ARGS=(--device cuda)
+    export VAEBENCH_DATA=${VAEBENCH_DATA:-/tmp/vaebench-data}  # dSprites is generated here (~400 MB)
+fi
+
+stage throughput 150 "$PY" -m tools.perf.train_throughput "${TT_ARGS[@]}" --configs "$TT_CONFIGS" \
+    --out "$OUT/throughput"
+stage profile 45 "$PY" -m tools.perf.train_throughput --device "$DEVICE" --profile-pack "$PROFILE_PACK" \
+    --out "$OUT/profile"
+stage tests 150 "${TEST_ENV[@]}" VAEBENCH_GPU_REPORT="$OUT/tests" "$PY" -m pytest -m gpu tests/gpu -rs -q \
+    -p no:cacheprovider --durations=15 "${TEST_ARGS[@]}" --junitxml "$OUT/tests/junit.xml"
+stage quick 170 "$PY" -m benchmarks.cli run --suite quick "${QUICK_ARGS[@]}" --out "$OUT/quick" \
+    --progress-interval 10
+
+# -- the report -----------------------------------------------------------------------------------
+REPORT_ARGS=("$OUT" "${FILELOCK_STAND_IN[@]}")
+[ "$DRY_RUN" = 1 ] && REPORT_ARGS+=(--dry-run)
+"$PY" -m tools.perf.gpu_check_report "${REPORT_ARGS[@]}" 2>&1 | tee "$LOGS/report.log"
+say "done; stages:"
+cat "$LOGS/rc.txt"
+exit 0
