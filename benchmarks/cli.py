@@ -348,7 +348,7 @@ def _print_plan(spec_suite, the_plan, out: Path, device, estimate: bool) -> None
     from rich.table import Table
 
     from benchmarks.runner.estimate import estimate_evaluation_seconds, estimate_training_seconds
-    from benchmarks.runner.protocol import protocol_footnote, protocol_of
+    from benchmarks.runner.protocol import compare_runs
     from benchmarks.runner.sweep import run_states
 
     states = run_states(the_plan, out)
@@ -394,7 +394,7 @@ def _print_plan(spec_suite, the_plan, out: Path, device, estimate: bool) -> None
             "(training timed through the training loop here, runs alone; evaluation from the images "
             "the metrics declare they encode)."
         )
-    console.print(protocol_footnote(protocol_of(s) for s in the_plan.runs))
+    console.print(compare_runs(the_plan.runs).note())
 
 
 @app.command()

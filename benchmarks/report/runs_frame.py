@@ -232,9 +232,12 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         row[f"config.{key}"] = value
     for key, value in sorted(_mapping(spec.get("training"), "training").items()):
         row[f"training.{key}"] = value
-    protocol = record.protocol
-    for key, value in sorted(_mapping(protocol, "protocol").items()):
-        row[f"protocol.{key}"] = value
+    protocol = _mapping(record.protocol, "protocol")
+    if "deviations" in protocol:  # the diff against the study: whether it matches, not its list
+        row["protocol.matches"] = protocol.get("matches")
+    else:  # an older record's block of protocol choices
+        for key, value in sorted(protocol.items()):
+            row[f"protocol.{key}"] = value
     settings = _mapping(spec.get("metrics"), "metrics")
     for key, value in sorted(spec.items()):
         if key in ("suite", "seed", "dataset", "model", "model_config", "training", "protocol"):

@@ -37,7 +37,7 @@ from benchmarks.report.runs_frame import (
     value_column,
     value_keys,
 )
-from benchmarks.runner.protocol import protocol_footnote, protocol_of
+from benchmarks.runner.protocol import compare_runs
 from benchmarks.runner.records import RunRecord, atomic_write_text
 from benchmarks.runner.spec import RunSpec
 from vaebench.registry import UnknownNameError
@@ -342,15 +342,31 @@ def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
 
 
 def _study_protocol(records: list[RunRecord]) -> str:
-    """Whether the runs trained what disentanglement_lib's unsupervised_study_v1 trained, computed from
-    their specs (the record's own ``protocol`` block where the variant is not installed here)."""
-    protocols = []
+    """Every deviation of the runs from disentanglement_lib's unsupervised_study_v1, computed from
+    their full specs and from what their provenance says ran (``protocol.compare_runs``)."""
+    specs, ran, unknown = [], {}, []
     for record in records:
         try:
-            protocols.append(protocol_of(RunSpec.from_dict(record.spec)))
+            spec = RunSpec.from_dict(record.spec)
+            spec.full_model_config()  # the variant must be installed to diff its full config
         except (UnknownNameError, TypeError, ValueError):
-            protocols.append(record.protocol or {})
-    return protocol_footnote(protocols).removeprefix("Protocol: ")
+            unknown.append(str(record.spec.get("model")))
+            continue
+        specs.append(spec)
+        prov = record.provenance
+        ran[spec.run_id] = {
+            key: value
+            for key, value in (
+                ("precision", prov.get("precision")),
+                ("dataset_source", (prov.get("dataset") or {}).get("source")),
+            )
+            if value is not None
+        }
+    text = compare_runs(specs, ran=ran).note().removeprefix("Protocol: ")
+    if unknown:
+        missing = ", ".join(sorted(set(unknown)))
+        text += f" Not compared: {len(unknown)} run(s) of models not installed here ({missing})."
+    return text
 
 
 # -- renderings ------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ class Plan:
 
     def to_json_rows(self) -> list[dict[str, Any]]:
         """One object per run: ids, names, the full model config, the training settings, the protocol."""
-        from benchmarks.runner.protocol import protocol_of
+        from benchmarks.runner.protocol import compare_run
 
         rows = []
         for pack in self.packs:
@@ -90,7 +90,7 @@ class Plan:
                         "seed": run.seed,
                         "model_config": run.full_model_config(),
                         "training": run.training.to_dict(),
-                        "protocol": protocol_of(run),
+                        "protocol": compare_run(run).to_dict(),
                         "metrics": thaw(run.metrics),
                         "evaluation_seed": run.evaluation_seed,
                     }

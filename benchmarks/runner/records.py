@@ -129,9 +129,19 @@ class RunRecord:
 
     @classmethod
     def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
-        """A record of ``spec``: identity, spec, strength and protocol filled from it."""
-        from benchmarks.runner.protocol import protocol_of
+        """A record of ``spec``: identity, spec, strength and protocol filled from it (the protocol:
+        its diff against the study, with what the provenance says ran where the spec says "auto")."""
+        from benchmarks.runner.protocol import compare_run
 
+        provenance = fields.get("provenance") or {}
+        ran = {
+            key: value
+            for key, value in (
+                ("precision", provenance.get("precision")),
+                ("dataset_source", (provenance.get("dataset") or {}).get("source")),
+            )
+            if value is not None
+        }
         strength = spec.strength
         return cls(
             run_id=spec.run_id,
@@ -139,7 +149,7 @@ class RunRecord:
             status=status,
             spec=spec.to_dict(),
             strength={"field": strength[0], "value": strength[1]} if strength else None,
-            protocol=protocol_of(spec),
+            protocol=compare_run(spec, ran=ran).to_dict(),
             **fields,
         )
 
