@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from vaebench.registry import DuplicateNameError, Registry, UnknownNameError
+from vaebench.registry import DuplicateNameError, PluginError, Registry, UnknownNameError
 
 
 def test_register_get_and_wildcards():
@@ -77,5 +77,52 @@ def test_broken_plugin_warns_and_does_not_break_the_registry(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     reg = Registry("widget", "vaebench.test_broken")
     reg.register("good")(lambda: 1)
-    with pytest.warns(UserWarning, match="could not load widget plug-in 'bad'"):
+    with pytest.warns(
+        UserWarning, match=r"could not load widget plug-in no_such_module_xyz:thing \(entry point 'bad'"
+    ):
         assert reg.names() == ["good"]
+    with pytest.raises(PluginError, match="ModuleNotFoundError: No module named 'no_such_module_xyz'"):
+        reg.get("bad")  # asked for by name: its own error, not "unknown widget ... did you mean"
+
+
+def _install(tmp_path, dist_name: str, module: str, source: str, entry_points_txt: str) -> None:
+    (tmp_path / f"{module}.py").write_text(source)
+    dist = tmp_path / f"{dist_name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(entry_points_txt)
+
+
+def test_a_plugin_colliding_with_a_builtin_or_another_plugin_is_refused_naming_both(tmp_path, monkeypatch):
+    group = "vaebench.test_collide"
+    _install(
+        tmp_path,
+        "first",
+        "first_plugin",
+        "def thing():\n    return 1\n",
+        f"[{group}]\nbuiltin = first_plugin:thing\nshared = first_plugin:thing\n",
+    )
+    _install(
+        tmp_path,
+        "second",
+        "second_plugin",
+        "def other():\n    return 2\n",
+        f"[{group}]\nshared = second_plugin:other\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("widget", group)
+
+    @reg.register("builtin")
+    def builtin():
+        return 0
+
+    with pytest.warns(UserWarning) as caught:
+        names = reg.names()
+    messages = " | ".join(str(w.message) for w in caught)
+    assert (
+        "plug-in first_plugin:thing (entry point 'builtin'" in messages and "is taken by built-in" in messages
+    )
+    assert reg.get("builtin")() == 0  # the built-in keeps its name
+    assert names == ["builtin", "shared"] and reg.get("shared")() in (1, 2)
+    assert "is refused: the name 'shared' is taken by plug-in" in messages  # the other of the two, named
+    assert messages.count("is refused") == 2

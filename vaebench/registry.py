@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["DuplicateNameError", "Registry", "UnknownNameError"]
+__all__ = ["DuplicateNameError", "PluginError", "Registry", "UnknownNameError"]
 
 
 class UnknownNameError(LookupError):
@@ -44,6 +44,13 @@ class DuplicateNameError(ValueError):
     """A second, different object registered under a name already taken."""
 
 
+class PluginError(LookupError):
+    """A plug-in asked for by name that could not be loaded or was refused; the message says why."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class Registry(Generic[T]):
     """Name -> object map with a refusing decorator, wildcard listing and entry points.
 
@@ -59,6 +66,8 @@ class Registry(Generic[T]):
         self.group = group
         self._builtin_modules = builtin_modules
         self._entries: dict[str, T] = {}
+        self._sources: dict[str, str] = {}  # name -> where its entry came from, for messages
+        self._refused: dict[str, str] = {}  # plug-in name -> why it is not registered
         self._loaded = False
         self._loading = False
 
@@ -88,12 +97,15 @@ class Registry(Generic[T]):
 
     # -- lookup ---------------------------------------------------------------
     def get(self, name: str) -> T:
-        """The object registered as ``name``; raises UnknownNameError listing close names."""
+        """The object registered as ``name``; raises UnknownNameError listing close names, or
+        PluginError saying why a plug-in of that name could not be registered."""
         if name not in self._entries:
             self._load()
         try:
             return self._entries[name]
         except KeyError:
+            if name in self._refused:
+                raise PluginError(self._refused[name]) from None
             raise UnknownNameError(self.kind, name, self.names()) from None
 
     def names(self, pattern: str = "*") -> list[str]:
@@ -127,25 +139,40 @@ class Registry(Generic[T]):
         try:
             for module in self._builtin_modules:
                 importlib.import_module(module)
+            for name, entry in self._entries.items():
+                self._sources.setdefault(name, f"built-in {_qualname(entry)}")
             for ep in entry_points(group=self.group):
-                if ep.name in self._entries:
-                    continue
-                try:
-                    obj = ep.load()
-                except Exception as exc:  # a broken plug-in must not break the tool
-                    import warnings
-
-                    warnings.warn(
-                        f"could not load {self.kind} plug-in {ep.name!r} ({ep.value}) from entry-point "
-                        f"group {self.group!r}: {type(exc).__name__}: {exc}",
-                        stacklevel=2,
-                    )
-                    continue
-                if not any(_same_object(obj, e) for e in self._entries.values()):
-                    self.register(ep.name)(obj)
+                self._load_plugin(ep)
             self._loaded = True
         finally:
             self._loading = False
+
+    def _load_plugin(self, ep) -> None:
+        """Register one entry point; a broken or colliding plug-in is refused with a warning
+        that names it (and what it collides with), and ``get`` of its name says why."""
+        source = f"plug-in {ep.value} (entry point {ep.name!r} of {self.group!r})"
+        try:
+            obj = ep.load()  # a plug-in that registers itself by decorator does so here
+        except Exception as exc:  # a broken plug-in must not break the tool
+            self._refuse(ep.name, f"could not load {self.kind} {source}: {type(exc).__name__}: {exc}")
+            return
+        existing = self._entries.get(ep.name)
+        if existing is not None and not _same_object(existing, obj):
+            self._refuse(
+                ep.name,
+                f"{self.kind} {source} is refused: the name {ep.name!r} is taken by "
+                f"{self._sources.get(ep.name, _qualname(existing))}",
+            )
+            return
+        if existing is None and not any(_same_object(obj, e) for e in self._entries.values()):
+            self.register(ep.name)(obj)
+        self._sources.setdefault(ep.name, source)
+
+    def _refuse(self, name: str, message: str) -> None:
+        import warnings
+
+        self._refused[name] = message
+        warnings.warn(message, stacklevel=3)
 
 
 def _same_object(a: object, b: object) -> bool:
