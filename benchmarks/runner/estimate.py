@@ -48,7 +48,7 @@ def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
 
 def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dict[str, float]:
     """run_id -> estimated training seconds, timing each distinct (dataset, model, config) once."""
-    from benchmarks.runner.packing import pack_key
+    from benchmarks.runner.plan import pack_key
 
     per_key: dict[tuple, float] = {}
     out = {}
