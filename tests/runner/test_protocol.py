@@ -1,4 +1,4 @@
-"""The paper suite trains what disentanglement_lib's unsupervised_study_v1 trained, and says so (issue 12)."""
+"""The paper suite trains what disentanglement_lib's unsupervised_study_v1 trained, and says so."""
 
 import collections
 

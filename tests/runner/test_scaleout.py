@@ -1,4 +1,4 @@
-"""Scale-out (issue #11): SLURM against a real cluster, shards, claims, plans, status and bad input.
+"""Scale-out: SLURM against a real cluster, shards, claims, plans, status and bad input.
 
 The SLURM tests need ``sbatch`` (``.ci/local-slurm start`` brings up a one-node cluster) and are
 skipped, saying why, only where it is missing; under ``CI=true`` such a skip is a failure
@@ -182,6 +182,7 @@ def cancel_jobs():
 
 
 # -- SLURM: the same records as a local run ---------------------------------------------
+@pytest.mark.slow  # needs the SLURM cluster
 def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_path, cancel_jobs):
     suite = write_suite(toy_suite)
     local_out, slurm_out = tmp_path / "local", tmp_path / "slurm"
@@ -217,7 +218,7 @@ def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_p
 def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
     slurm_cluster, tmp_path, cancel_jobs
 ):
-    """The issue's own case: `--suite smoke --backend slurm` vs a local run (several minutes on 2 CPUs:
+    """The smoke suite: `--suite smoke --backend slurm` vs a local run (several minutes on 2 CPUs:
     every metric on dSprites)."""
     local_out, slurm_out = tmp_path / "local", tmp_path / "slurm"
     cancel_jobs.append(slurm_out)
@@ -234,6 +235,7 @@ def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
 
 
 # -- SLURM: preempted, requeued, resumed ------------------------------------------------
+@pytest.mark.slow  # needs the SLURM cluster
 def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupted_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
@@ -288,6 +290,7 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     assert rows["toy"]["SLURM jobs"] == "1 completed"
 
 
+@pytest.mark.slow  # needs the SLURM cluster
 def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
@@ -326,6 +329,7 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
 
 
 # -- shards and claims: two processes at once ------------------------------------------
+@pytest.mark.slow  # trains through subprocesses
 def test_two_shards_at_once_train_every_run_exactly_once(toy_suite, tmp_path):
     suite = write_suite(toy_suite, steps=10)
     out = tmp_path / "out"
@@ -343,6 +347,7 @@ def test_two_shards_at_once_train_every_run_exactly_once(toy_suite, tmp_path):
     assert all(r["timing"]["resumed_from_step"] == 0 for r in recs.values())
 
 
+@pytest.mark.slow  # trains through subprocesses
 def test_two_processes_with_the_same_selection_train_every_run_exactly_once(toy_suite, tmp_path):
     suite = write_suite(toy_suite, steps=10)
     out = tmp_path / "out"
@@ -562,6 +567,7 @@ def test_slurm_without_submitit_exits_2_naming_the_extra(toy_suite, tmp_path):
         (["--cpus-per-job", "4096"], "SLURM refuses tasks with"),
     ],
 )
+@pytest.mark.slow  # needs the SLURM cluster
 def test_slurm_refuses_what_the_cluster_cannot_run_before_submitting(
     toy_suite, slurm_cluster, tmp_path, args, message
 ):
