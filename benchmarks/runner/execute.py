@@ -41,9 +41,10 @@ from benchmarks.runner.records import (
     record_path,
     write_record,
 )
+from benchmarks.runner.settings import resolve_precision
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.state import ForcedSweep, SweepResult
-from benchmarks.runner.train import Diverged, TrainResult, resolve_precision, train_runs
+from benchmarks.runner.train import Diverged, TrainResult, train_runs
 from metrics import get_metric
 from vae_zoo import VAE
 from vae_zoo.checkpoint import CheckpointError, model_from_payload, read_checkpoint

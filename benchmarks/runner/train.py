@@ -84,6 +84,7 @@ from torch.func import functional_call, vmap
 
 from benchmarks.datasets import TrainingImages
 from benchmarks.runner.plan import check_packable
+from benchmarks.runner.settings import OPTIMIZERS, resolve_precision
 from benchmarks.runner.spec import RunSpec
 from vae_zoo import VAE, create_model, save_checkpoint
 from vae_zoo.checkpoint import CheckpointError, read_checkpoint
@@ -102,7 +103,7 @@ __all__ = [
     "train_runs",
     "train_run",
     "resolve_device",
-    "resolve_precision",
+    "resolve_precision",  # settings', re-exported for the perf scripts
     "make_optimizers",
 ]
 
@@ -162,30 +163,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is the fastest path measured not to change results on that device (results/perf).
-
-    bf16 autocast on CUDA; fp32 on the CPU (where bf16 needs AMX/AVX512-BF16 to pay).
-    """
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def make_optimizers(model: VAE, learning_rate: float, device: torch.device):
-    """Adam for the ELBO's parameters (the study's optimiser, default betas), and the variant's
+def make_optimizers(model: VAE, learning_rate: float, device: torch.device, optimizer: str = "adam"):
+    """The named optimiser (``settings.OPTIMIZERS``) for the ELBO's parameters, and the variant's
     auxiliary optimiser (FactorVAE's discriminator) whose parameters the ELBO does not train."""
     aux = model.make_auxiliary_optimizer()
     aux_ids = {id(p) for g in aux.param_groups for p in g["params"]} if aux is not None else set()
     params = [p for p in model.parameters() if id(p) not in aux_ids]
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.Adam(params, lr=learning_rate, **fast), aux
+    return OPTIMIZERS.get(optimizer)(params, learning_rate, device), aux
+
+
+#: The autocast dtype of each resolved precision that is not fp32 (``settings.PRECISIONS``).
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 
 
 def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    dtype = _AUTOCAST_DTYPES.get(precision)
+    return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @dataclass
@@ -208,7 +201,9 @@ class Member:
         checkpoint."""
         torch.manual_seed(spec.seed)  # weight initialisation
         model = create_model(spec.model, **spec.model_config).to(device)
-        optimizer, aux_optimizer = make_optimizers(model, spec.training.learning_rate, device)
+        optimizer, aux_optimizer = make_optimizers(
+            model, spec.training.learning_rate, device, spec.training.optimizer
+        )
         generator = torch.Generator(device=device).manual_seed(spec.seed)  # batches, noise, permutations
         member = cls(index, spec, checkpoint, model, optimizer, aux_optimizer, generator)
         member.restore(device)

@@ -144,7 +144,7 @@ def test_tables_regenerate_byte_identically(toy_suite, tmp_path):
         (["--models", "beta-vae"], "Did you mean 'beta_vae'"),
         (["--datasets", "dsprite"], "Known datasets:"),
         (["--metrics", "mgi"], "Known metrics:"),
-        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--steps", "0"], "--steps: training.steps must be a positive integer"),
         (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
     ],
 )
