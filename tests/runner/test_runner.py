@@ -117,10 +117,21 @@ def test_eval_recomputes_metrics_from_the_checkpoint(toy_suite, tmp_path):
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
     ((run_id, rec),) = records(out).items()
+    artifact = out / "artifacts" / "toy" / f"{run_id}.npz"
+    artifact.unlink()
     code, output = invoke("eval", run_id, "--metrics", "mig", "--out", out, "--device", "cpu")
     assert code == 0, output
     updated = records(out)[run_id]
     assert updated["metrics"]["mig"] == pytest.approx(rec["metrics"]["mig"], abs=1e-12)
+    assert updated["metrics"]["sap"] == rec["metrics"]["sap"]  # a metric not re-scored is kept
+    # the training's record and provenance stay; the evaluation states its own, and rewrites the artifacts
+    for key in ("curve", "final", "provenance", "spec", "protocol"):
+        assert updated[key] == rec[key], key
+    assert updated["timing"]["train_seconds"] == rec["timing"]["train_seconds"]
+    scored_by = updated["evaluation_provenance"]
+    assert {"git_commit", "torch", "numpy", "device", "created"} <= set(scored_by)
+    assert scored_by["created"] >= rec["evaluation_provenance"]["created"]
+    assert artifact.exists()
     ckpt = out / "checkpoints" / "toy" / f"{run_id}.pt"
     assert invoke("eval", ckpt, "--metrics", "sap", "--out", out, "--device", "cpu")[0] == 0
 
