@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from benchmarks.cli import app
 from benchmarks.runner.claims import claim_holder, claim_path
 from benchmarks.runner.plan import make_plan
+from benchmarks.runner.slurm import PackTask
 from benchmarks.runner.suite import expand_suite, load_suite
 from vae_zoo import VAE, register_model
 
@@ -111,10 +112,17 @@ def same_record(record):
     Other work is committed to this checkout while a test runs, so the commit is left out with the
     timestamps; the device, library versions, thread count and dataset provenance must match.
     """
-    out = {k: v for k, v in record.items() if k not in ("timing", "metric_seconds", "provenance")}
-    out["provenance"] = {
-        k: v for k, v in record["provenance"].items() if k not in ("created", "git_commit", "git_dirty")
+    out = {
+        k: v
+        for k, v in record.items()
+        if k not in ("timing", "metric_seconds", "provenance", "evaluation_provenance")
     }
+    for key in ("provenance", "evaluation_provenance"):
+        out[key] = {
+            k: v
+            for k, v in (record.get(key) or {}).items()
+            if k not in ("created", "git_commit", "git_dirty")
+        }
     return out
 
 
@@ -326,6 +334,20 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     assert same_record(record) == same_record(ref)
     rows, _ = status(out, "--suite", suite)
     assert rows["toy"]["recorded ok"] == "1" and rows["toy"]["SLURM jobs"] == "1 completed"
+
+
+def test_a_slurm_task_runs_its_pack_and_writes_the_records_of_a_local_run(toy_suite, tmp_path):
+    """The task's code, called here without a cluster: ``run_pack`` on its pack, nothing else."""
+    suite = write_suite(toy_suite, steps=10)
+    local = tmp_path / "local"
+    assert invoke("run", "--suite", suite, "--out", local, "--device", "cpu")[0] == 0
+    out = tmp_path / "task"
+    for spec in expand_suite(load_suite(str(suite))):
+        outcome = PackTask(str(out), [spec.to_dict()], "cpu", False, False, [])()
+        assert outcome["completed"] == [spec.run_id] and not outcome["failed"]
+    assert {i: same_record(r) for i, r in records(out).items()} == {
+        i: same_record(r) for i, r in records(local).items()
+    }
 
 
 # -- shards and claims: two processes at once ------------------------------------------
