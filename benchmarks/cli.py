@@ -7,6 +7,7 @@ an interrupted sweep exits with 130 and resumes when rerun.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -18,6 +19,26 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+
+from benchmarks.datasets import get_dataset_class, list_datasets
+from benchmarks.datasets.cli import data_app
+from benchmarks.runner.backends import BACKENDS, BackendError, BackendOptions, get_backend
+from benchmarks.runner.display import print_plan
+from benchmarks.runner.execute import rescore
+from benchmarks.runner.plan import make_plan, pack_size, parse_shard
+from benchmarks.runner.records import RecordError, check_writable
+from benchmarks.runner.state import SweepResult, run_states
+from benchmarks.runner.status import suite_status
+from benchmarks.runner.suite import SuiteError, expand_suite, list_suites, load_suite, override_suite
+from benchmarks.runner.train import resolve_device
+from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
+from metrics import get_metric, list_metrics
+from vae_zoo import CheckpointError, ConfigError, describe_model, get_model, list_models
+from vaebench.registry import UnknownNameError
+
+# The report (pandas, matplotlib) is imported by the commands that write it, so that training and
+# listing do not pay for it.
 
 app = typer.Typer(
     name="vaebench",
@@ -46,22 +67,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _user_errors():
-    """The exceptions that mean bad input (exit 2) rather than a bug."""
-    from benchmarks.runner.records import RecordError
-    from benchmarks.runner.suite import SuiteError
-    from vae_zoo import CheckpointError, ConfigError
-    from vaebench.registry import UnknownNameError
-
-    return (
-        UnknownNameError,
-        SuiteError,
-        ConfigError,
-        CheckpointError,
-        RecordError,
-        PermissionError,
-        ValueError,
-    )
+#: The exceptions that mean bad input (exit 2) rather than a bug.
+USER_ERRORS = (
+    UnknownNameError,
+    SuiteError,
+    ConfigError,
+    CheckpointError,
+    RecordError,
+    PermissionError,
+    ValueError,
+)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -77,8 +92,6 @@ def _split(value: str | None) -> list[str] | None:
 @list_app.command("models")
 def list_models_cmd() -> None:
     """Registered model variants (built-in and plug-ins), one per line with a description."""
-    from vae_zoo import describe_model, list_models
-
     for name in list_models():
         typer.echo(f"{name:<14} {describe_model(name)}")
 
@@ -86,8 +99,6 @@ def list_models_cmd() -> None:
 @list_app.command("suites")
 def list_suites_cmd() -> None:
     """Benchmark suites shipped with vaebench (a path to your own TOML works wherever a name does)."""
-    from benchmarks.runner.suite import list_suites, load_suite
-
     for name in list_suites():
         typer.echo(f"{name:<8} {load_suite(name).description}")
 
@@ -95,8 +106,6 @@ def list_suites_cmd() -> None:
 @list_app.command("metrics")
 def list_metrics_cmd() -> None:
     """Registered disentanglement metrics."""
-    from metrics import get_metric, list_metrics
-
     for name in list_metrics():
         doc = (get_metric(name).function.__doc__ or "").strip().splitlines()
         typer.echo(f"{name:<24} {doc[0] if doc else ''}")
@@ -105,8 +114,6 @@ def list_metrics_cmd() -> None:
 @list_app.command("backends")
 def list_backends_cmd() -> None:
     """Registered backends for `vaebench run --backend` (built-in and plug-ins)."""
-    from benchmarks.runner.backends import BACKENDS
-
     for name in BACKENDS.names():
         doc = (BACKENDS.get(name).__doc__ or "").strip().splitlines()
         typer.echo(f"{name:<10} {doc[0] if doc else ''}")
@@ -115,8 +122,6 @@ def list_backends_cmd() -> None:
 @list_app.command("datasets")
 def list_datasets_cmd() -> None:
     """Registered ground-truth datasets and their factors."""
-    from benchmarks.datasets import get_dataset_class, list_datasets
-
     for name in list_datasets():
         cls = get_dataset_class(name)
         factors = ", ".join(f"{n} {k}" for n, k in zip(cls.factor_names, cls.factor_sizes))
@@ -153,7 +158,8 @@ OutArg = Annotated[
 PackArg = Annotated[
     int | None,
     typer.Option(
-        help="Train up to N compatible runs as one batched computation (default: 36 on a GPU, 1 on CPU)."
+        help="Train up to N compatible runs as one batched computation (default: 36 on a GPU, 1 on CPU; "
+        "1 for a --shard whose --device is auto)."
     ),
 ]
 DeviceArg = Annotated[Device, typer.Option(help="Training device.")]
@@ -161,12 +167,10 @@ DeviceArg = Annotated[Device, typer.Option(help="Training device.")]
 
 def _select(suite, models, datasets, seeds, steps, metrics, source):
     """The suite with the command line's selection applied, expanded and validated: (suite, specs)."""
-    from benchmarks.runner.suite import expand_suite, load_suite, override_suite
-    from vae_zoo import get_model, list_models
-
     spec_suite = load_suite(suite)
     model_names = _split(models)
-    if model_names == ["all"]:  # every variant that trains on single observations, plug-ins included
+    if model_names == ["all"]:
+        # every variant that trains on single observations, plug-ins included
         model_names = [name for name in list_models() if get_model(name).views == 1]
     seed_list = None
     if seeds is not None:
@@ -235,10 +239,6 @@ def run(
     ] = 30.0,
 ) -> None:
     """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
-    from benchmarks.runner.backends import BackendError, BackendOptions, get_backend
-    from benchmarks.runner.plan import parse_shard
-    from benchmarks.runner.sweep import check_writable
-
     try:
         spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
         _positive("pack", pack)
@@ -259,7 +259,7 @@ def run(
         )
         runner = get_backend(backend, options, console)
         check_writable(out)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     try:
         result = runner.run(specs, out)
@@ -273,7 +273,7 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-def _report_sweep(result, records_dir: Path) -> None:
+def _report_sweep(result: SweepResult, records_dir: Path) -> None:
     """The sweep's closing lines: failures and what could not be read on stderr, a summary on stdout."""
     problems = result.failed + result.previously_failed
     if problems:
@@ -310,7 +310,7 @@ def plan(
     metrics: MetricsArg = None,
     source: SourceArg = None,
     out: OutArg = DEFAULT_OUT,
-    pack: Annotated[int, typer.Option(help="Runs per pack (compatible runs only).")] = 1,
+    pack: PackArg = None,
     shard: Annotated[str | None, typer.Option(help="Show only shard I of N (I/N).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run, nothing else.")] = False,
     estimate: Annotated[
@@ -318,83 +318,30 @@ def plan(
     ] = True,
     device: DeviceArg = Device.auto,
 ) -> None:
-    """Show the runs, their packs, what is recorded and the estimated cost, without running anything."""
-    import json
+    """Show the runs, their packs, what is recorded and the estimated cost, without running anything.
 
-    from benchmarks.runner.plan import make_plan, parse_shard
-    from benchmarks.runner.sweep import run_states
-    from benchmarks.runner.train import resolve_device
-
+    The packs are those `vaebench run` trains with the same flags on this machine.
+    """
     try:
         spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
         _positive("pack", pack)
-        the_plan = make_plan(specs, pack)
-        if shard is not None:
-            the_plan = the_plan.select_shard(*parse_shard(shard))
+        shard_of = parse_shard(shard) if shard is not None else None
         torch_device = resolve_device(device.value)
-    except _user_errors() as exc:
+        size = pack_size(
+            pack, torch_device.type, device_pinned=device != Device.auto, sharded=shard_of is not None
+        )
+        the_plan = make_plan(specs, size)
+        if shard_of is not None:
+            the_plan = the_plan.select_shard(*shard_of)
+    except USER_ERRORS as exc:
         fail(str(exc))
+    states = run_states(the_plan.runs, out, claims=True)
     if as_json:
-        rows = the_plan.to_json_rows()
-        states = run_states(the_plan, out)
-        for row in rows:
-            row["state"] = states[row["run_id"]][0]
+        for row in the_plan.to_json_rows():
+            row["state"] = states[row["run_id"]].shown
             typer.echo(json.dumps(row, sort_keys=True))
         return
-    _print_plan(spec_suite, the_plan, out, torch_device, estimate)
-
-
-def _print_plan(spec_suite, the_plan, out: Path, device, estimate: bool) -> None:
-    from rich.table import Table
-
-    from benchmarks.runner.estimate import estimate_evaluation_seconds, estimate_training_seconds
-    from benchmarks.runner.protocol import compare_runs
-    from benchmarks.runner.sweep import run_states
-
-    states = run_states(the_plan, out)
-    counts: dict[str, int] = {}
-    for state, _ in states.values():
-        counts[state] = counts.get(state, 0) + 1
-    pending = [s for s in the_plan.runs if states[s.run_id][0] != "ok"]
-    training = estimate_training_seconds(pending, device) if estimate else {}
-    title = f"suite {spec_suite.name}: {len(the_plan.runs)} run(s) in {len(the_plan.packs)} pack(s)"
-    if the_plan.shard is not None:
-        title += f" (shard {the_plan.shard[0]}/{the_plan.shard[1]})"
-    table = Table(title=title)
-    for col in ("pack", "run id", "dataset", "model", "hyperparameter", "seed", "steps", "state", "est."):
-        table.add_column(col)
-    total = 0.0
-    for pack in the_plan.packs:
-        for i, spec in enumerate(pack.runs):
-            strength = spec.strength
-            state = states[spec.run_id][0]
-            est = ""
-            if spec.run_id in training:
-                seconds = training[spec.run_id] + estimate_evaluation_seconds(spec, device)
-                total += seconds
-                est = f"{seconds / 60:.1f} min"
-            table.add_row(
-                pack.pack_id if i == 0 else "",
-                spec.run_id,
-                spec.dataset,
-                spec.model,
-                f"{strength[0]}={strength[1]:g}" if strength else "-",
-                str(spec.seed),
-                str(spec.training.steps),
-                state,
-                est,
-            )
-    console.print(table)
-    console.print(
-        ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" (under {out / 'runs'})."
-    )
-    if estimate:
-        console.print(
-            f"Estimated cost of what is not recorded: {total / 3600:.2f} h on {device} "
-            "(training timed through the training loop here, runs alone; evaluation from the images "
-            "the metrics declare they encode)."
-        )
-    console.print(compare_runs(the_plan.runs).note())
+    print_plan(console, spec_suite.name, the_plan, states, out, torch_device, estimate)
 
 
 @app.command()
@@ -403,13 +350,9 @@ def status(
     suite: Annotated[str | None, typer.Option(help="Only this suite (a name or TOML path).")] = None,
 ) -> None:
     """Per suite: runs recorded, failed, claimed (running) and pending, and SLURM job states."""
-    from rich.table import Table
-
-    from benchmarks.runner.status import suite_status
-
     try:
         rows = suite_status(out, suite)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     if not rows:
         fail(f"no suites with records, claims or jobs under {out}; run `vaebench run` first or pass --out")
@@ -548,15 +491,10 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Output directory holding runs/ and checkpoints/.")] = DEFAULT_OUT,
     device: Annotated[Device, typer.Option(help="Device for encoding.")] = Device.auto,
 ) -> None:
-    """Recompute metrics from a run's checkpoint and update its record."""
-    from benchmarks.runner.evaluate import reevaluate
-    from benchmarks.runner.train import resolve_device
-
+    """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
-        path, updated = reevaluate(
-            target, out, _split(metrics), resolve_device(device.value), console=console
-        )
-    except _user_errors() as exc:
+        path, updated = rescore(target, out, _split(metrics), resolve_device(device.value))
+    except USER_ERRORS as exc:
         fail(str(exc))
     console.print(
         f"updated {path}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(updated.items()) if v is not None)
@@ -576,15 +514,12 @@ def udr_cmd(
     ] = Device.auto,
 ) -> None:
     """UDR (Duan et al. 2020): score each group of runs that differ only in the seed, in their records."""
-    from benchmarks.runner.train import resolve_device
-    from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
-
     if correlation not in CORRELATIONS:
         fail(f"--correlation must be one of {', '.join(CORRELATIONS)}; got {correlation!r}")
     _check_suite_records(out, suite)
     try:
         report = score_suite_udr(out, suite, correlation, device=resolve_device(device.value))
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     for group in report.groups:
         console.print(
@@ -600,17 +535,7 @@ def udr_cmd(
     )
 
 
-def _mount_data_app() -> None:
-    from benchmarks.datasets.cli import data_app
-
-    app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at the ground-truth datasets.")
-
-
-_mount_data_app()
-
-
-def main() -> None:  # pragma: no cover - console-script shim
-    app()
+app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at the ground-truth datasets.")
 
 
 if __name__ == "__main__":  # pragma: no cover

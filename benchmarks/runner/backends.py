@@ -4,9 +4,9 @@ A backend is a class registered under a name (built in: ``local`` and
 ``slurm``; third parties through the entry-point group ``vaebench.backends``).
 It is built from ``BackendOptions``; ``check()`` refuses what it cannot do
 before anything is submitted or trained (a ``BackendError``, exit 2), and
-``run(plan, ...)`` executes the plan's packs and returns the sweep's exit code.
-Every backend ends up in ``sweep.run_sweep`` on each pack, so every backend
-writes the same records.
+``run(specs, out_dir)`` executes the plan's packs and returns a ``SweepResult``.
+Every backend cuts its packs with ``plan.pack_size`` and ends up in
+``execute.run_pack`` on each pack, so every backend writes the same records.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from typing import ClassVar
 import torch
 from rich.console import Console
 
+from benchmarks.runner.plan import pack_size
+from benchmarks.runner.state import SweepResult
+from benchmarks.runner.sweep import run_sweep
+from benchmarks.runner.train import resolve_device
 from vaebench.registry import Registry
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "BackendOptions", "LocalBackend", "get_backend"]
@@ -92,7 +96,7 @@ class Backend:
     def pack_size(self) -> int:
         raise NotImplementedError
 
-    def run(self, specs, out_dir: Path) -> int:
+    def run(self, specs, out_dir: Path) -> SweepResult:
         raise NotImplementedError
 
 
@@ -111,32 +115,23 @@ class LocalBackend(Backend):
 
     def __init__(self, options: BackendOptions, console: Console | None = None):
         super().__init__(options, console)
-        from benchmarks.runner.train import resolve_device
-
         self.device: torch.device = resolve_device(options.device)
 
     def pack_size(self) -> int:
-        from benchmarks.runner.sweep import default_pack_size
+        o = self.options
+        return pack_size(
+            o.pack, self.device.type, device_pinned=o.device != "auto", sharded=o.shard is not None
+        )
 
-        if self.options.pack is not None:
-            return self.options.pack
-        if self.options.shard is not None and self.options.device == "auto":
-            # A shard's plan must not depend on the machine that runs it: every shard must cut the
-            # same packs, so an unpinned device means no packing (give --pack or --device cuda).
-            return 1
-        return default_pack_size(self.device)
-
-    def run(self, specs, out_dir: Path):
-        from benchmarks.runner.sweep import run_sweep
-
+    def run(self, specs, out_dir: Path) -> SweepResult:
         o = self.options
         return run_sweep(
             specs,
             out_dir,
             self.device,
+            self.pack_size(),
             force=o.force,
             retry_failed=o.retry_failed,
-            pack=self.pack_size(),
             shard=o.shard,
             console=self.console,
             progress_interval=o.progress_interval,

@@ -15,10 +15,8 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from vaebench.atomic import atomic_write_text
 
@@ -47,8 +45,6 @@ CLAIM_WAIT_S = 0.5
 
 
 def _lock(path: Path) -> FileLock:
-    from filelock import FileLock  # imported when a run is claimed, so training needs no filelock
-
     return FileLock(str(path), timeout=0, is_singleton=False, thread_local=False)
 
 
@@ -56,8 +52,6 @@ def try_claim(out_dir: Path, suite: str, run_id: str, wait: float = CLAIM_WAIT_S
     """Claim the run, or None when another live process holds it (after ``wait`` seconds)."""
     path = claim_path(out_dir, suite, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import Timeout
-
     lock = _lock(path)
     try:
         lock.acquire(timeout=wait, poll_interval=0.05)
@@ -88,8 +82,6 @@ def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
     path = claim_path(out_dir, suite, run_id)
     if not path.exists():
         return None
-    from filelock import Timeout
-
     lock = _lock(path)
     try:
         lock.acquire(timeout=0)

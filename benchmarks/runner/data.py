@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from benchmarks.datasets import GroundTruthDataset, TrainingImages, load_dataset
-from benchmarks.runner.records import cpu_model
+from benchmarks.runner.provenance import cpu_model
 
 
 def device_name(device: torch.device) -> str:

@@ -13,7 +13,12 @@ import time
 
 import torch
 
+from benchmarks.datasets import TrainingImages, get_dataset_class
+from benchmarks.runner.evaluate import metric_entry
+from benchmarks.runner.plan import pack_key
 from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.train import train_runs
+from metrics import get_metric
 
 __all__ = ["seconds_per_step", "estimate_training_seconds", "estimate_evaluation_seconds"]
 
@@ -22,9 +27,6 @@ _TIMED_STEPS = 5
 
 def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
     """The fastest of a few timed steps of ``spec``'s model, through the training loop."""
-    from benchmarks.datasets import TrainingImages, get_dataset_class
-    from benchmarks.runner.train import train_runs
-
     shape = get_dataset_class(spec.dataset).observation_shape
     g = torch.Generator().manual_seed(0)
     images = TrainingImages(torch.randint(0, 256, (256, *shape), dtype=torch.uint8, generator=g).to(device))
@@ -53,8 +55,6 @@ def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
 
 def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dict[str, float]:
     """run_id -> estimated training seconds, timing each distinct (dataset, model, config) once."""
-    from benchmarks.runner.packing import pack_key
-
     per_key: dict[tuple, float] = {}
     out = {}
     for spec in specs:
@@ -72,12 +72,7 @@ def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
     about 2.8e-4 s per image on 2 CPU cores, plus well under a second per metric at the
     fast settings (scaled with the training points at study sizes).
     """
-    from benchmarks.datasets import get_dataset_class
-    from metrics import get_metric
-
     factor_sizes = tuple(get_dataset_class(spec.dataset).factor_sizes)
-    from benchmarks.runner.evaluate import metric_entry
-
     images = sum(
         get_metric(metric_entry(entry)[0]).images_encoded(dict(s), factor_sizes)
         for entry, s in spec.metrics.items()

@@ -15,7 +15,6 @@ real observations from the dataset, as in dlib, and ``ObservationEncoder`` encod
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
-from benchmarks.runner.suite import RunSpec
+from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
+from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
 from vae_zoo import VAE
 from vaebench.atomic import atomic_write
 from vaebench.memory import release_freed_memory
@@ -39,7 +40,6 @@ __all__ = [
     "REPRESENTATIONS",
     "evaluate_run",
     "metric_entry",
-    "reevaluate",
 ]
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 8)
@@ -216,8 +216,6 @@ def evaluate_run(
     (``mean + exp(logvar / 2) * eps``, eps from ``RandomState(evaluation_seed)``, drawn
     per point and fixed for the evaluation); its keys get the prefix ``sampled_``.
     """
-    from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
-
     model = model.to(device).eval()
     if dataset.stochastic_observations:  # no fixed image per grid point: encode what the metrics draw
         encoder, sampler = ObservationEncoder(model, device, eps_seed=spec.evaluation_seed), dataset
@@ -258,8 +256,6 @@ def evaluate_run(
     result.mi_matrix = {"codes_by_factors": mi.tolist(), "factor_names": list(dataset.factor_names)}
     result.kl_per_dim = (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
     result.traversals = traversals(model, mean[0], device)
-    from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
-
     observations = udr_points(dataset, UDR_POINTS, spec.evaluation_seed)
     result.udr_mean, result.udr_logvar = encode_udr(model, observations, device)
     return result
@@ -275,57 +271,3 @@ def traversals(model: VAE, reference_mean: np.ndarray, device: torch.device) -> 
     )
     images = torch.sigmoid(model.decode(z.reshape(d * n, d)))  # (D * n, C, 64, 64)
     return (images * 255).round().to(torch.uint8).cpu().numpy().reshape(d, n, *images.shape[1:])
-
-
-def reevaluate(target: str, out_dir: Path, metrics: list[str] | None, device: torch.device, console=None):
-    """`vaebench eval`: recompute metrics of a run from its checkpoint and update its record."""
-    from benchmarks.datasets import load_dataset
-    from benchmarks.runner.records import checkpoint_path, read_record, record_path, write_record
-    from metrics import get_metric
-    from vae_zoo.checkpoint import CheckpointError, model_from_payload, read_checkpoint
-
-    out_dir = Path(out_dir)
-    target_path = Path(target)
-    if target_path.suffix == ".pt" or target_path.is_file():
-        payload = read_checkpoint(target_path)
-        if "run_spec" not in payload:
-            raise CheckpointError(
-                f"checkpoint {target_path} holds no run spec; it was not written by the runner"
-            )
-        spec = RunSpec.from_dict(payload["run_spec"])
-    else:
-        matches = sorted((out_dir / "runs").glob(f"*/{target}.json"))
-        if not matches:
-            known = sorted(p.stem for p in (out_dir / "runs").glob("*/*.json"))
-            raise ValueError(
-                f"no run {target!r} under {out_dir / 'runs'}; known runs: {', '.join(known) or '(none)'}"
-            )
-        spec = read_record(matches[0]).run_spec
-        target_path = checkpoint_path(out_dir, spec.suite, spec.run_id)
-        if not target_path.exists():
-            raise CheckpointError(
-                f"no checkpoint at {target_path}: checkpoints stay on the machine that trained the run "
-                "and are never committed, so a run recorded elsewhere (the committed results/, say) "
-                f"has none here. Retrain it with `vaebench run --suite {spec.suite} --out {out_dir} "
-                "--force` (same seed, same numbers), or pass a checkpoint path."
-            )
-        payload = read_checkpoint(target_path)
-    if payload.get("step") != spec.training.steps:
-        raise CheckpointError(
-            f"checkpoint {target_path} is at step {payload.get('step')} of {spec.training.steps}; "
-            "finish the run with `vaebench run` first"
-        )
-    for entry in metrics or []:
-        get_metric(metric_entry(entry)[0])  # unknown names fail before any work
-    model = model_from_payload(payload).to(device).eval()
-    dataset = load_dataset(spec.dataset, spec.dataset_source)
-    evaluation = evaluate_run(spec, model, dataset, device, metrics)
-    path = record_path(out_dir, spec.suite, spec.run_id)
-    record = read_record(path)
-    record.metrics.update(evaluation.metrics)
-    record.metric_seconds.update(evaluation.seconds)
-    record.evaluation.update(evaluation.counts)
-    record.mi_matrix = evaluation.mi_matrix
-    record.metric_warnings.update(evaluation.warnings)
-    write_record(path, record)
-    return path, {k: (v if math.isfinite(v) else None) for k, v in evaluation.metrics.items()}

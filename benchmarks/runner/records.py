@@ -7,10 +7,12 @@ Layout under the output directory::
     checkpoints/<suite>/<run_id>.pt   training state for resume and `vaebench eval`, never committed
     claims/<suite>/<run_id>.lock      who is training the run now (see ``claims``)
 
-``RunRecord`` is the only definition of a record: the sweep builds one, the
-report and the tests read them through ``RunRecord.from_json``. Schema
-``vaebench.run/2``; records of ``vaebench.run/1`` are read and migrated
-(``metric_seconds.points_encoded`` moved to ``evaluation.points_encoded``).
+``RunRecord`` is the only definition of a record: ``execute.record_of`` builds
+one (the one mapping from a training outcome and an evaluation), the report and
+the tests read them through ``RunRecord.from_json``. Schema ``vaebench.run/2``;
+records of ``vaebench.run/1`` are read and migrated
+(``metric_seconds.points_encoded`` moved to ``evaluation.points_encoded``), and
+records written before ``evaluation_provenance`` existed read with it None.
 """
 
 from __future__ import annotations
@@ -18,31 +20,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import platform
-import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks.runner.protocol import compare_run
+from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scripts import it from here)
 from benchmarks.runner.spec import RunSpec
 from vaebench.atomic import atomic_write_text
 
 SCHEMA = "vaebench.run/2"
 READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
 STATUSES = ("ok", "failed")
+#: Fields whose null is a value (not "absent, take the default").
+_NULLABLE = ("strength", "mi_matrix", "failure", "evaluation_provenance")
 
 __all__ = [
     "SCHEMA",
     "RecordError",
     "RunRecord",
-    "cpu_model",
     "atomic_write_text",
+    "check_writable",
     "write_record",
     "read_record",
     "iter_records",
-    "provenance",
     "record_path",
     "checkpoint_path",
     "artifact_path",
@@ -90,8 +91,9 @@ class RunRecord:
         run_id, suite: the run's identity (``RunSpec.run_id``) and the suite it was listed in.
         spec: ``RunSpec.to_dict()``; ``run_spec`` gives it typed.
         strength: ``{"field": "beta", "value": 4.0}`` or None (the variant's regularisation strength).
-        protocol: the choices that build the model and its loss (architecture, init, likelihood,
-            estimator, ...) and how the representation was scored; see ``protocol_of``.
+        protocol: the run's diff against the study it is compared with (``protocol.compare_run``:
+            reference, matches, deviations, additions), with what ``provenance`` says ran where
+            the spec says "auto". Records from before it hold the protocol choices instead.
         metrics: flat ``{key: float | None}`` over every metric's outputs (NaN stored as null).
         metric_seconds: ``{metric name: seconds}``.
         metric_warnings: ``{metric name: [messages]}``, what a metric warned about.
@@ -101,8 +103,10 @@ class RunRecord:
         final: ``{"<term>": float}``, the last window's averages.
         failure: None, or ``{"step": int, "reason": str}``.
         timing: ``{"train_seconds", "eval_seconds", "images_per_second", "resumed_from_step"}``.
-        provenance: code and library versions, machine, device, precision, dataset (with its
-            content hash), creation time; see ``provenance``.
+        provenance: the training's: code and library versions, machine, device, precision, dataset
+            (with its content hash), creation time; see ``provenance.run_provenance``.
+        evaluation_provenance: the evaluation's own: code and library versions, device, date (see
+            ``provenance.evaluation_provenance``); None in records written before it was kept.
     """
 
     run_id: str
@@ -121,6 +125,7 @@ class RunRecord:
     failure: dict[str, Any] | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    evaluation_provenance: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def __post_init__(self) -> None:
@@ -131,8 +136,6 @@ class RunRecord:
     def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
         """A record of ``spec``: identity, spec, strength and protocol filled from it (the protocol:
         its diff against the study, with what the provenance says ran where the spec says "auto")."""
-        from benchmarks.runner.protocol import compare_run
-
         provenance = fields.get("provenance") or {}
         ran = {
             key: value
@@ -162,7 +165,10 @@ class RunRecord:
         return self.status == "ok"
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(dataclasses.asdict(self)), indent=1, sort_keys=True) + "\n"
+        fields = dataclasses.asdict(self)
+        if fields["evaluation_provenance"] is None:  # a record of the older form keeps its bytes
+            del fields["evaluation_provenance"]
+        return json.dumps(_jsonable(fields), indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, path: Path | None = None) -> RunRecord:
@@ -188,7 +194,7 @@ class RunRecord:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise RecordError(f"{where}: unknown field(s) {', '.join(unknown)}", path)
-        values = {k: v for k, v in raw.items() if v is not None or k in ("strength", "mi_matrix", "failure")}
+        values = {k: v for k, v in raw.items() if v is not None or k in _NULLABLE}
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:
@@ -227,53 +233,13 @@ def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> l
     return records
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for records and speed reports."""
+def check_writable(out_dir: Path) -> None:
+    """Fail before any training if the output directory cannot be written (PermissionError)."""
+    out_dir = Path(out_dir)
     try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        model = ""
-    return model or platform.processor() or platform.machine() or "cpu"
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def provenance(device: str, device_name: str, precision: str, dataset: dict[str, Any]) -> dict[str, Any]:
-    """Code version, library versions, machine and data source of a result."""
-    import numpy
-    import scipy
-    import sklearn
-    import torch
-
-    import vaebench
-
-    # Uncommitted changes to the code: the output directory (results/, records included) does not count,
-    # or every record after a sweep's first would be marked dirty by its predecessors.
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
-    return {
-        "vaebench": vaebench.__version__,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "scikit_learn": sklearn.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "device_name": device_name,
-        "precision": precision,
-        "dataset": dataset,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        probe = out_dir / "runs" / ".write_probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"output directory {out_dir} is not writable: {exc}") from None

@@ -3,7 +3,7 @@
 ``vaebench run --backend slurm`` plans the suite here (the login node), skips
 the packs whose runs are all recorded, and submits one array task per pack
 with ``submitit`` (``pip install "vaebench[slurm]"``). A task calls
-``sweep.run_sweep`` on its pack, with the same claims and records as a local
+``execute.run_pack`` on its pack's owed runs, with the same claims and records as a local
 run, into the output directory (which must be on a filesystem the nodes
 share). A timeout or a preemption requeues the task through submitit's own
 checkpointing (``PackTask.checkpoint``): submitit owns the signals inside the
@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.datasets import get_dataset_class
 from benchmarks.runner.backends import (
     CLUSTER_OPTIONS,
     Backend,
@@ -37,6 +39,19 @@ from benchmarks.runner.backends import (
     BackendOptions,
     register_backend,
 )
+from benchmarks.runner.data import DatasetCache
+from benchmarks.runner.execute import run_pack
+from benchmarks.runner.plan import make_plan, pack_size
+from benchmarks.runner.progress import SweepProgress
+from benchmarks.runner.records import record_path
+from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.state import ForcedSweep, SweepResult, run_states
+from benchmarks.runner.train import resolve_device
+from vae_zoo import get_model
+from vaebench.atomic import atomic_write_text
+
+# submitit is optional (the "slurm" extra): it is imported where a SLURM run needs it, so that the
+# runner and a local sweep work without it.
 
 __all__ = ["SlurmBackend", "PackTask", "slurm_job_states", "submitted_jobs"]
 
@@ -45,7 +60,7 @@ DEFAULT_TIMEOUT_MIN = 60 * 24
 
 
 class PackTask:
-    """One array task: run one pack's specs with ``run_sweep``; checkpointable for submitit."""
+    """One array task: one pack's owed runs through ``run_pack``; checkpointable for submitit."""
 
     def __init__(
         self,
@@ -61,28 +76,30 @@ class PackTask:
         self.modules = modules  # where the pack's models and datasets are defined
 
     def __call__(self) -> dict:
-        from benchmarks.runner.spec import RunSpec
-        from benchmarks.runner.sweep import run_sweep
-        from benchmarks.runner.train import resolve_device
-
         # Plug-ins registered by import (not by entry point) are known on the node as they were
         # where the plan was made.
         for module in self.modules:
             _import_definitions(module)
         specs = [RunSpec.from_dict(s) for s in self.specs]
+        out_dir, device = Path(self.out_dir), resolve_device(self.device)
         console = Console(file=sys.stdout, force_terminal=False, width=140)
-        result = run_sweep(
-            specs,
-            Path(self.out_dir),
-            resolve_device(self.device),
-            force=self.force,
-            retry_failed=self.retry_failed,
-            pack=len(specs),
-            console=console,
-            progress_interval=30.0,
-            handle_signals=False,  # submitit's handlers stay in charge of SIGUSR2/SIGTERM
-            estimate=False,
-        )
+        # A forced task keeps its promise on disk, so its requeued self resumes rather than restarts.
+        forced = ForcedSweep(out_dir, specs) if self.force else None
+        result = SweepResult()
+        progress = SweepProgress(console, specs, {}, interval=30.0)
+        # No signal handler: submitit's stay in charge of SIGUSR2/SIGTERM inside the job.
+        with progress:
+            run_pack(
+                specs,
+                out_dir,
+                device,
+                DatasetCache(device, console),
+                progress,
+                result,
+                retry_failed=self.retry_failed,
+                forced=forced,
+                console=console,
+            )
         return result.to_dict()
 
     def checkpoint(self, *args, **kwargs):
@@ -94,9 +111,6 @@ class PackTask:
 
 def _definition_modules(spec) -> list[str]:
     """Module names, or a file path for what the running script (``__main__``) defines itself."""
-    from benchmarks.datasets import get_dataset_class
-    from vae_zoo import get_model
-
     out = []
     for cls in (get_model(spec.model), get_dataset_class(spec.dataset)):
         module = sys.modules.get(cls.__module__)
@@ -218,39 +232,19 @@ class SlurmBackend(Backend):
         return "cuda" if (self.options.gpus_per_job or 0) > 0 else "cpu"
 
     def pack_size(self) -> int:
-        from benchmarks.runner.sweep import DEFAULT_PACK
-
-        if self.options.pack is not None:
-            return self.options.pack
-        return DEFAULT_PACK["cuda" if self.job_device.startswith("cuda") else "cpu"]
+        return pack_size(self.options.pack, "cuda" if self.job_device.startswith("cuda") else "cpu")
 
     def run(self, specs, out_dir: Path):
-        import submitit
-
-        from benchmarks.runner.plan import make_plan
-        from benchmarks.runner.sweep import SweepResult, check_writable, run_states
+        import submitit  # the optional extra (see the imports)
 
         o = self.options
         out_dir = Path(out_dir).resolve()
-        check_writable(out_dir)
         plan = make_plan(specs, self.pack_size())
-        states = run_states(plan, out_dir)
+        states = run_states(plan.runs, out_dir, force=o.force, retry_failed=o.retry_failed)
         result = SweepResult()
-
-        def owed(spec) -> bool:
-            state = states[spec.run_id][0]
-            return o.force or state == "pending" or (state == "failed" and o.retry_failed)
-
-        packs = [p for p in plan.packs if any(owed(s) for s in p.runs)]
-        for spec in plan.runs:
-            state, detail = states[spec.run_id]
-            if not owed(spec) and state == "ok":
-                result.skipped.append(spec.run_id)
-            elif not owed(spec) and state == "failed":
-                failure = detail.failure or {}
-                result.previously_failed.append(
-                    (spec.run_id, failure.get("step", -1), failure.get("reason", ""))
-                )
+        owed = {s.run_id for s in result.tally(plan.runs, states, out_dir)}
+        packs = [[s for s in p.runs if s.run_id in owed] for p in plan.packs]
+        packs = [p for p in packs if p]
         if not packs:
             self.console.print("Nothing to submit: every run is recorded.")
             return result
@@ -277,11 +271,11 @@ class SlurmBackend(Backend):
         tasks = [
             PackTask(
                 str(out_dir),
-                [s.to_dict() for s in p.runs],
+                [s.to_dict() for s in p],
                 self.job_device,
                 o.force,
                 o.retry_failed,
-                sorted({m for s in p.runs for m in _definition_modules(s)}),
+                sorted({m for s in p for m in _definition_modules(s)}),
             )
             for p in packs
         ]
@@ -291,8 +285,6 @@ class SlurmBackend(Backend):
             raise BackendError(f"sbatch refused the tasks: {' '.join(str(exc).split())}") from None
         job_ids = [job.job_id for job in jobs]
         folder.mkdir(parents=True, exist_ok=True)
-        from vaebench.atomic import atomic_write_text
-
         known = submitted_jobs(out_dir, suite)
         atomic_write_text(folder / "jobs.json", json.dumps({"job_ids": known + job_ids}, indent=1) + "\n")
         self.console.print(
@@ -306,12 +298,8 @@ class SlurmBackend(Backend):
             return result
         return self._follow(jobs, packs, out_dir, result)
 
-    def _follow(self, jobs, packs, out_dir: Path, result):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from benchmarks.runner.records import record_path
-
-        runs = [s for p in packs for s in p.runs]
+    def _follow(self, jobs, packs, out_dir: Path, result: SweepResult) -> SweepResult:
+        runs = [s for p in packs for s in p]
         tty = self.console.is_terminal
         progress = Progress(
             TextColumn("{task.description}"),
@@ -364,10 +352,5 @@ class SlurmBackend(Backend):
                     f"job {job.job_id} failed: {str(exc).splitlines()[0]} (log: {job.paths.stderr})"
                 )
                 continue
-            result.completed += outcome["completed"]
-            result.skipped += outcome["skipped"]
-            result.failed += [tuple(f) for f in outcome["failed"]]
-            result.previously_failed += [tuple(f) for f in outcome["previously_failed"]]
-            result.unreadable += outcome["unreadable"]
-            result.blocked.update(outcome["blocked"])
+            result.add(SweepResult.from_dict(outcome))
         return result

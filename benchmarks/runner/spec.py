@@ -1,6 +1,6 @@
 """A run spec: everything that determines one run's numbers, typed and immutable. Its hash is the run id.
 
-``RunSpec`` holds typed settings (``RunTraining`` for the loop, read-only
+``RunSpec`` holds typed settings (``settings.RunTraining`` for the loop, read-only
 mappings for the model config and the metric settings). No mapping is shared
 between specs: each spec owns deep, read-only copies, so changing one spec's
 settings (or the suite's dict it came from) can never change another's.
@@ -18,6 +18,9 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from benchmarks.runner.settings import RunTraining
+from vae_zoo import get_model
 
 __all__ = ["RunSpec", "RunTraining", "freeze", "thaw"]
 
@@ -38,22 +41,6 @@ def thaw(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
     return value
-
-
-@dataclass(frozen=True)
-class RunTraining:
-    """The training loop's settings for one run (the suite's ``[training]`` less what builds the model)."""
-
-    steps: int
-    batch_size: int
-    optimizer: str
-    learning_rate: float
-    precision: str
-    log_every: int
-    checkpoint_every: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,8 +118,6 @@ class RunSpec:
     @property
     def strength(self) -> tuple[str, float] | None:
         """The variant's regularisation-strength field and its value, for sweeps' x-axes."""
-        from vae_zoo import get_model
-
         cls = get_model(self.model)
         if cls.strength_field is None:
             return None
@@ -141,8 +126,6 @@ class RunSpec:
 
     def full_model_config(self) -> dict[str, Any]:
         """Every field of the variant's Config, defaults included (what actually builds the model)."""
-        from vae_zoo import get_model
-
         config = get_model(self.model).make_config(**thaw(self.model_config))
         return dataclasses.asdict(config)
 

@@ -50,9 +50,13 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from benchmarks.datasets import get_dataset_class, list_datasets
 from benchmarks.datasets.pairs import check_pair_settings
-from benchmarks.runner.spec import RunSpec, RunTraining
+from benchmarks.runner.settings import RunTraining
+from benchmarks.runner.spec import RunSpec
+from metrics import get_metric, list_metrics
 from vae_zoo import ConfigError, get_model
+from vae_zoo.initialisers import INITIALISERS
 from vaebench.registry import UnknownNameError
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -62,7 +66,7 @@ __all__ = [
     "Suite",
     "RunSpec",
     "RunTraining",
-    "TrainingSettings",
+    "NetworkSettings",
     "load_suite",
     "list_suites",
     "expand_suite",
@@ -78,40 +82,36 @@ class SuiteError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
-    steps: int
-    batch_size: int = 64
-    optimizer: str = "adam"
-    learning_rate: float = 1e-4
+class NetworkSettings:
+    """The suite's ``[training]`` fields that build each run's model (they go into its model config);
+    the loop's fields are a ``RunTraining``."""
+
     architecture: str = "locatello"
     latent_dim: int = 10
-    precision: str = "auto"
-    log_every: int = 100
-    checkpoint_every: int = 1000
     #: Per dataset; a dataset not named trains with its class's default likelihood.
     likelihood: dict[str, str] = field(
         default_factory=lambda: {"dsprites": "bernoulli", "shapes3d": "gaussian"}
     )
-    #: Weight initialisation (``VAE.Config.init``: "torch" or "tf"); None leaves the variant's default
-    #: (and the run ids of suites that never set it unchanged).
+    #: Weight initialisation (``VAE.Config.init``, a name in ``vae_zoo.initialisers.INITIALISERS``);
+    #: None leaves the variant's default (and the run ids of suites that never set it unchanged).
     init: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SuiteError(f"training.{name} must be a positive integer; got {value!r}")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < math.inf):
-            raise SuiteError(f"training.learning_rate must be a finite number > 0; got {lr!r}")
-        if self.init is not None and self.init not in ("torch", "tf"):
-            raise SuiteError(f"training.init must be 'torch' or 'tf'; got {self.init!r}")
-        if self.optimizer != "adam":
+        value = self.latent_dim
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SuiteError(f"training.latent_dim must be a positive integer; got {value!r}")
+        if self.init is not None and self.init not in INITIALISERS.names():
             raise SuiteError(
-                f"training.optimizer must be 'adam' (the study's optimiser); got {self.optimizer!r}"
+                f"training.init must be one of {', '.join(INITIALISERS.names())}; got {self.init!r}"
             )
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise SuiteError(f"training.precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+
+
+def _training(values: dict[str, Any], where: str) -> RunTraining:
+    """A ``RunTraining`` from suite or command-line values; its check's error names ``where``."""
+    try:
+        return RunTraining(**values)
+    except (TypeError, ValueError) as exc:
+        raise SuiteError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,14 @@ class Suite:
     datasets: tuple[str, ...]
     seeds: tuple[int, ...]
     models: dict[str, tuple[dict[str, Any], ...]]  # name -> grid points (config overrides)
-    training: TrainingSettings
+    training: RunTraining
+    network: NetworkSettings
     metrics: dict[str, dict[str, Any]]  # name -> keyword settings
     metric_settings: str = "fast"
     dataset_source: str = "auto"
     evaluation_seed: int = 0
-    #: Per model, training settings that differ from ``training`` (FactorVAE's 150,000 updates).
-    model_training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per model, its own training settings, checked (FactorVAE's 150,000 updates).
+    model_training: dict[str, RunTraining] = field(default_factory=dict)
     #: How the pair variants' pairs are drawn (``[pairs]``: k and semantics, see
     #: ``benchmarks.datasets.pairs``); unused by variants that train on single observations.
     pairs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PAIRS))
@@ -171,9 +172,6 @@ def _require(raw: dict, key: str, kind: type | tuple[type, ...], where: str) -> 
 
 
 def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
-    from benchmarks.datasets import list_datasets
-    from metrics import get_metric
-
     known_top = {"name", "description", "datasets", "seeds", "training", "models", "metrics"}
     known_top |= {"dataset_source", "evaluation_seed", "pairs"}
     unknown = sorted(set(raw) - known_top)
@@ -192,13 +190,17 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
             f"{where}: seeds must be a non-empty list of non-negative integers; got {list(seeds)}"
         )
     training_raw = dict(_require(raw, "training", dict, where))
-    valid_training = {f.name for f in dataclasses.fields(TrainingSettings)}
+    network_fields = {f.name for f in dataclasses.fields(NetworkSettings)}
+    valid_training = network_fields | set(RunTraining.fields())
     bad = sorted(set(training_raw) - valid_training)
     if bad:
         raise SuiteError(
             f"{where}: unknown training field(s) {', '.join(bad)}; valid: {', '.join(sorted(valid_training))}"
         )
-    training = TrainingSettings(**training_raw)
+    if "steps" not in training_raw:
+        raise SuiteError(f"{where}: missing required field 'training.steps'")
+    network = NetworkSettings(**{k: v for k, v in training_raw.items() if k in network_fields})
+    training = _training({k: v for k, v in training_raw.items() if k not in network_fields}, where)
 
     models: dict[str, tuple[dict[str, Any], ...]] = {}
     model_training: dict[str, dict[str, Any]] = {}
@@ -210,13 +212,15 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
             grid = shared.pop("grid", [{}])
             own_training = shared.pop("training", None)
             if own_training is not None:
-                loop_fields = {f.name for f in dataclasses.fields(RunTraining)}
-                if not isinstance(own_training, dict) or set(own_training) - loop_fields:
+                loop_fields = RunTraining.fields()
+                if not isinstance(own_training, dict) or set(own_training) - set(loop_fields):
                     raise SuiteError(
                         f"{where}: models.{model_name}.training must be a table of "
                         f"{', '.join(sorted(loop_fields))}; got {own_training!r}"
                     )
-                model_training[model_name] = dict(own_training)
+                model_training[model_name] = _training(
+                    {**training.to_dict(), **own_training}, f"{where}: models.{model_name}"
+                )
         if grid == "study":
             points = tuple(cls.study_grid)
         elif isinstance(grid, list) and all(isinstance(p, dict) for p in grid) and grid:
@@ -277,6 +281,7 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
         seeds=seeds,
         models=models,
         training=training,
+        network=network,
         metrics=metrics,
         metric_settings=settings,
         dataset_source=source,
@@ -288,8 +293,6 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
 
 def per_run_metrics() -> list[str]:
     """``names = "all"``: every registered metric that scores one run (not UDR's groups of runs)."""
-    from metrics import get_metric, list_metrics
-
     return [n for n in list_metrics() if get_metric(n).inputs != "model_group"]
 
 
@@ -316,9 +319,6 @@ def override_suite(
     ``models`` may name variants the suite does not list (a plug-in, say): those
     run with their default config, one grid point.
     """
-    from benchmarks.datasets import list_datasets
-    from metrics import get_metric
-
     changes: dict[str, Any] = {}
     if models is not None:
         chosen: dict[str, tuple[dict[str, Any], ...]] = {}
@@ -336,18 +336,11 @@ def override_suite(
             raise SuiteError(f"--seeds must be non-negative integers; got {seeds}")
         changes["seeds"] = tuple(seeds)
     if steps is not None:
-        if steps < 1:
-            raise SuiteError(f"--steps must be a positive integer; got {steps}")
-        changes["training"] = dataclasses.replace(
-            suite.training,
-            steps=steps,
-            log_every=min(suite.training.log_every, steps),
-            checkpoint_every=min(suite.training.checkpoint_every, steps),
-        )
         # --steps is every model's: a model's own step count gives way to it.
-        changes["model_training"] = {
-            m: {k: v for k, v in t.items() if k != "steps"} for m, t in suite.model_training.items()
-        }
+        changes["training"], changes["model_training"] = (
+            _with_steps(suite.training, steps),
+            {m: _with_steps(t, steps) for m, t in suite.model_training.items()},
+        )
     if metrics is not None:
         chosen_metrics = {}
         for entry in metrics:
@@ -364,21 +357,25 @@ def override_suite(
     return dataclasses.replace(suite, **changes)
 
 
+def _with_steps(training: RunTraining, steps: int) -> RunTraining:
+    """``training`` for ``steps`` steps (--steps), logging and checkpointing at most every ``steps``."""
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1:
+        changes = {
+            "log_every": min(training.log_every, steps),
+            "checkpoint_every": min(training.checkpoint_every, steps),
+        }
+    else:
+        changes = {}  # RunTraining refuses the steps, naming them
+    try:
+        return dataclasses.replace(training, steps=steps, **changes)
+    except ValueError as exc:
+        raise SuiteError(f"--steps: {exc}") from None
+
+
 def expand_suite(suite: Suite) -> list[RunSpec]:
     """One spec per dataset x model x grid point x seed, each config validated before any training."""
-    from benchmarks.datasets import get_dataset_class
-
     specs = []
-    t = suite.training
-    training = RunTraining(
-        steps=t.steps,
-        batch_size=t.batch_size,
-        optimizer=t.optimizer,
-        learning_rate=t.learning_rate,
-        precision=t.precision,
-        log_every=t.log_every,
-        checkpoint_every=t.checkpoint_every,
-    )
+    t = suite.network
     for dataset in suite.datasets:
         dataset_cls = get_dataset_class(dataset)
         likelihood = t.likelihood.get(dataset, dataset_cls.likelihood)
@@ -395,11 +392,7 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
         if t.init is not None:
             base["init"] = t.init
         for model, grid in suite.models.items():
-            own = suite.model_training.get(model)
-            try:
-                model_training = RunTraining(**{**training.to_dict(), **own}) if own else training
-            except TypeError as exc:
-                raise SuiteError(f"{suite.path}: models.{model}.training: {exc}") from None
+            model_training = suite.model_training.get(model, suite.training)
             pairs = _pairs_of(suite, model, dataset, dataset_cls)
             for point in grid:
                 config = {**base, **point}

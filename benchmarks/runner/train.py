@@ -1,12 +1,14 @@
-"""The training loop: K >= 1 runs trained together, each ending with the numbers it would have alone.
+"""The training loop and its two networks: K >= 1 runs trained together, each ending with the numbers
+it would have alone.
 
 A single run is a pack of one. Per step, every run draws from its own
 ``torch.Generator``, in this order: its batch indices, the dataset's
 per-observation noise (``observation_noise``; none for most datasets), and the
 reparameterisation noise. The network is evaluated either by the run's own
-module (a pack of one: ``VAE.forward``) or by one vmapped evaluation over the
-stacked weights of all K runs (``packing.StackedNetwork``); either way the loss
-is assembled by ``VAE.assemble_loss``, the one assembly of the ELBO.
+module (``SingleNetwork``, a pack of one: ``VAE.forward``) or by one vmapped
+evaluation over the stacked weights of all K runs (``StackedNetwork``); either
+way the loss is assembled by ``VAE.assemble_loss``, the one assembly of the
+ELBO. Both follow the ``Network`` protocol, which is all the loop knows of them.
 
 The hot path has no host round-trip: batches are drawn by index, the loss and
 its parts go into a device buffer of one log window and are read back once per
@@ -18,6 +20,52 @@ generator's state, the log buffer) goes into the checkpoint, so a run resumed
 from any checkpoint ends with the numbers of an uninterrupted run (exactly, on
 the CPU); a packed run's checkpoint has the layout of a run trained alone, so
 it resumes in a pack or alone.
+
+Packing. A locatello model (about 0.7 M parameters) leaves a GPU mostly idle, so runs
+that share an architecture are stacked along a new leading dimension and
+trained together by the one loop of ``train_runs``: stacked parameters
+(K, ...) as ``torch.func.stack_module_state`` makes them, the encoder and
+decoder evaluated once for all K runs with
+``vmap(functional_call(...))`` (grouped convolutions and batched matmuls
+underneath), then each run's own ``VAE.assemble_loss`` applied to its slice, so the ELBO is
+assembled in one place for packed and single runs alike. The
+hyperparameters, and even the variant, may differ between runs of a pack:
+only the network is shared, never the loss.
+
+What each run keeps to itself, so that its numbers are those of ``train_run``:
+
+* its weights, initialised exactly as alone (``torch.manual_seed(seed)`` then
+  ``create_model``), and its own ``torch.Generator(seed)`` drawing the same
+  batch indices and then the same noise, in the same order, every step;
+* its Adam state: Adam is elementwise, so one Adam over the stacked
+  parameters is K independent Adams (the step count is shared because every
+  run of a pack is at the same step);
+* its log window, divergence check (a run that diverges leaves the pack with
+  its ``Diverged``; the others go on), checkpoints in the layout of a run
+  trained alone (a packed run resumes alone and vice versa) and ``TrainResult``.
+
+The pack's loss is the sum of the runs' losses; since no parameter is shared,
+the gradient each run receives is that of its own loss. Results equal training
+alone up to floating-point reassociation (grouped vs. plain convolutions).
+
+Runs pack when ``plan.pack_key`` agrees: same dataset, network structure, latent
+size, likelihood, channels, batch size, steps, learning rate, optimiser and
+precision. A variant that overrides ``forward``/``encode``/``decode``, owns
+parameters outside the encoder and decoder, or has an auxiliary optimiser
+(FactorVAE's discriminator) is not packed; it trains alone, in a pack of one.
+
+Limits. "Equal" means equal up to reassociation, and these ReLU networks
+trained by Adam amplify such differences: the same run trained alone on one
+and on two threads drifts apart just as far as packed and alone do (see
+tests/runner/test_packing.py for what is compared, over which horizon). On a
+CPU packing does not pay: one model already fills the cores, and oneDNN's
+grouped convolutions are slower than its plain ones (results/perf/train_cpu.md),
+so the runner should pack on GPUs only. Each step still issues a few small
+kernels per run (its draws, regularizer and log row), which bounds what a
+large pack gains on a GPU.
+
+Which runs may share a pack (``plan.pack_key``) is the plan's policy; this
+module only refuses a pack whose runs disagree (``plan.check_packable``).
 """
 
 from __future__ import annotations
@@ -29,10 +77,14 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
+from torch.func import functional_call, vmap
 
 from benchmarks.datasets import TrainingImages
+from benchmarks.runner.plan import check_packable
+from benchmarks.runner.settings import OPTIMIZERS, resolve_precision
 from benchmarks.runner.spec import RunSpec
 from vae_zoo import VAE, create_model, save_checkpoint
 from vae_zoo.checkpoint import CheckpointError, read_checkpoint
@@ -43,11 +95,15 @@ __all__ = [
     "Interrupted",
     "TrainResult",
     "ProgressCallback",
+    "Network",
+    "Member",
+    "SingleNetwork",
+    "StackedNetwork",
     "draw_inputs",
     "train_runs",
     "train_run",
     "resolve_device",
-    "resolve_precision",
+    "resolve_precision",  # settings', re-exported for the perf scripts
     "make_optimizers",
 ]
 
@@ -111,30 +167,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is the fastest path measured not to change results on that device (issue 6).
-
-    bf16 autocast on CUDA; fp32 on the CPU (where bf16 needs AMX/AVX512-BF16 to pay).
-    """
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def make_optimizers(model: VAE, learning_rate: float, device: torch.device):
-    """Adam for the ELBO's parameters (the study's optimiser, default betas), and the variant's
+def make_optimizers(model: VAE, learning_rate: float, device: torch.device, optimizer: str = "adam"):
+    """The named optimiser (``settings.OPTIMIZERS``) for the ELBO's parameters, and the variant's
     auxiliary optimiser (FactorVAE's discriminator) whose parameters the ELBO does not train."""
     aux = model.make_auxiliary_optimizer()
     aux_ids = {id(p) for g in aux.param_groups for p in g["params"]} if aux is not None else set()
     params = [p for p in model.parameters() if id(p) not in aux_ids]
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.Adam(params, lr=learning_rate, **fast), aux
+    return OPTIMIZERS.get(optimizer)(params, learning_rate, device), aux
 
 
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
+#: The autocast dtype of each resolved precision that is not fp32 (``settings.PRECISIONS``).
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
+
+
+def _autocast(precision: str, device: torch.device):
+    dtype = _AUTOCAST_DTYPES.get(precision)
+    return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @dataclass
@@ -157,7 +205,9 @@ class Member:
         checkpoint."""
         torch.manual_seed(spec.seed)  # weight initialisation
         model = create_model(spec.model, **spec.model_config).to(device)
-        optimizer, aux_optimizer = make_optimizers(model, spec.training.learning_rate, device)
+        optimizer, aux_optimizer = make_optimizers(
+            model, spec.training.learning_rate, device, spec.training.optimizer
+        )
         generator = torch.Generator(device=device).manual_seed(spec.seed)  # batches, noise, permutations
         member = cls(index, spec, checkpoint, model, optimizer, aux_optimizer, generator)
         member.restore(device)
@@ -240,6 +290,36 @@ class Member:
         )
 
 
+class Network(Protocol):
+    """What the training loop needs of a network over the members of one pack (an extension point:
+    ``SingleNetwork`` and ``StackedNetwork`` are the two built in).
+
+    A network is built as ``network_type(members, device)`` and owns the members' weights while it
+    trains them; ``write_back(k)`` returns member k's weights and optimiser state to its own model
+    and optimiser (before a checkpoint, a divergence or the end).
+    """
+
+    members: list[Member]
+
+    def step(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor,
+        step: int,
+        precision: str,
+        device: torch.device,
+        changed: torch.Tensor | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """One optimisation step of every member on x (K, B, C, H, W) and noise (K, B, D) -- for pair
+        variants (K, B, 2, C, H, W), (K, B, 2, D) and the changed factors (K, B); per member, the
+        scalars it logs."""
+        ...
+
+    def write_back(self, k: int) -> None:
+        """Copy member k's slice of the network's state into its own model and optimiser."""
+        ...
+
+
 class SingleNetwork:
     """A pack of one: the run's own module and optimisers, the auxiliary step included."""
 
@@ -261,7 +341,7 @@ class SingleNetwork:
         the changed factors (1, B)); the logged scalars."""
         m = self.member
         changed_factor = None if changed is None else changed[0]
-        with autocast(precision, device):
+        with _autocast(precision, device):
             out: VAEOutput = m.model(x[0], step=step, noise=noise[0], changed_factor=changed_factor)
         m.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -269,7 +349,7 @@ class SingleNetwork:
         scalars = out.scalars()
         if m.aux_optimizer is not None:
             m.aux_optimizer.zero_grad(set_to_none=True)
-            with autocast(precision, device):
+            with _autocast(precision, device):
                 aux_loss = m.model.auxiliary_loss(out, m.generator)
             aux_loss.backward()
             m.aux_optimizer.step()
@@ -278,6 +358,107 @@ class SingleNetwork:
 
     def write_back(self, k: int) -> None:
         """The member's module is the network itself: nothing to copy."""
+
+
+def _copy(value):
+    return value.clone() if torch.is_tensor(value) else value
+
+
+class StackedNetwork:
+    """Stacked weights (K, ...) and one Adam over them, for members that are all at the same step."""
+
+    def __init__(self, members: list[Member], device: torch.device):
+        self.members = members
+        base = members[0].model
+        self.names = [n for n, _ in base.named_parameters()]
+        # (K, *shape) leaves, in the order the members' own optimisers list their parameters.
+        self.params = [
+            torch.stack([m.model.get_parameter(n).detach() for m in members]).requires_grad_()
+            for n in self.names
+        ]
+        self.optimizer = type(members[0].optimizer)(self.params, **members[0].optimizer.defaults)
+        self._stack_optimizer_state()
+        named = dict(zip(self.names, self.params))
+        self.encoder = {n.removeprefix("encoder."): p for n, p in named.items() if n.startswith("encoder.")}
+        self.decoder = {n.removeprefix("decoder."): p for n, p in named.items() if n.startswith("decoder.")}
+        base.train()
+        # The first member's modules evaluated with every member's weights: (K, B, C, H, W) -> (K, B, 2D)
+        # and (K, B, D) -> (K, B, C, H, W). vmap turns the convolutions into grouped ones.
+        self._encode = vmap(lambda p, x: functional_call(base.encoder, p, (x,)))
+        self._decode = vmap(lambda p, z: functional_call(base.decoder, p, (z,)))
+
+    def _stack_optimizer_state(self) -> None:
+        """Each stacked parameter's Adam state from the members' own optimisers (empty at step 0)."""
+        own = [list(m.model.parameters()) for m in self.members]
+        for i, stacked in enumerate(self.params):
+            states = [m.optimizer.state.get(params[i], {}) for m, params in zip(self.members, own)]
+            if not any(states):
+                continue
+            if not all(states):
+                raise RuntimeError("members of a pack must all have optimiser state or none")
+            # "step" is shared (every member is at the same step); moments and the like are stacked.
+            self.optimizer.state[stacked] = {
+                key: _copy(value) if key == "step" else torch.stack([s[key] for s in states])
+                for key, value in states[0].items()
+            }
+
+    def write_back(self, k: int) -> None:
+        """Copy member k's slice of the weights and of the Adam state into its own model and optimiser."""
+        member = self.members[k]
+        own = list(member.model.parameters())
+        with torch.no_grad():
+            for p, stacked in zip(own, self.params):
+                p.copy_(stacked[k])
+        for p, stacked in zip(own, self.params):
+            state = self.optimizer.state.get(stacked)
+            if state:
+                member.optimizer.state[p] = {
+                    key: _copy(value) if key == "step" else value[k].clone() for key, value in state.items()
+                }
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, step: int, changed: torch.Tensor | None = None):
+        """``VAE.forward`` for every member at once: one vmapped encode and decode, then each
+        member's own ``assemble_loss`` on its slice.
+
+        Args:
+            x: (K, B, C, 64, 64) float images in [0, 1], one batch per member; for pair
+                variants (K, B, 2, C, 64, 64), pooled by each member's ``pool_views``.
+            noise: (K, B, D) reparameterisation noise from each member's generator ((K, B, 2, D)).
+            changed: (K, B) the changed factor of each pair, or None.
+        """
+        views = self.members[0].model.views
+        if views > 1:
+            pairs = x.shape[1]
+            x, noise = x.flatten(1, 2), noise.flatten(1, 2)  # (K, B*2, ...): the images of every pair
+        mean, logvar = self._encode(self.encoder, x).chunk(2, dim=-1)  # each (K, B, D)
+        if views > 1:
+            pooled = [
+                m.model.pool_views(
+                    mean[k].unflatten(0, (pairs, views)),
+                    logvar[k].unflatten(0, (pairs, views)),
+                    None if changed is None else changed[k],
+                )
+                for k, m in enumerate(self.members)
+            ]
+            mean = torch.stack([p[0] for p in pooled])  # (K, B*2, D)
+            logvar = torch.stack([p[1] for p in pooled])
+        z = VAE.reparameterise(mean, logvar, noise)  # (K, B, D)
+        logits = self._decode(self.decoder, z)  # (K, B, C, 64, 64)
+        return [
+            m.model.assemble_loss(x[k], mean[k], logvar[k], z[k], logits[k], step=step)
+            for k, m in enumerate(self.members)
+        ]
+
+    def step(
+        self, x: torch.Tensor, noise: torch.Tensor, step: int, precision: str, device, changed=None
+    ) -> list[dict]:
+        """One optimisation step of every member; their logged scalars."""
+        with _autocast(precision, device):
+            outputs = self.forward(x, noise, step, changed)
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.stack([out.loss for out in outputs]).sum().backward()  # no shared weight: each its own gradient
+        self.optimizer.step()
+        return [out.scalars() for out in outputs]
 
 
 def train_runs(
@@ -294,7 +475,7 @@ def train_runs(
     """Train K >= 1 compatible runs together; for each, its ``TrainResult`` or its ``Diverged``.
 
     Args:
-        specs: the runs; more than one must share ``packing.pack_key`` (one that cannot be
+        specs: the runs; more than one must share ``plan.pack_key`` (one that cannot be
             packed trains alone).
         images: the training images (``GroundTruthDataset.training_images``).
         checkpoints: one path per run (None: do not checkpoint). A run resumes from its own;
@@ -312,8 +493,6 @@ def train_runs(
         the wall time of the pack the run trained in, and ``images_per_second`` the run's own
         images over it, so a pack's aggregate throughput is the sum over its runs.
     """
-    from benchmarks.runner.packing import StackedNetwork, check_packable
-
     if len(specs) != len(checkpoints):
         raise ValueError(f"{len(specs)} specs but {len(checkpoints)} checkpoints")
     if len(specs) > 1:
@@ -407,14 +586,11 @@ def draw_inputs(
         x = torch.stack([observation_noise(x[k], m.generator) for k, m in enumerate(members)])
     if views > 1:
         x = x.unflatten(1, (batch_size, views))  # (K, B, V, C, H, W)
+    pair_shape = (views,) if views > 1 else ()
     noise = torch.stack(
         [
             torch.randn(
-                batch_size,
-                *((views,) if views > 1 else ()),
-                m.model.config.latent_dim,
-                generator=m.generator,
-                device=device,
+                batch_size, *pair_shape, m.model.config.latent_dim, generator=m.generator, device=device
             )
             for m in members
         ]
@@ -423,7 +599,15 @@ def draw_inputs(
 
 
 def _train_group(
-    network_type, members, start_step, images, device, results, randomness, on_progress, should_stop
+    network_type: type[Network],
+    members,
+    start_step,
+    images,
+    device,
+    results,
+    randomness,
+    on_progress,
+    should_stop,
 ) -> None:
     """The loop, for members that all start at ``start_step``."""
     t = members[0].spec.training

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.datasets import load_dataset, to_float
 from benchmarks.runner.records import (
     RunRecord,
     artifact_path,
@@ -31,6 +32,8 @@ from benchmarks.runner.records import (
     record_path,
     write_record,
 )
+from metrics import get_metric
+from vae_zoo.checkpoint import model_from_payload, read_checkpoint
 from vaebench.atomic import atomic_write
 
 __all__ = ["UDR_POINTS", "UDRReport", "udr_points", "encode_udr", "group_runs", "score_suite_udr"]
@@ -61,8 +64,6 @@ def encode_udr(
     model, observations: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior ``(mean, logvar)``, each ``(n, latent_dim)`` float32, of ``observations (n, C, H, W)``."""
-    from benchmarks.datasets import to_float
-
     model = model.to(device).eval()
     means, logvars = [], []
     for start in range(0, len(observations), batch_size):
@@ -95,9 +96,6 @@ def _cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _encode_from_checkpoint(out_dir: Path, record: RunRecord, device) -> tuple[np.ndarray, np.ndarray]:
     """Encode the UDR points with the run's final checkpoint, and cache them in its artifact."""
-    from benchmarks.datasets import load_dataset
-    from vae_zoo.checkpoint import model_from_payload, read_checkpoint
-
     spec = record.run_spec
     payload = read_checkpoint(checkpoint_path(out_dir, spec.suite, spec.run_id))
     if payload.get("step") != spec.training.steps:
@@ -146,8 +144,6 @@ def score_suite_udr(
 
     A group with fewer than two encoded runs is not scored (its runs are reported missing).
     """
-    from metrics import get_metric
-
     if correlation not in CORRELATIONS:
         raise ValueError(f"correlation must be one of {', '.join(CORRELATIONS)}; got {correlation!r}")
     out_dir = Path(out_dir)

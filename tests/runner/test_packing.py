@@ -28,12 +28,13 @@ import torch
 from benchmarks.datasets import TrainingImages
 from benchmarks.datasets.grid import FactorGrid
 from benchmarks.datasets.pairs import PairSampler
-from benchmarks.runner.packing import StackedNetwork, pack_key, plan_packs, why_not_packable
+from benchmarks.runner.plan import pack_key, plan_packs, why_not_packable
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.train import (
     Diverged,
     Interrupted,
     Member,
+    StackedNetwork,
     TrainResult,
     make_optimizers,
     train_run,

@@ -288,7 +288,7 @@ def test_a_bad_option_value_in_a_suite_is_refused_naming_the_valid_ones(tmp_path
         "models": {"vae": [{}]},
         "metrics": {"names": ["mig"]},
     }
-    with pytest.raises(SuiteError, match="init must be 'torch' or 'tf'"):
+    with pytest.raises(SuiteError, match="init must be one of tf, torch"):
         parse_suite(raw)
     raw["training"] = {"steps": 10}
     raw["models"] = {"beta_tcvae": {"grid": [{}], "estimator": "chen"}}
@@ -317,3 +317,23 @@ def test_the_plan_estimates_a_suite_that_scores_the_sampled_representation():
         spec.replace(metrics={k: v for k, v in spec.metrics.items() if "@" not in k}), torch.device("cpu")
     )
     assert with_sampled > without > 0
+
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("precision", "fp16"), ("optimizer", "sgd")])
+def test_suite_model_and_command_line_training_settings_pass_the_same_checks(field, value):
+    raw = {
+        "name": "x",
+        "datasets": ["dsprites"],
+        "seeds": [0],
+        "training": {"steps": 10},
+        "models": {"vae": [{}]},
+        "metrics": {"names": ["mig"]},
+    }
+    message = f"training.{field} must be"
+    with pytest.raises(SuiteError, match=message):
+        parse_suite({**raw, "training": {"steps": 10, field: value}})
+    with pytest.raises(SuiteError, match=message):
+        parse_suite({**raw, "models": {"vae": {"grid": [{}], "training": {field: value}}}})
+    if field == "steps":
+        with pytest.raises(SuiteError, match=message):
+            override_suite(parse_suite(raw), steps=value)

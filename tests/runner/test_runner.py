@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import toy  # noqa: E402  (conftest put it on the path)
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
+from benchmarks.runner.execute import SIGNAL_AT_STEP
 from vae_zoo import VAE, register_model
 
 TOY_CLI = Path(__file__).with_name("toy.py")
@@ -68,30 +68,28 @@ def test_run_records_every_run_and_a_rerun_skips_everything(toy_suite, tmp_path)
     assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "runs" / "toy").glob("*.json")}
 
 
-def _run_cli(*args):
+def _run_cli(*args, env=None):
     return subprocess.Popen(
         [sys.executable, str(TOY_CLI), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
+@pytest.mark.slow  # trains through subprocesses
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_run_resumes_to_the_record_of_an_uninterrupted_run(toy_suite, tmp_path, sig):
+    """The process signals itself at step 25 (after the checkpoints of steps 10 and 20), a point the run
+    reaches deterministically; the rerun resumes from a checkpoint and ends with the reference's record."""
     suite = toy_suite(steps=80)
     args = ("run", "--suite", suite, "--models", "vae", "--device", "cpu")
     reference = _run_cli(*args, "--out", tmp_path / "ref")
     assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
 
     out = tmp_path / "killed"
-    proc = _run_cli(*args, "--out", out)
-    deadline = time.time() + 120
-    while not list((out / "checkpoints" / "toy").glob("*.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(sig)
-    code = proc.wait(timeout=60)
+    proc = _run_cli(*args, "--out", out, env={SIGNAL_AT_STEP: f"{sig.name}@25"})
+    code = proc.wait(timeout=300)
     log = proc.stdout.read().decode()
     assert not records(out), "the killed run must not have written a record"
     if sig == signal.SIGTERM:
@@ -119,10 +117,21 @@ def test_eval_recomputes_metrics_from_the_checkpoint(toy_suite, tmp_path):
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
     ((run_id, rec),) = records(out).items()
+    artifact = out / "artifacts" / "toy" / f"{run_id}.npz"
+    artifact.unlink()
     code, output = invoke("eval", run_id, "--metrics", "mig", "--out", out, "--device", "cpu")
     assert code == 0, output
     updated = records(out)[run_id]
     assert updated["metrics"]["mig"] == pytest.approx(rec["metrics"]["mig"], abs=1e-12)
+    assert updated["metrics"]["sap"] == rec["metrics"]["sap"]  # a metric not re-scored is kept
+    # the training's record and provenance stay; the evaluation states its own, and rewrites the artifacts
+    for key in ("curve", "final", "provenance", "spec", "protocol"):
+        assert updated[key] == rec[key], key
+    assert updated["timing"]["train_seconds"] == rec["timing"]["train_seconds"]
+    scored_by = updated["evaluation_provenance"]
+    assert {"git_commit", "torch", "numpy", "device", "created"} <= set(scored_by)
+    assert scored_by["created"] >= rec["evaluation_provenance"]["created"]
+    assert artifact.exists()
     ckpt = out / "checkpoints" / "toy" / f"{run_id}.pt"
     assert invoke("eval", ckpt, "--metrics", "sap", "--out", out, "--device", "cpu")[0] == 0
 
@@ -146,7 +155,7 @@ def test_tables_regenerate_byte_identically(toy_suite, tmp_path):
         (["--models", "beta-vae"], "Did you mean 'beta_vae'"),
         (["--datasets", "dsprite"], "Known datasets:"),
         (["--metrics", "mgi"], "Known metrics:"),
-        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--steps", "0"], "--steps: training.steps must be a positive integer"),
         (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
     ],
 )
@@ -256,6 +265,7 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
 
     import metrics
     from benchmarks.datasets import get_dataset_class
+    from benchmarks.runner import evaluate
 
     assert get_dataset_class("dsprites").mig_chen_excluded_factors == (0,)
     assert get_dataset_class("shapes3d").mig_chen_excluded_factors == ()
@@ -275,6 +285,7 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
         return dataclasses.replace(spec, function=spy)
 
     monkeypatch.setattr(metrics, "get_metric", spying_get_metric)
+    monkeypatch.setattr(evaluate, "get_metric", spying_get_metric)  # the runner's own reference
     monkeypatch.setattr(toy.ToySquares, "mig_chen_excluded_factors", (0,))
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0

@@ -1,4 +1,4 @@
-"""Scale-out (issue #11): SLURM against a real cluster, shards, claims, plans, status and bad input.
+"""Scale-out: SLURM against a real cluster, shards, claims, plans, status and bad input.
 
 The SLURM tests need ``sbatch`` (``.ci/local-slurm start`` brings up a one-node cluster) and are
 skipped, saying why, only where it is missing; under ``CI=true`` such a skip is a failure
@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from benchmarks.cli import app
 from benchmarks.runner.claims import claim_holder, claim_path
 from benchmarks.runner.plan import make_plan
+from benchmarks.runner.slurm import PackTask
 from benchmarks.runner.suite import expand_suite, load_suite
 from vae_zoo import VAE, register_model
 
@@ -111,10 +112,17 @@ def same_record(record):
     Other work is committed to this checkout while a test runs, so the commit is left out with the
     timestamps; the device, library versions, thread count and dataset provenance must match.
     """
-    out = {k: v for k, v in record.items() if k not in ("timing", "metric_seconds", "provenance")}
-    out["provenance"] = {
-        k: v for k, v in record["provenance"].items() if k not in ("created", "git_commit", "git_dirty")
+    out = {
+        k: v
+        for k, v in record.items()
+        if k not in ("timing", "metric_seconds", "provenance", "evaluation_provenance")
     }
+    for key in ("provenance", "evaluation_provenance"):
+        out[key] = {
+            k: v
+            for k, v in (record.get(key) or {}).items()
+            if k not in ("created", "git_commit", "git_dirty")
+        }
     return out
 
 
@@ -182,6 +190,7 @@ def cancel_jobs():
 
 
 # -- SLURM: the same records as a local run ---------------------------------------------
+@pytest.mark.slow  # needs the SLURM cluster
 def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_path, cancel_jobs):
     suite = write_suite(toy_suite)
     local_out, slurm_out = tmp_path / "local", tmp_path / "slurm"
@@ -217,7 +226,7 @@ def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_p
 def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
     slurm_cluster, tmp_path, cancel_jobs
 ):
-    """The issue's own case: `--suite smoke --backend slurm` vs a local run (several minutes on 2 CPUs:
+    """The smoke suite: `--suite smoke --backend slurm` vs a local run (several minutes on 2 CPUs:
     every metric on dSprites)."""
     local_out, slurm_out = tmp_path / "local", tmp_path / "slurm"
     cancel_jobs.append(slurm_out)
@@ -234,6 +243,7 @@ def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
 
 
 # -- SLURM: preempted, requeued, resumed ------------------------------------------------
+@pytest.mark.slow  # needs the SLURM cluster
 def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupted_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
@@ -288,6 +298,7 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     assert rows["toy"]["SLURM jobs"] == "1 completed"
 
 
+@pytest.mark.slow  # needs the SLURM cluster
 def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
@@ -325,7 +336,22 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     assert rows["toy"]["recorded ok"] == "1" and rows["toy"]["SLURM jobs"] == "1 completed"
 
 
+def test_a_slurm_task_runs_its_pack_and_writes_the_records_of_a_local_run(toy_suite, tmp_path):
+    """The task's code, called here without a cluster: ``run_pack`` on its pack, nothing else."""
+    suite = write_suite(toy_suite, steps=10)
+    local = tmp_path / "local"
+    assert invoke("run", "--suite", suite, "--out", local, "--device", "cpu")[0] == 0
+    out = tmp_path / "task"
+    for spec in expand_suite(load_suite(str(suite))):
+        outcome = PackTask(str(out), [spec.to_dict()], "cpu", False, False, [])()
+        assert outcome["completed"] == [spec.run_id] and not outcome["failed"]
+    assert {i: same_record(r) for i, r in records(out).items()} == {
+        i: same_record(r) for i, r in records(local).items()
+    }
+
+
 # -- shards and claims: two processes at once ------------------------------------------
+@pytest.mark.slow  # trains through subprocesses
 def test_two_shards_at_once_train_every_run_exactly_once(toy_suite, tmp_path):
     suite = write_suite(toy_suite, steps=10)
     out = tmp_path / "out"
@@ -343,6 +369,7 @@ def test_two_shards_at_once_train_every_run_exactly_once(toy_suite, tmp_path):
     assert all(r["timing"]["resumed_from_step"] == 0 for r in recs.values())
 
 
+@pytest.mark.slow  # trains through subprocesses
 def test_two_processes_with_the_same_selection_train_every_run_exactly_once(toy_suite, tmp_path):
     suite = write_suite(toy_suite, steps=10)
     out = tmp_path / "out"
@@ -562,6 +589,7 @@ def test_slurm_without_submitit_exits_2_naming_the_extra(toy_suite, tmp_path):
         (["--cpus-per-job", "4096"], "SLURM refuses tasks with"),
     ],
 )
+@pytest.mark.slow  # needs the SLURM cluster
 def test_slurm_refuses_what_the_cluster_cannot_run_before_submitting(
     toy_suite, slurm_cluster, tmp_path, args, message
 ):

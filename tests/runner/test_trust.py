@@ -1,8 +1,7 @@
-"""The defects a new user found by probing the runner with faults and bad input (issue 10), one test each."""
+"""The runner under faults and bad input, as a new user probing it would meet them: one test each."""
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 import toy  # noqa: F401  (conftest put it on the path; registers toy_squares)
 from test_runner import NaNAfter12, comparable, invoke, records  # noqa: F401  (registers nan_after_12)
 
+from benchmarks.runner.execute import SIGNAL_AT_STEP
 from benchmarks.runner.progress import format_rate
 
 TOY_CLI = Path(__file__).with_name("toy.py")
@@ -34,8 +34,11 @@ def _wait_for_checkpoint(out: Path, timeout: float = 120) -> None:
     assert list((out / "checkpoints" / "toy").glob("*.pt")), "no checkpoint appeared"
 
 
+@pytest.mark.slow  # trains through subprocesses
 def test_sigint_during_a_force_sweep_then_the_same_command_resumes(toy_suite, tmp_path):
-    """--force discards old checkpoints once; the rerun of the interrupted forced sweep resumes it."""
+    """--force discards old checkpoints once; the rerun of the interrupted forced sweep resumes it.
+
+    The forced sweep sends itself SIGINT at step 25, after its own checkpoints of steps 10 and 20."""
     suite = toy_suite(steps=80)
     args = ("run", "--suite", suite, "--models", "vae", "--device", "cpu", "--force")
     reference = _cli(*args, "--out", tmp_path / "ref")
@@ -45,19 +48,8 @@ def test_sigint_during_a_force_sweep_then_the_same_command_resumes(toy_suite, tm
     first = _cli(*args, "--out", out)
     assert first.wait(timeout=300) == 0  # an old record exists now; --force must rerun it
     old = records(out)
-    forced = _cli(*args, "--out", out)
-    deadline = time.time() + 120
-    while not list((out / "sweeps" / "toy").glob("force-*.json")) and time.time() < deadline:
-        time.sleep(0.05)
-    (promise,) = (out / "sweeps" / "toy").glob("force-*.json")
-    while time.time() < deadline:  # a checkpoint of the forced sweep itself, not the old one
-        ckpts = list((out / "checkpoints" / "toy").glob("*.pt"))
-        if ckpts and ckpts[0].stat().st_mtime_ns > promise.stat().st_mtime_ns:
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)
-    forced.send_signal(signal.SIGINT)
-    code = forced.wait(timeout=60)
+    forced = _cli(*args, "--out", out, env={SIGNAL_AT_STEP: "SIGINT@25"})
+    code = forced.wait(timeout=300)
     log = forced.stdout.read().decode()
     assert code == 130 and "Run the same command again to resume" in log, log
     assert list((out / "sweeps" / "toy").glob("force-*.json")), "the forced sweep's promise is kept"
@@ -117,6 +109,7 @@ def test_retry_failed_reruns_only_the_failed_runs_and_the_exit_code_says_so(toy_
     assert code == 0, output
 
 
+@pytest.mark.slow  # trains through a subprocess
 def test_without_a_terminal_a_plain_progress_line_is_printed_every_interval(toy_suite, tmp_path):
     proc = _cli(
         "run",
@@ -169,6 +162,7 @@ def test_eval_of_a_run_without_its_checkpoint_says_checkpoints_are_not_committed
     assert code == 2 and "never committed" in output and "--force" in output
 
 
+@pytest.mark.slow  # trains through a subprocess
 def test_an_ad_hoc_run_never_writes_into_the_committed_results(toy_suite, tmp_path, monkeypatch):
     """The default output directory is ./vaebench-results (or $VAEBENCH_OUT), not ./results."""
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,374 @@
+"""One pack, start to end: claim its runs, train them together, evaluate each, write each record.
+
+``run_pack`` is the unit every backend executes (the local sweep pack after
+pack, a SLURM array task on its one pack). ``record_of`` is the one mapping
+from a training outcome and an evaluation to a ``RunRecord``; ``score`` runs an
+evaluation through it (artifacts included), for a run just trained and for
+``rescore`` (`vaebench eval`), which re-scores a finished run from its
+checkpoint: its training provenance stays, the evaluation's own is new.
+
+A test hook: with ``VAEBENCH_SIGNAL_AT_STEP=SIGNAL@STEP`` (e.g. ``SIGTERM@25``)
+the process sends itself that signal once, when a run it trains first reaches
+that step, so the tests interrupt a sweep at a point it reaches
+deterministically instead of racing a sleep against it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from benchmarks.datasets import GroundTruthDataset, OfficialFileMissingError, load_dataset
+from benchmarks.datasets.pairs import PairSampler
+from benchmarks.runner.claims import Claim, try_claim
+from benchmarks.runner.data import DatasetCache, device_name
+from benchmarks.runner.display import summary_line
+from benchmarks.runner.evaluate import Evaluation, evaluate_run, metric_entry
+from benchmarks.runner.progress import SweepProgress
+from benchmarks.runner.provenance import evaluation_provenance, run_provenance
+from benchmarks.runner.records import (
+    RecordError,
+    RunRecord,
+    artifact_path,
+    checkpoint_path,
+    read_record,
+    record_path,
+    write_record,
+)
+from benchmarks.runner.settings import resolve_precision
+from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.state import ForcedSweep, SweepResult
+from benchmarks.runner.train import Diverged, TrainResult, train_runs
+from metrics import get_metric
+from vae_zoo import VAE
+from vae_zoo.checkpoint import CheckpointError, model_from_payload, read_checkpoint
+
+__all__ = ["SIGNAL_AT_STEP", "blocked_datasets", "record_of", "rescore", "run_pack", "score"]
+
+#: The environment variable of the test hook (see the module's docstring).
+SIGNAL_AT_STEP = "VAEBENCH_SIGNAL_AT_STEP"
+
+
+def record_of(
+    spec: RunSpec,
+    outcome: TrainResult | Diverged,
+    provenance: dict,
+    evaluation: Evaluation | None = None,
+    eval_seconds: float = 0.0,
+    scored_by: dict | None = None,
+) -> RunRecord:
+    """The record of a run: its training outcome (a result or a divergence) and its evaluation.
+
+    Args:
+        provenance: the training's (``provenance.run_provenance``).
+        evaluation: the metrics of a finished run (None for a diverged one).
+        eval_seconds: the wall time of the whole evaluation.
+        scored_by: the evaluation's own provenance (``provenance.evaluation_provenance``).
+    """
+    if isinstance(outcome, Diverged):
+        return RunRecord.for_spec(
+            spec,
+            status="failed",
+            failure={"step": outcome.step, "reason": outcome.reason},
+            provenance=provenance,
+        )
+    return RunRecord.for_spec(
+        spec,
+        status="ok",
+        metrics=evaluation.metrics,
+        metric_seconds=evaluation.seconds,
+        metric_warnings=evaluation.warnings,
+        evaluation=evaluation.counts,
+        mi_matrix=evaluation.mi_matrix,
+        curve=outcome.curve,
+        final=outcome.final,
+        timing={
+            "train_seconds": outcome.train_seconds,
+            "eval_seconds": eval_seconds,
+            "images_per_second": outcome.images_per_second,
+            "resumed_from_step": outcome.resumed_from_step,
+        },
+        provenance=provenance,
+        evaluation_provenance=scored_by,
+    )
+
+
+def score(
+    spec: RunSpec,
+    outcome: TrainResult | Diverged,
+    provenance: dict,
+    dataset: GroundTruthDataset,
+    device: torch.device,
+    out_dir: Path,
+    *,
+    metric_names: list[str] | None = None,
+    earlier: RunRecord | None = None,
+) -> tuple[RunRecord, dict[str, float]]:
+    """Evaluate a trained run (a diverged one is only described) and write its artifacts: its record,
+    and the scores this evaluation computed.
+
+    ``metric_names`` scores a subset of the spec's metrics; ``earlier`` is the run's previous record,
+    whose scores of other metrics (UDR's included) are kept beside the new ones.
+    """
+    if isinstance(outcome, Diverged):
+        return record_of(spec, outcome, provenance), {}
+    started = time.perf_counter()
+    evaluation = evaluate_run(spec, outcome.model, dataset, device, metric_names)
+    eval_seconds = time.perf_counter() - started
+    evaluation.save_artifacts(artifact_path(out_dir, spec.suite, spec.run_id))
+    scores = dict(evaluation.metrics)
+    if earlier is not None:
+        evaluation.metrics = {**earlier.metrics, **evaluation.metrics}
+        evaluation.seconds = {**earlier.metric_seconds, **evaluation.seconds}
+        evaluation.warnings = {**earlier.metric_warnings, **evaluation.warnings}
+        evaluation.counts = {**earlier.evaluation, **evaluation.counts}
+    scored_by = evaluation_provenance(str(device), device_name(device))
+    return record_of(spec, outcome, provenance, evaluation, eval_seconds, scored_by), scores
+
+
+def blocked_datasets(specs: Sequence[RunSpec], data: DatasetCache) -> dict[tuple[str, str], str]:
+    """(dataset, source) -> why, for each dataset of ``specs`` whose official file is missing; the
+    others are prepared (once, before any training)."""
+    blocked = {}
+    for key in sorted({(s.dataset, s.dataset_source) for s in specs}):
+        try:
+            data.dataset(*key)
+        except OfficialFileMissingError as exc:
+            blocked[key] = str(exc)
+    return blocked
+
+
+def _signal_hook() -> Callable[[int, int, int], None] | None:
+    """The test hook's ``on_progress``: signal this process once at the step ``SIGNAL_AT_STEP`` names."""
+    value = os.environ.get(SIGNAL_AT_STEP)
+    if not value:
+        return None
+    name, _, step = value.partition("@")
+    signum, at = signal.Signals[name], int(step)
+    fired: list[bool] = []
+
+    def on_progress(index: int, done: int, total: int) -> None:
+        if done == at and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signum)
+
+    return on_progress
+
+
+def _claim(
+    specs: Sequence[RunSpec],
+    out_dir: Path,
+    retry_failed: bool,
+    forced: ForcedSweep | None,
+    result: SweepResult,
+    console: Console,
+) -> tuple[list[Claim], list[RunSpec]]:
+    """Claim each run of the pack; drop those another process holds or has recorded meanwhile."""
+    claims, kept = [], []
+    for spec in specs:
+        claim = try_claim(out_dir, spec.suite, spec.run_id)
+        if claim is None:
+            console.print(f"{spec.run_id} is being trained by another process: left to it.")
+            result.claimed_elsewhere.append(spec.run_id)
+            continue
+        path = record_path(out_dir, spec.suite, spec.run_id)
+        owed = forced is not None and spec.run_id in forced.owed
+        if path.exists() and not owed:  # recorded by another process since the plan was read
+            try:
+                record = read_record(path)
+            except RecordError:
+                record = None
+            if record is not None and (record.ok or not retry_failed):
+                claim.release()
+                result.skipped.append(spec.run_id)
+                continue
+        claims.append(claim)
+        kept.append(spec)
+    return claims, kept
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The step a run's checkpoint holds (0 when there is none), to say "resumed at step K"."""
+    if not path.exists():
+        return 0
+    return int(read_checkpoint(path).get("step", 0))
+
+
+def run_pack(
+    specs: Sequence[RunSpec],
+    out_dir: Path,
+    device: torch.device,
+    data: DatasetCache,
+    progress: SweepProgress,
+    result: SweepResult,
+    *,
+    retry_failed: bool = False,
+    forced: ForcedSweep | None = None,
+    stop: Sequence[int] = (),
+    console: Console | None = None,
+) -> list[RunRecord]:
+    """Claim, train, evaluate and record one pack of compatible runs; the records written.
+
+    What else happened is added to ``result``: runs completed or failed, left to another process,
+    recorded meanwhile, blocked on a missing official file, or whose checkpoint is unreadable.
+    Training polls ``stop`` (a signal handler's list) and raises ``train.Interrupted`` once it is
+    non-empty, every unfinished run checkpointed.
+    """
+    console = console or Console()
+    first = specs[0]
+    blocked = blocked_datasets([first], data)
+    if blocked:
+        why = next(iter(blocked.values()))
+        for spec in specs:
+            result.blocked[spec.run_id] = why
+        return []
+    claims, specs = _claim(specs, out_dir, retry_failed, forced, result, console)
+    try:
+        return _train_and_record(specs, out_dir, device, data, progress, result, forced, stop, console)
+    finally:
+        for claim in claims:
+            claim.release()
+
+
+def _train_and_record(
+    specs, out_dir, device, data, progress, result, forced, stop, console
+) -> list[RunRecord]:
+    if not specs:
+        return []
+    first = specs[0]
+    dataset = data.dataset(first.dataset, first.dataset_source)
+    images = data.training_images(first.dataset, first.dataset_source)
+    ckpts = [checkpoint_path(out_dir, s.suite, s.run_id) for s in specs]
+    try:
+        starts = [_checkpoint_step(c) for c in ckpts]
+    except CheckpointError as exc:
+        console.print(f"[red]skipping {', '.join(s.run_id for s in specs)}: {exc}")
+        result.unreadable.append(str(exc))
+        return []
+    progress.start_pack(specs, starts)
+    hook = _signal_hook()
+
+    def on_progress(index: int, done: int, total: int) -> None:
+        progress.on_progress(index, done, total)
+        if hook is not None:
+            hook(index, done, total)
+
+    noise = dataset.observation_noise if getattr(dataset, "stochastic_observations", False) else None
+    pairs = None if specs[0].pairs is None else PairSampler(dataset.grid, **specs[0].pairs)
+    try:
+        outcomes = train_runs(
+            specs,
+            images,
+            device,
+            ckpts,
+            observation_noise=noise,
+            pair_sampler=pairs,
+            on_progress=on_progress,
+            should_stop=lambda: bool(stop),
+        )
+    except CheckpointError as exc:
+        console.print(f"[red]skipping {', '.join(s.run_id for s in specs)}: {exc}")
+        result.unreadable.append(str(exc))
+        progress.end_pack()
+        return []
+    progress.end_pack()
+    written = []
+    for spec, outcome in zip(specs, outcomes):
+        precision = resolve_precision(spec.training.precision, device)
+        provenance = run_provenance(str(device), data.device_name, precision, dataset.provenance())
+        record, _ = score(spec, outcome, provenance, dataset, device, out_dir)
+        write_record(record_path(out_dir, spec.suite, spec.run_id), record)
+        written.append(record)
+        if forced is not None:
+            forced.done(spec.run_id)
+        progress.run_done(spec, record)
+        if record.status == "failed":
+            result.failed.append((spec.run_id, record.failure["step"], record.failure["reason"]))
+            console.print(f"[red]FAILED[/] {spec.run_id} {spec.label()}: {record.failure['reason']}")
+        else:
+            result.completed.append(spec.run_id)
+            console.print(summary_line(spec, record))
+    return written
+
+
+def _finished_run(target: str, out_dir: Path) -> tuple[RunSpec, Path, dict]:
+    """(spec, checkpoint path, checkpoint payload) of a finished run named by run id or checkpoint path."""
+    target_path = Path(target)
+    if target_path.suffix == ".pt" or target_path.is_file():
+        payload = read_checkpoint(target_path)
+        if "run_spec" not in payload:
+            raise CheckpointError(
+                f"checkpoint {target_path} holds no run spec; it was not written by the runner"
+            )
+        spec = RunSpec.from_dict(payload["run_spec"])
+    else:
+        matches = sorted((out_dir / "runs").glob(f"*/{target}.json"))
+        if not matches:
+            known = sorted(p.stem for p in (out_dir / "runs").glob("*/*.json"))
+            raise ValueError(
+                f"no run {target!r} under {out_dir / 'runs'}; known runs: {', '.join(known) or '(none)'}"
+            )
+        spec = read_record(matches[0]).run_spec
+        target_path = checkpoint_path(out_dir, spec.suite, spec.run_id)
+        if not target_path.exists():
+            raise CheckpointError(
+                f"no checkpoint at {target_path}: checkpoints stay on the machine that trained the run "
+                "and are never committed, so a run recorded elsewhere (the committed results/, say) "
+                f"has none here. Retrain it with `vaebench run --suite {spec.suite} --out {out_dir} "
+                "--force` (same seed, same numbers), or pass a checkpoint path."
+            )
+        payload = read_checkpoint(target_path)
+    if payload.get("step") != spec.training.steps:
+        raise CheckpointError(
+            f"checkpoint {target_path} is at step {payload.get('step')} of {spec.training.steps}; "
+            "finish the run with `vaebench run` first"
+        )
+    return spec, target_path, payload
+
+
+def _trained(model: VAE, record: RunRecord) -> TrainResult:
+    """A recorded run's training outcome, around its model reloaded from the checkpoint."""
+    timing = record.timing
+    return TrainResult(
+        model=model,
+        curve=record.curve,
+        final=record.final,
+        train_seconds=timing.get("train_seconds", math.nan),
+        images_per_second=timing.get("images_per_second", math.nan),
+        resumed_from_step=timing.get("resumed_from_step", 0),
+        precision=record.provenance.get("precision", ""),
+    )
+
+
+def rescore(
+    target: str, out_dir: Path, metrics: list[str] | None, device: torch.device
+) -> tuple[Path, dict[str, float | None]]:
+    """`vaebench eval`: re-score a finished run from its checkpoint (all its metrics, or the named
+    ones) and rewrite its record and artifacts; (record path, the new scores)."""
+    out_dir = Path(out_dir)
+    spec, _, payload = _finished_run(target, out_dir)
+    for entry in metrics or []:
+        get_metric(metric_entry(entry)[0])  # unknown names fail before any work
+    path = record_path(out_dir, spec.suite, spec.run_id)
+    earlier = read_record(path)
+    model = model_from_payload(payload).to(device).eval()
+    dataset = load_dataset(spec.dataset, spec.dataset_source)
+    record, scores = score(
+        spec,
+        _trained(model, earlier),
+        earlier.provenance,
+        dataset,
+        device,
+        out_dir,
+        metric_names=metrics,
+        earlier=earlier,
+    )
+    write_record(path, record)
+    return path, {k: (v if math.isfinite(v) else None) for k, v in scores.items()}

@@ -1,0 +1,227 @@
+"""Which runs are owed: the state of every planned run in an output directory, and the sweep's tally.
+
+``run_states`` is the one place that reads what the output directory holds for
+a list of runs (a record ok or failed, an unreadable record, a claim held by a
+live process, nothing) and decides, with ``--force`` and ``--retry-failed``
+applied, what each run is *due*: to be trained ("owed"), or left as it is
+("recorded", "failed", "unreadable", "claimed"). The sweep, the SLURM backend,
+``vaebench status`` and ``vaebench plan`` all read it. ``ForcedSweep`` is the
+``--force`` promise a sweep keeps on disk so that its rerun resumes it, and
+``SweepResult`` the tally that every backend returns and the CLI reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.runner.claims import claim_holder
+from benchmarks.runner.records import RecordError, RunRecord, checkpoint_path, read_record, record_path
+from benchmarks.runner.spec import RunSpec
+from vaebench.atomic import atomic_write_text
+
+__all__ = ["DUES", "RunState", "run_states", "ForcedSweep", "SweepResult"]
+
+#: What a run is due, by ``run_states``: trained, or left as it is and why.
+DUES = ("owed", "recorded", "failed", "unreadable", "claimed")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One planned run in the output directory.
+
+    Attributes:
+        held: what the directory holds: "ok" or "failed" (a record), "unreadable" or "pending".
+        due: what the run is due (``DUES``): "owed" (to train), "recorded" (ok, or not owed by a
+            forced sweep), "failed" (recorded failed, not retried), "unreadable" (never overwritten)
+            or "claimed" (a live process is training it; only when ``run_states`` checks claims).
+        record: the record, when one was read.
+        problem: why the record is unreadable.
+        holder: who holds the claim (host, pid, SLURM job), when claimed.
+    """
+
+    held: str
+    due: str
+    record: RunRecord | None = None
+    problem: str = ""
+    holder: dict | None = None
+
+    @property
+    def shown(self) -> str:
+        """The state a plan shows: what the directory holds, or "claimed" while a process trains it."""
+        return "claimed" if self.due == "claimed" else self.held
+
+    @property
+    def failure(self) -> tuple[int, str]:
+        """(step, reason) of a recorded failure."""
+        failure = (self.record.failure if self.record is not None else None) or {}
+        return failure.get("step", -1), failure.get("reason", "")
+
+
+def _due(held: str, run_id: str, force: bool, retry_failed: bool, forced: Collection[str] | None) -> str:
+    if forced is not None:  # a forced sweep owes what its promise lists, and nothing else
+        return "owed" if run_id in forced else "recorded"
+    if force:
+        return "owed"
+    if held == "ok":
+        return "recorded"
+    if held == "failed" and not retry_failed:
+        return "failed"
+    if held == "unreadable":
+        return "unreadable"
+    return "owed"  # pending, or failed and retried
+
+
+def run_states(
+    specs: Sequence[RunSpec],
+    out_dir: Path,
+    *,
+    force: bool = False,
+    retry_failed: bool = False,
+    forced: Collection[str] | None = None,
+    claims: bool = False,
+) -> dict[str, RunState]:
+    """run_id -> ``RunState`` of each run, read from ``out_dir``.
+
+    Args:
+        force: every run is owed (``--force``).
+        retry_failed: runs recorded as failed are owed (``--retry-failed``).
+        forced: the run ids a ``ForcedSweep`` still owes; the others are due nothing.
+        claims: an owed run whose claim a live process holds is "claimed" rather than owed
+            (what ``status`` and ``plan`` show; a sweep claims each run itself before training).
+    """
+    states: dict[str, RunState] = {}
+    for spec in specs:
+        path = record_path(out_dir, spec.suite, spec.run_id)
+        record, problem = None, ""
+        if not path.exists():
+            held = "pending"
+        else:
+            try:
+                record = read_record(path)
+                held = record.status
+            except RecordError as exc:
+                held, problem = "unreadable", str(exc)
+        due = _due(held, spec.run_id, force, retry_failed, forced)
+        holder = None
+        if claims and due == "owed":
+            holder = claim_holder(out_dir, spec.suite, spec.run_id)
+            if holder is not None:
+                due = "claimed"
+        states[spec.run_id] = RunState(held, due, record, problem, holder)
+    return states
+
+
+class ForcedSweep:
+    """A ``--force`` sweep's promise, kept in the output directory until it is fulfilled.
+
+    On its first start it deletes the old checkpoints of its runs (old records are replaced
+    as the new ones are written) and writes ``sweeps/<suite>/force-<key>.json`` listing the
+    runs it still owes; each finished run is struck off. The same command after an interrupt
+    finds the list and resumes it (keeping the new checkpoints) instead of starting over.
+    """
+
+    def __init__(self, out_dir: Path, specs: Sequence[RunSpec]):
+        ids = sorted(r.run_id for r in specs)
+        key = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+        suite = specs[0].suite if specs else "none"
+        self.path = Path(out_dir) / "sweeps" / suite / f"force-{key}.json"
+        self.resumed = self.path.exists()
+        if self.resumed:
+            self.owed = set(json.loads(self.path.read_text())["owed"]) & set(ids)
+        else:
+            self.owed = set(ids)
+            for spec in specs:
+                checkpoint_path(out_dir, spec.suite, spec.run_id).unlink(missing_ok=True)
+            self._write()
+
+    def _write(self) -> None:
+        if self.owed:
+            atomic_write_text(self.path, json.dumps({"owed": sorted(self.owed)}, indent=1) + "\n")
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def done(self, run_id: str) -> None:
+        self.owed.discard(run_id)
+        self._write()
+
+
+@dataclass
+class SweepResult:
+    """What a sweep (or one pack of it) did, by run id; every backend returns one."""
+
+    completed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # recorded ok before this sweep
+    failed: list[tuple[str, int, str]] = field(default_factory=list)  # (run_id, step, reason), this sweep
+    previously_failed: list[tuple[str, int, str]] = field(
+        default_factory=list
+    )  # recorded failed, not retried
+    unreadable: list[str] = field(default_factory=list)  # corrupt records or checkpoints, by path
+    claimed_elsewhere: list[str] = field(default_factory=list)  # another live process is training them
+    blocked: dict[str, str] = field(default_factory=dict)  # run_id -> why (a missing official file)
+    submitted: list[str] = field(default_factory=list)  # cluster job ids, when the sweep was only submitted
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every run is recorded ok, 130 when interrupted, 1 when anything failed or is missing."""
+        if self.interrupted:
+            return 130
+        if self.failed or self.previously_failed or self.unreadable or self.blocked:
+            return 1
+        return 0
+
+    def tally(self, specs: Sequence[RunSpec], states: dict[str, RunState], out_dir: Path) -> list[RunSpec]:
+        """Count the runs that are due nothing (recorded, failed, unreadable); return the owed ones."""
+        owed = []
+        for spec in specs:
+            state = states[spec.run_id]
+            if state.due == "owed":
+                owed.append(spec)
+            elif state.due == "recorded":
+                self.skipped.append(spec.run_id)
+            elif state.due == "failed":
+                self.previously_failed.append((spec.run_id, *state.failure))
+            elif state.due == "unreadable":
+                self.unreadable.append(str(record_path(out_dir, spec.suite, spec.run_id)))
+            elif state.due == "claimed":
+                self.claimed_elsewhere.append(spec.run_id)
+        return owed
+
+    def add(self, other: SweepResult) -> None:
+        """Fold in the result of one pack (a cluster task's)."""
+        self.completed += other.completed
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.previously_failed += other.previously_failed
+        self.unreadable += other.unreadable
+        self.claimed_elsewhere += other.claimed_elsewhere
+        self.blocked.update(other.blocked)
+
+    def to_dict(self) -> dict:
+        return {
+            "completed": self.completed,
+            "skipped": self.skipped,
+            "failed": [list(f) for f in self.failed],
+            "previously_failed": [list(f) for f in self.previously_failed],
+            "unreadable": self.unreadable,
+            "claimed_elsewhere": self.claimed_elsewhere,
+            "blocked": self.blocked,
+            "interrupted": self.interrupted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepResult:
+        return cls(
+            completed=list(data["completed"]),
+            skipped=list(data["skipped"]),
+            failed=[tuple(f) for f in data["failed"]],
+            previously_failed=[tuple(f) for f in data["previously_failed"]],
+            unreadable=list(data["unreadable"]),
+            claimed_elsewhere=list(data.get("claimed_elsewhere", [])),
+            blocked=dict(data["blocked"]),
+            interrupted=bool(data.get("interrupted", False)),
+        )
