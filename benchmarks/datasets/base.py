@@ -212,8 +212,6 @@ class GroundTruthDataset:
     factor_sizes: ClassVar[tuple[int, ...]]
     observation_shape: ClassVar[tuple[int, int, int]]  # (C, H, W)
     likelihood: ClassVar[str]  # the default reconstruction likelihood for training
-    #: Factor indices Chen et al.'s MIG leaves out on this dataset (dSprites: shape, as in the paper).
-    mig_chen_excluded_factors: ClassVar[tuple[int, ...]] = ()
     official_files: ClassVar[tuple[OfficialFile, ...]] = ()
     #: Files read when observations are drawn, whatever the image source (scream_dsprites' painting).
     assets: ClassVar[tuple[OfficialFile, ...]] = ()

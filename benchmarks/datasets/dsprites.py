@@ -229,7 +229,6 @@ class DSprites(GroundTruthDataset):
     factor_sizes = (3, 6, 40, 32, 32)
     observation_shape = (1, CANVAS, CANVAS)
     likelihood = "bernoulli"
-    mig_chen_excluded_factors = (0,)  # Chen et al. 2018 score dSprites without the shape factor
     official_files = (
         OfficialFile(_NPZ, _URL + _NPZ, _check_npz, _convert_npz),
         OfficialFile(_HDF5, _URL + _HDF5, _check_h5, _convert_h5),

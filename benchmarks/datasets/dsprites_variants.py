@@ -89,7 +89,6 @@ class DSpritesVariant(DSprites):
 
     observation_shape = (3, 64, 64)  # what the model sees; the cache holds dSprites' (1, 64, 64)
     stochastic_observations = True
-    # mig_chen_excluded_factors: dSprites' (shape), inherited: the same sprites, the same reason
 
     def sprites(self) -> DSprites:
         """The plain dSprites whose caches and files these images are (same root, source and grid)."""

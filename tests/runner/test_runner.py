@@ -249,16 +249,15 @@ def test_pack_must_be_positive(toy_suite, tmp_path):
     assert code == 2 and "--pack must be a positive integer" in output
 
 
-def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, monkeypatch):
-    """Chen et al. score dSprites without shape: the runner passes the dataset's exclusion on."""
+def test_mig_chen_leaves_out_the_factors_its_dataset_settings_name(toy_suite, tmp_path, monkeypatch):
+    """Chen et al. score dSprites without shape: the runner scores with the metric's dataset settings."""
     import dataclasses
     import functools
 
     import metrics
-    from benchmarks.datasets import get_dataset_class
 
-    assert get_dataset_class("dsprites").mig_chen_excluded_factors == (0,)
-    assert get_dataset_class("shapes3d").mig_chen_excluded_factors == ()
+    assert metrics.get_metric("mig_chen").dataset_settings["dsprites"] == {"exclude_factors": (0,)}
+    assert "shapes3d" not in metrics.get_metric("mig_chen").dataset_settings
 
     seen, get_metric = [], metrics.get_metric
 
@@ -272,10 +271,11 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
             seen.append(kwargs.get("exclude_factors"))
             return spec.function(*args, **kwargs)
 
-        return dataclasses.replace(spec, function=spy)
+        return dataclasses.replace(
+            spec, function=spy, dataset_settings={"toy_squares": {"exclude_factors": (0,)}}
+        )
 
     monkeypatch.setattr(metrics, "get_metric", spying_get_metric)
-    monkeypatch.setattr(toy.ToySquares, "mig_chen_excluded_factors", (0,))
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
     ((run_id, _),) = records(out).items()
