@@ -71,6 +71,7 @@ DATASETS: Registry[type[GroundTruthDataset]] = Registry(
         "benchmarks.datasets.smallnorb",
         "benchmarks.datasets.cars3d",
         "benchmarks.datasets.mpi3d",
+        "benchmarks.datasets.toy",
     ),
 )
 register_dataset = DATASETS.register

@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import toy  # noqa: E402,F401  (registers the toy_squares dataset)
 
 TOY_SUITE = """
 name = "toy"

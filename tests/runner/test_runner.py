@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import toy  # noqa: E402  (conftest put it on the path)
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from vae_zoo import VAE, register_model
 
-TOY_CLI = Path(__file__).with_name("toy.py")
+CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
 runner = CliRunner()
 
 
@@ -70,7 +69,7 @@ def test_run_records_every_run_and_a_rerun_skips_everything(toy_suite, tmp_path)
 
 def _run_cli(*args):
     return subprocess.Popen(
-        [sys.executable, str(TOY_CLI), *map(str, args)],
+        [*CLI, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
