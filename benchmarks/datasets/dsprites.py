@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, open_output, register_dataset
+from .dataset import GroundTruthDataset, open_output
+from .errors import DatasetFileError
 from .grid import FactorGrid
 from .official import (
     NpzMember,
@@ -41,7 +42,9 @@ from .official import (
     write_rows,
 )
 from .parallel import torch_threads
-from .storage import DatasetFileError, progress_bar
+from .progress import progress_bar
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["DSprites", "SPRITE_OUTLINES", "rasterize_rows", "row_crossings", "screen_outlines"]
 

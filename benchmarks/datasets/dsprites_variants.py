@@ -36,9 +36,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import register_dataset, to_float
+from .cache import FlatCache
+from .dataset import to_float
 from .dsprites import DSprites
-from .storage import FlatCache
+from .registry import register_dataset
 
 __all__ = ["ColorDSprites", "NoisyDSprites", "DSpritesVariant", "colour_sprites", "noisy_sprites"]
 

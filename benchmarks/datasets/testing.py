@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import DATASETS, GroundTruthDataset, to_float
-from .storage import OfficialFileMissingError
+from .dataset import GroundTruthDataset, to_float
+from .errors import OfficialFileMissingError
+from .registry import DATASETS
 
 __all__ = ["check_dataset"]
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import GroundTruthDataset, register_dataset
+from .dataset import GroundTruthDataset
+from .registry import register_dataset
 
 __all__ = ["ToySquares"]
 

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.datasets import TrainingImages, to_float  # noqa: E402
-from benchmarks.datasets.storage import CacheReader  # noqa: E402
+from benchmarks.datasets.cache import CacheReader  # noqa: E402
 from benchmarks.runner.records import cpu_model  # noqa: E402
 from benchmarks.runner.spec import RunSpec, RunTraining  # noqa: E402
 from benchmarks.runner.train import (  # noqa: E402

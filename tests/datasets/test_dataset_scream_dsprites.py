@@ -7,7 +7,7 @@ from dataset_fakes import write_scream_painting
 from PIL import Image
 from typer.testing import CliRunner
 
-from benchmarks.datasets import DatasetFileError, OfficialFileMissingError, get_dataset_class, storage
+from benchmarks.datasets import KNOWN_CHECKSUMS, DatasetFileError, OfficialFileMissingError, get_dataset_class
 from benchmarks.datasets.cli import data_app
 from benchmarks.datasets.scream import PAINTING, PAINTING_URL, ScreamDSprites
 
@@ -85,7 +85,7 @@ def test_a_large_painting_is_shrunk_as_dlib_does(tiny_dsprites, data_root, trust
 def test_without_a_known_checksum_the_painting_is_refused(tiny_dsprites, data_root):
     data_root.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.zeros((80, 90, 3), np.uint8)).save(data_root / PAINTING, format="PNG")
-    assert PAINTING not in storage.KNOWN_CHECKSUMS  # none is documented: verification fails closed
+    assert PAINTING not in KNOWN_CHECKSUMS  # none is documented: verification fails closed
     with pytest.raises(DatasetFileError, match="no checksum for the painting is documented"):
         ScreamDSprites(source="procedural", progress=False).prepare()
 
