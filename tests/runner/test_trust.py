@@ -15,6 +15,10 @@ from test_runner import NaNAfter12, comparable, invoke, records  # noqa: F401  (
 from benchmarks.runner.progress import format_rate
 
 CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
+# This checkout first on the path, whatever directory a test runs the CLI in.
+PYTHONPATH = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
+)
 
 
 def _cli(*args, env=None):
@@ -22,7 +26,13 @@ def _cli(*args, env=None):
         [*CLI, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})},
+        env={
+            **os.environ,
+            "PYTHONPATH": PYTHONPATH,
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            **(env or {}),
+        },
     )
 
 
