@@ -136,9 +136,10 @@ class MetricSpec:
     #: ``(settings, factor_sizes) -> images the evaluation encodes``; None: the inputs kind's count
     #: (``sampler`` metrics sample for themselves and must declare it).
     encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None
-    #: Settings a dataset supplies, ``{keyword: attribute of the dataset}`` (Chen et al.'s MIG leaves
-    #: out the factors ``mig_chen_excluded_factors`` names); a suite's own value wins.
-    dataset_settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Settings this metric takes on a named dataset, ``{dataset name: {keyword: value}}`` (Chen et al.
+    #: score dSprites without its shape: ``{"dsprites": {"exclude_factors": (0,)}}``). ``evaluate_metric``
+    #: applies them between the ``study``/``fast`` settings and the caller's own, which win.
+    dataset_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     presentation: Presentation = dataclasses.field(default_factory=Presentation)
 
     def __post_init__(self) -> None:
@@ -147,8 +148,10 @@ class MetricSpec:
         if not self.higher_is_better:
             raise ValueError(f"metric {self.name!r} must declare its output keys in higher_is_better")
         # Read-only views: a spec is shared by every caller.
-        for field in ("higher_is_better", "study", "fast", "dataset_settings"):
+        for field in ("higher_is_better", "study", "fast"):
             object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
+        frozen = {name: types.MappingProxyType(dict(s)) for name, s in self.dataset_settings.items()}
+        object.__setattr__(self, "dataset_settings", types.MappingProxyType(frozen))
         if self.inputs == "sampler" and self.encodes is None:
             raise ValueError(f"metric {self.name!r} samples for itself, so it must declare encodes=")
         for which in ("study", "fast"):
@@ -160,6 +163,8 @@ class MetricSpec:
                 f"metric {self.name!r} presents key(s) it does not return: {', '.join(unknown)}; "
                 f"its keys: {', '.join(self.higher_is_better)}"
             )
+        for dataset, settings in self.dataset_settings.items():
+            self.check_settings(settings, where=f"metric {self.name!r} settings on dataset {dataset!r}")
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -224,7 +229,7 @@ def register_metric(
     fast: Mapping[str, Any],
     description: str = "",
     encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None,
-    dataset_settings: Mapping[str, str] | None = None,
+    dataset_settings: Mapping[str, Mapping[str, Any]] | None = None,
     presentation: Presentation | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
@@ -271,6 +276,7 @@ def evaluate_metric(
     *,
     settings: str = "study",
     encode_posterior: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    dataset: str | None = None,
     **overrides: Any,
 ) -> dict[str, float]:
     """Sample what ``metric`` needs from ``sampler`` and score it.
@@ -282,6 +288,12 @@ def evaluate_metric(
         rng: the only source of randomness; train is drawn before test, as in dlib.
         settings: ``"study"`` or ``"fast"``; ``overrides`` replace single entries.
         encode_posterior: observations -> (mean, logvar), for ``posterior_grid`` metrics.
+        dataset: the dataset's registered name, whose ``dataset_settings`` apply (Chen et al.'s
+            MIG leaves out dSprites' shape); default: the sampler's ``name``, if it has one.
+
+    The settings are, each overriding the one before: the metric's ``settings``, the
+    dataset's ``dataset_settings``, then ``overrides``. This is the one place they meet:
+    the runner scores through here too.
     """
     spec = metric if isinstance(metric, MetricSpec) else get_metric(metric)
     if spec.inputs == "model_group":
@@ -290,7 +302,8 @@ def evaluate_metric(
             "model; it is computed by `vaebench udr --suite S` from the runs' recorded encodings"
         )
     rng = check_rng(rng)
-    kwargs = {**spec.settings(settings), **overrides}
+    dataset = getattr(sampler, "name", None) if dataset is None else dataset
+    kwargs = {**spec.settings(settings), **spec.dataset_settings.get(dataset, {}), **overrides}
     sampling = {k: kwargs.pop(k) for k in _SAMPLING_KEYS[spec.inputs] if k in kwargs}
     batch_size = sampling.get("batch_size", 16)
     # Metrics with their own randomness (DCI's trees, Chen's MIG) continue on the same generator.

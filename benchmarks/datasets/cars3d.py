@@ -28,9 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset
+from .dataset import GroundTruthDataset
+from .errors import DatasetFileError
 from .official_only import OfficialOnlyDataset
-from .storage import DatasetFileError, progress_bar
+from .progress import progress_bar
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["Cars3D", "shrink_views"]
 

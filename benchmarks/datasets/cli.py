@@ -23,9 +23,13 @@ from rich.console import Console
 
 from vaebench.registry import UnknownNameError
 
-from .base import SOURCES, GroundTruthDataset, get_dataset_class, list_datasets
+from .cache import FlatCache
+from .checksums import verify_checksum
+from .dataset import GroundTruthDataset
+from .errors import DatasetFileError, OfficialFileMissingError
 from .official import fetch_file
-from .storage import DatasetFileError, FlatCache, OfficialFileMissingError, verify_checksum
+from .registry import get_dataset_class, list_datasets
+from .sources import SOURCES
 
 __all__ = ["data_app"]
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, open_output, register_dataset
+from .dataset import GroundTruthDataset, open_output
+from .errors import DatasetFileError
 from .grid import FactorGrid
 from .official import (
     NpzMember,
@@ -41,7 +42,9 @@ from .official import (
     write_rows,
 )
 from .parallel import torch_threads
-from .storage import DatasetFileError, progress_bar
+from .progress import progress_bar
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["DSprites", "SPRITE_OUTLINES", "rasterize_rows", "row_crossings", "screen_outlines"]
 
@@ -229,7 +232,6 @@ class DSprites(GroundTruthDataset):
     factor_sizes = (3, 6, 40, 32, 32)
     observation_shape = (1, CANVAS, CANVAS)
     likelihood = "bernoulli"
-    mig_chen_excluded_factors = (0,)  # Chen et al. 2018 score dSprites without the shape factor
     official_files = (
         OfficialFile(_NPZ, _URL + _NPZ, _check_npz, _convert_npz),
         OfficialFile(_HDF5, _URL + _HDF5, _check_h5, _convert_h5),

@@ -36,9 +36,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import register_dataset, to_float
+from .cache import FlatCache
+from .dataset import to_float
 from .dsprites import DSprites
-from .storage import FlatCache
+from .registry import register_dataset
 
 __all__ = ["ColorDSprites", "NoisyDSprites", "DSpritesVariant", "colour_sprites", "noisy_sprites"]
 
@@ -89,7 +90,6 @@ class DSpritesVariant(DSprites):
 
     observation_shape = (3, 64, 64)  # what the model sees; the cache holds dSprites' (1, 64, 64)
     stochastic_observations = True
-    # mig_chen_excluded_factors: dSprites' (shape), inherited: the same sprites, the same reason
 
     def sprites(self) -> DSprites:
         """The plain dSprites whose caches and files these images are (same root, source and grid)."""

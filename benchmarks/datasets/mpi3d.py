@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset
+from .dataset import GroundTruthDataset
 from .official import NpzMember, check_array, check_keys, write_rows
 from .official_only import OfficialOnlyDataset
-from .storage import progress_bar
+from .progress import progress_bar
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["MPI3DToy", "MPI3DRealistic", "MPI3DReal"]
 

@@ -19,8 +19,10 @@ import numpy as np
 
 from vaebench.atomic import atomic_path
 
+from .checksums import Checksum, file_digest, write_stamp
+from .errors import DatasetFileError
 from .grid import FactorGrid
-from .storage import Checksum, DatasetFileError, file_digest, progress_bar, write_stamp
+from .progress import progress_bar
 
 __all__ = [
     "NpzMember",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import GroundTruthDataset
+from .dataset import GroundTruthDataset
 
 __all__ = ["OfficialOnlyDataset"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .storage import progress_bar
+from .progress import progress_bar
 
 __all__ = ["default_processes", "run_tasks", "torch_threads"]
 

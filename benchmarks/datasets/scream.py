@@ -18,7 +18,7 @@ order. Factors, stored sprites and caches are dSprites' (see
 **The painting's checksum is unknown.** dlib downloads
 ``https://upload.wikimedia.org/wikipedia/commons/f/f4/The_Scream.jpg`` without
 checking it, no other source documents one, and Wikimedia may replace the file
-with a new version. So ``storage.KNOWN_CHECKSUMS`` has no entry for it and
+with a new version. So ``checksums.KNOWN_CHECKSUMS`` has no entry for it and
 verification fails closed: ``scream_dsprites`` refuses to run until someone who
 has vetted a copy records its digest there. The exact pixels also depend on
 Pillow's JPEG decoder and thumbnail filter (as they do for dlib).
@@ -31,10 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset
+from .checksums import KNOWN_CHECKSUMS, verify_checksum
+from .dataset import GroundTruthDataset
 from .dsprites_variants import DSpritesVariant, numpy_uniform, torch_uniform
+from .errors import DatasetFileError, OfficialFileMissingError
 from .grid import uniform_integers
-from .storage import KNOWN_CHECKSUMS, DatasetFileError, OfficialFileMissingError, verify_checksum
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["ScreamDSprites", "crop_patches", "load_painting", "scream_sprites"]
 
@@ -47,7 +50,7 @@ NO_CHECKSUM = (
     f"{PAINTING}: no checksum for the painting is documented anywhere (disentanglement_lib downloads "
     f"{PAINTING_URL} unchecked, and Wikimedia may replace the file), so vaebench cannot verify it and "
     "refuses it. If you have vetted your copy, record its digest as "
-    f"benchmarks.datasets.storage.KNOWN_CHECKSUMS[{PAINTING!r}] = Checksum('sha256', '<hex>')."
+    f"benchmarks.datasets.KNOWN_CHECKSUMS[{PAINTING!r}] = Checksum('sha256', '<hex>')."
 )
 
 

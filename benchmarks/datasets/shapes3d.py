@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import GroundTruthDataset, OfficialFile, open_output, register_dataset
+from .dataset import GroundTruthDataset, open_output
 from .official import (
     check_array,
     h5_member,
@@ -52,8 +52,10 @@ from .official import (
     write_rows,
 )
 from .parallel import torch_threads
+from .progress import progress_bar
+from .registry import register_dataset
 from .shapes3d_scene import OBJECT_SHAPES, SCENE, Scene, ShadingMaps, compose, hue_to_rgb, shading_maps
-from .storage import progress_bar
+from .sources import OfficialFile
 
 __all__ = ["Shapes3D"]
 

@@ -38,11 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import GroundTruthDataset, OfficialFile, register_dataset, to_float
+from .checksums import verify_checksum
+from .dataset import GroundTruthDataset, to_float
+from .errors import DatasetFileError, OfficialFileMissingError
 from .grid import FactorGrid, uniform_integers
 from .official import rows_to_flat_indices, write_rows
 from .official_only import OfficialOnlyDataset
-from .storage import DatasetFileError, OfficialFileMissingError, progress_bar, verify_checksum
+from .progress import progress_bar
+from .registry import register_dataset
+from .sources import OfficialFile
 
 __all__ = ["SmallNORB", "read_norb_header", "resize_like_dlib"]
 

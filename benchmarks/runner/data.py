@@ -1,6 +1,6 @@
 """Datasets loaded once per sweep, and the training images each serves.
 
-Memory (measured by benchmarks/perf/memory.py, results/perf/memory_cpu.md): on
+Memory (measured by tools/perf/memory.py, results/perf/memory_cpu.md): on
 the CPU the training images are read from the cache file batch by batch, so
 nothing of a dataset is held in memory (dSprites' cache is bit-packed, 377 MB
 on disk; 3D Shapes' is 5.9 GB); on CUDA they are one device-resident uint8

@@ -68,7 +68,7 @@ def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dic
 def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
     """A rough prior: the images the metrics declare they encode, plus their own cost.
 
-    Rates measured with benchmarks/perf/train_throughput.py (results/perf/train_cpu.md):
+    Rates measured with tools/perf/train_throughput.py (results/perf/train_cpu.md):
     about 2.8e-4 s per image on 2 CPU cores, plus well under a second per metric at the
     fast settings (scaled with the training points at study sizes).
     """

@@ -4,7 +4,7 @@ Every record carries two: ``run_provenance`` for its training (code, libraries,
 machine, device, precision, dataset) and ``evaluation_provenance`` for its
 evaluation (code, libraries, device, date), which differ once `vaebench eval`
 re-scores a run with newer code. ``machine()`` is the description of the host
-that the speed reports (``benchmarks/perf``) print beside their timings.
+that the speed reports (``tools/perf``) print beside their timings.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from dataset_fakes import DSPRITES_NPZ
 from typer.testing import CliRunner
 
-from benchmarks.datasets import storage
+from benchmarks.datasets import checksums
 from benchmarks.datasets.cli import data_app
 from benchmarks.datasets.dsprites import DSprites
 
@@ -109,7 +109,7 @@ def test_fetch_downloads_verifies_and_renames_into_place(
     assert result.exit_code == 0, result.output
     assert (data_root / DSPRITES_NPZ).is_file() and not list(data_root.glob("*.tmp"))
     calls = []
-    monkeypatch.setattr(storage, "file_digest", lambda *a, **k: calls.append(a) or "unused")
+    monkeypatch.setattr(checksums, "file_digest", lambda *a, **k: calls.append(a) or "unused")
     ds = DSprites(source="official", progress=False).prepare()  # the fetch's stamp vouches for it
     assert calls == [] and ds.source == "official"
     assert np.array_equal(ds.images(ds.grid.all_factors())[:, 0], arrays["imgs"] * 255)

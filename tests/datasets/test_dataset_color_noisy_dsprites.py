@@ -95,16 +95,12 @@ def test_noisy_background_is_uniform_and_the_sprite_white(sprites):
 
 
 @pytest.mark.parametrize("name", ["color_dsprites", "noisy_dsprites"])
-def test_the_same_seed_gives_the_same_observations(sprites, name):
+def test_another_seed_gives_other_observations(sprites, name):
     ds = sprites[name]
     first, second, other = (_both_paths(ds, seed)[:2] for seed in (5, 5, 6))
     for path in range(2):  # training (torch.Generator) and evaluation (numpy RandomState)
         assert np.array_equal(first[path], second[path])
         assert not np.array_equal(first[path], other[path])
-    factors = ds.sample_factors(8, np.random.RandomState(0))
-    generator = np.random.default_rng(1)  # numpy's Generator works too
-    again = ds.sample_observations_from_factors(factors, np.random.default_rng(1))
-    assert np.array_equal(ds.sample_observations_from_factors(factors, generator), again)
 
 
 def test_observations_are_random_per_draw_not_per_grid_point(sprites):

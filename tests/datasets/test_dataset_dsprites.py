@@ -88,14 +88,6 @@ def test_heart_lobes_point_up_at_orientation_zero():
     assert np.count_nonzero(bottom) < 6  # a point at the bottom
 
 
-def test_generate_on_a_small_grid_equals_render(tiny_dsprites):
-    ds = tiny_dsprites()
-    out = np.zeros((len(ds), *ds.observation_shape), np.uint8)
-    ds.generate(out, progress=False)
-    assert np.array_equal(out, ds.render(ds.grid.all_factors()))
-    assert out.reshape(len(ds), -1).max(axis=1).min() == 255
-
-
 def test_bad_factors_are_refused_naming_the_factor():
     with pytest.raises(ValueError, match=r"'orientation'.*\[0, 39\].*got 40"):
         DSprites().render(np.array([[0, 0, 40, 0, 0]]))

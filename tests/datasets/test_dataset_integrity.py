@@ -15,11 +15,11 @@ import torch
 from dataset_fakes import DSPRITES_NPZ
 from typer.testing import CliRunner
 
-from benchmarks.datasets import DatasetFileError, load_dataset, sample_batch, storage
+from benchmarks.datasets import DatasetFileError, checksums, load_dataset, sample_batch
 from benchmarks.datasets.cli import data_app
 from benchmarks.datasets.dsprites import DSprites
+from benchmarks.datasets.errors import CacheRebuildWarning
 from benchmarks.datasets.shapes3d import Shapes3D
-from benchmarks.datasets.storage import CacheRebuildWarning
 
 runner = CliRunner()
 
@@ -98,8 +98,8 @@ def test_the_content_hash_is_in_the_provenance(tiny_dsprites, tiny_shapes3d, dat
         provenance = ds.provenance()
         assert provenance["cache_content_hash"] == manifest["content_hash"]
         assert provenance["cache_content_hash"].startswith("sha256/4MiB-chunks:")
-        assert manifest["content_hash"] == storage.content_hash(
-            storage.chunk_digests(ds.procedural_cache().array_path)
+        assert manifest["content_hash"] == checksums.content_hash(
+            checksums.chunk_digests(ds.procedural_cache().array_path)
         )
     assert _manifest(DSprites(progress=False))["packed"] is True  # 0/255 pixels: one bit each
     assert _manifest(Shapes3D(progress=False))["packed"] is False

@@ -52,15 +52,6 @@ def write_npz(monkeypatch, data_root, trust):
     return write
 
 
-def test_the_npz_loads_in_grid_order(write_npz):
-    images = write_npz()
-    ds = MPI3DToy(source="official", progress=False).prepare()
-    factors = ds.sample_factors(10, np.random.RandomState(0))
-    flat = ds.grid.factors_to_indices(factors)  # dlib: np.dot(all_factors, factor_bases)
-    assert np.array_equal(ds.images(factors), images[flat].transpose(0, 3, 1, 2))
-    assert np.array_equal(ds.images(ds.grid.all_factors()), images.transpose(0, 3, 1, 2))
-
-
 def test_wrong_keys_and_shapes_are_refused(write_npz):
     write_npz(key="imgs")
     with pytest.raises(DatasetFileError, match="missing key.*'images'"):

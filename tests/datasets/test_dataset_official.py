@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from dataset_fakes import DSPRITES_NPZ, SHAPES3D_H5, fake_shapes3d_labels
 
-from benchmarks.datasets import DatasetFileError, OfficialFileMissingError, storage
+from benchmarks.datasets import DatasetFileError, OfficialFileMissingError, checksums
 from benchmarks.datasets.dsprites import DSprites
 from benchmarks.datasets.shapes3d import Shapes3D
 
@@ -32,7 +32,7 @@ def test_npz_with_pickled_metadata_loads_in_grid_order(write_dsprites_npz, trust
     assert provenance["source"] == "official" and provenance["checksum"] == str(checksum)
     assert provenance["official_file"] == str(path)
     assert (data_root / "cache" / "dsprites-official.npy").is_file()
-    # binary pixels are stored bit-packed (storage.py): 64 * 64 bits = 512 bytes per image
+    # binary pixels are stored bit-packed (cache.py): 64 * 64 bits = 512 bytes per image
     assert np.load(data_root / "cache" / "dsprites-official.npy", mmap_mode="r").shape == (len(ds), 512)
 
 
@@ -68,8 +68,8 @@ def test_checksum_is_verified_once_then_remembered_by_size_and_mtime(write_dspri
     path, _ = write_dsprites_npz()
     trust(path)
     calls = []
-    real_digest = storage.file_digest
-    monkeypatch.setattr(storage, "file_digest", lambda *a, **k: calls.append(a[0]) or real_digest(*a, **k))
+    real_digest = checksums.file_digest
+    monkeypatch.setattr(checksums, "file_digest", lambda *a, **k: calls.append(a[0]) or real_digest(*a, **k))
     DSprites(source="official", progress=False).prepare()
     DSprites(source="official", progress=False).prepare()
     assert len(calls) == 1  # the stamp vouched the second time

@@ -1,12 +1,10 @@
 """The dataset registry, declared structure, the sampler protocol and batch conversion."""
 
-import numpy as np
 import pytest
 import torch
 
 from benchmarks.datasets import (
     DATASETS,
-    GroundTruthDataset,
     get_dataset_class,
     list_datasets,
     load_dataset,
@@ -40,18 +38,12 @@ def test_builtin_datasets_are_registered_and_listed_with_wildcards():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_declared_structure(name):
+    """What dSprites and 3D Shapes declare (check_dataset checks that every declaration is consistent)."""
     cls = get_dataset_class(name)
     names, sizes, shape, likelihood = EXPECTED[name]
-    assert issubclass(cls, GroundTruthDataset)
-    assert cls.name == name
-    assert cls.factor_names == names
-    assert isinstance(cls.factor_sizes, tuple) and cls.factor_sizes == sizes
-    assert cls.observation_shape == shape
+    assert (cls.factor_names, cls.factor_sizes, cls.observation_shape) == (names, sizes, shape)
     assert cls.likelihood == likelihood
-    ds = cls()
-    assert len(ds) == int(np.prod(sizes))
-    assert [len(v) for v in ds.factor_values()] == list(sizes)
-    assert ds.official_files, "every built-in dataset names its official file(s)"
+    assert cls.official_files, "every built-in dataset names its official file(s)"
 
 
 def test_unknown_names_raise_the_registry_error_with_close_matches():
@@ -84,14 +76,3 @@ def test_sample_batch_gathers_and_converts_on_the_device():
     assert torch.equal(batch[0], images[3].float() / 255) and torch.equal(batch[2], batch[0])
     binary = torch.tensor([0, 255], dtype=torch.uint8)[torch.randint(0, 2, (4, 1, 64, 64))]
     assert set(to_float(binary).unique().tolist()) == {0.0, 1.0}  # dSprites comes out exactly {0, 1}
-
-
-def test_tiny_dataset_satisfies_the_metrics_sampler_protocol(tiny_dsprites):
-    ds = tiny_dsprites(source="procedural", progress=False)
-    rng = np.random.RandomState(0)
-    factors = ds.sample_factors(7, rng)
-    assert factors.shape == (7, 5)
-    observations = ds.sample_observations_from_factors(factors, rng)
-    assert observations.shape == (7, 1, 64, 64) and observations.dtype == np.uint8
-    assert np.array_equal(observations, ds.images(factors))
-    assert ds.source == "procedural"

@@ -1,9 +1,8 @@
 """smallNORB: the six official gzipped matrices on a tiny grid, dlib's factors, resize and instance draws."""
 
-import gzip
-
 import numpy as np
 import pytest
+from dataset_fakes import write_norb_matrix
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -12,15 +11,6 @@ from benchmarks.datasets.cli import data_app
 from benchmarks.datasets.smallnorb import _CHUNKS, SmallNORB, norb_file
 
 TINY = (2, 2, 3, 2)  # category, elevation, azimuth, lighting; with 2 instances, 48 images
-MAGIC = {np.dtype(np.uint8): 507333717, np.dtype("<i4"): 507333716}
-
-
-def write_matrix(path, array: np.ndarray) -> None:
-    """A NORB binary matrix, gzipped: int32 magic, ndim, max(3, ndim) dims (padded with 1), data."""
-    dims = list(array.shape) + [1] * (3 - array.ndim)
-    header = np.array([MAGIC[array.dtype], array.ndim, *dims], "<i4").tobytes()
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array).tobytes())
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def norb_files(tiny, data_root, trust):
         dat = rng.integers(0, 256, size=(len(rows), 2, 96, 96), dtype=np.uint8)
         info = np.column_stack([rows[:, 1], rows[:, 2], 2 * rows[:, 3], rows[:, 4]]).astype("<i4")
         for part, array in (("dat", dat), ("cat", rows[:, 0].astype("<i4")), ("info", info)):
-            write_matrix(data_root / norb_file(chunk, part), array)
+            write_norb_matrix(data_root / norb_file(chunk, part), array)
             trust(data_root / norb_file(chunk, part))
         halves[chunk] = (rows, dat)
     return halves
@@ -111,7 +101,7 @@ def test_rows_that_do_not_cover_the_grid_are_refused(tiny, data_root, trust, nor
     rows, _ = norb_files[_CHUNKS[0]]
     info = np.column_stack([rows[:, 1], rows[:, 2], 2 * rows[:, 3], rows[:, 4]]).astype("<i4")
     info[1] = info[0]
-    write_matrix(path, info)
+    write_norb_matrix(path, info)
     trust(path)
     with pytest.raises(DatasetFileError, match="1 missing and 1 repeated"):
         SmallNORB(source="official", progress=False).prepare()

@@ -39,11 +39,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from benchmarks.datasets import GroundTruthDataset, TrainingImages, register_dataset
+from benchmarks.datasets import TrainingImages, load_dataset
 from benchmarks.runner.train import Interrupted, TrainResult, train_run, train_runs
 from tools.perf.train_throughput import Stepper
 from tools.perf.train_throughput import run_spec as perf_spec
@@ -270,30 +269,6 @@ def test_the_spread_of_the_same_seed_in_the_default_mode_is_stated(images_u8, pr
 
 
 # -- bf16 vs fp32 ---------------------------------------------------------------------------------
-@register_dataset("gpu_test_squares")
-class Squares(GroundTruthDataset):
-    """A square whose size and position are the factors: 4 x 8 x 8 = 256 images."""
-
-    name = "gpu_test_squares"
-    factor_names = ("size", "x", "y")
-    factor_sizes = (4, 8, 8)
-    observation_shape = (1, 64, 64)
-    likelihood = "bernoulli"
-    generator_version = "1"
-
-    def factor_values(self):
-        return tuple(np.arange(k, dtype=float) for k in self.factor_sizes)
-
-    def render(self, factors):
-        factors = np.asarray(factors)
-        out = np.zeros((len(factors), 1, 64, 64), np.uint8)
-        for i, (size, x, y) in enumerate(factors):
-            side = 6 + 4 * int(size)
-            left, top = 2 + 6 * int(x), 2 + 6 * int(y)
-            out[i, 0, top : top + side, left : left + side] = 255
-        return out
-
-
 @torch.no_grad()
 def held_out_loss(model, images: TrainingImages, device: torch.device) -> float:
     """The ELBO loss of fixed images with fixed noise, in fp32 (the same yardstick for both)."""
@@ -308,7 +283,8 @@ def test_bf16_and_fp32_agree_within_seed_noise(tmp_path):
     import metrics
     from benchmarks.runner.evaluate import evaluate_run
 
-    dataset = Squares(source="procedural", root=tmp_path, progress=False).prepare()
+    # toy_squares: a square whose size and position are the factors, 4 x 8 x 8 = 256 images
+    dataset = load_dataset("toy_squares", source="procedural", root=tmp_path, progress=False)
     images = dataset.training_images(GPU)
     names = ("mig", "sap")
     seeds = (0, 1, 2, 3) if CUDA else (0, 1)
@@ -318,7 +294,7 @@ def test_bf16_and_fp32_agree_within_seed_noise(tmp_path):
     for precision in values:
         for seed in seeds:
             s = spec(seed, steps=steps, precision=precision, log_every=50 if CUDA else 5).replace(
-                dataset="gpu_test_squares",
+                dataset="toy_squares",
                 metrics={n: {**metrics.get_metric(n).settings("fast"), "n_train": n_train} for n in names},
             )
             trained = train_run(s, images, GPU, None)

@@ -1,5 +1,4 @@
 import pytest
-import toy  # noqa: F401  (registers the toy_squares dataset)
 
 TOY_SUITE = """
 name = "toy"

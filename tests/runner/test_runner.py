@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import toy  # noqa: E402  (conftest put it on the path)
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.runner.execute import SIGNAL_AT_STEP
 from vae_zoo import VAE, register_model
 
-TOY_CLI = Path(__file__).with_name("toy.py")
+CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
 runner = CliRunner()
 
 
@@ -70,7 +69,7 @@ def test_run_records_every_run_and_a_rerun_skips_everything(toy_suite, tmp_path)
 
 def _run_cli(*args, env=None):
     return subprocess.Popen(
-        [sys.executable, str(TOY_CLI), *map(str, args)],
+        [*CLI, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
@@ -258,17 +257,16 @@ def test_pack_must_be_positive(toy_suite, tmp_path):
     assert code == 2 and "--pack must be a positive integer" in output
 
 
-def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, monkeypatch):
-    """Chen et al. score dSprites without shape: the runner passes the dataset's exclusion on."""
+def test_mig_chen_leaves_out_the_factors_its_dataset_settings_name(toy_suite, tmp_path, monkeypatch):
+    """Chen et al. score dSprites without shape: the runner scores with the metric's dataset settings."""
     import dataclasses
     import functools
 
     import metrics
-    from benchmarks.datasets import get_dataset_class
     from benchmarks.runner import evaluate
 
-    assert get_dataset_class("dsprites").mig_chen_excluded_factors == (0,)
-    assert get_dataset_class("shapes3d").mig_chen_excluded_factors == ()
+    assert metrics.get_metric("mig_chen").dataset_settings["dsprites"] == {"exclude_factors": (0,)}
+    assert "shapes3d" not in metrics.get_metric("mig_chen").dataset_settings
 
     seen, get_metric = [], metrics.get_metric
 
@@ -282,11 +280,12 @@ def test_mig_chen_leaves_out_the_factors_the_dataset_names(toy_suite, tmp_path, 
             seen.append(kwargs.get("exclude_factors"))
             return spec.function(*args, **kwargs)
 
-        return dataclasses.replace(spec, function=spy)
+        return dataclasses.replace(
+            spec, function=spy, dataset_settings={"toy_squares": {"exclude_factors": (0,)}}
+        )
 
     monkeypatch.setattr(metrics, "get_metric", spying_get_metric)
     monkeypatch.setattr(evaluate, "get_metric", spying_get_metric)  # the runner's own reference
-    monkeypatch.setattr(toy.ToySquares, "mig_chen_excluded_factors", (0,))
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--models", "vae", "--out", out)[0] == 0
     ((run_id, _),) = records(out).items()

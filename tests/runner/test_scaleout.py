@@ -3,8 +3,8 @@
 The SLURM tests need ``sbatch`` (``.ci/local-slurm start`` brings up a one-node cluster) and are
 skipped, saying why, only where it is missing; under ``CI=true`` such a skip is a failure
 (``slurm_cluster`` in conftest.py). The CLI runs as a subprocess wherever submitit or a second
-process is involved, with ``tests/runner`` on PYTHONPATH and the toy dataset registered by
-``toy.py``; the SLURM task imports the module (or script) that defines each run's model and dataset.
+process is involved, with ``tests/runner`` on PYTHONPATH (for the test models; the toy dataset,
+``toy_squares``, is built in); the SLURM task imports the module that defines each run's model and dataset.
 """
 
 import hashlib
@@ -29,7 +29,7 @@ from benchmarks.runner.suite import expand_suite, load_suite
 from vae_zoo import VAE, register_model
 
 HERE = Path(__file__).resolve().parent
-TOY_CLI = HERE / "toy.py"
+CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
 ROOT = HERE.parents[1]
 runner = CliRunner()
 
@@ -77,7 +77,7 @@ def env(**extra):
 def start(*args, **kw):
     """The toy CLI as a process of its own (submitit and claims need real processes)."""
     return subprocess.Popen(
-        [sys.executable, str(TOY_CLI), *map(str, args)],
+        [*CLI, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -564,11 +564,11 @@ def test_slurm_without_submitit_exits_2_naming_the_extra(toy_suite, tmp_path):
     out = tmp_path / "out"
     code = (
         "import runpy, sys; sys.modules['submitit'] = None; sys.argv = sys.argv[1:]; "
-        "runpy.run_path(sys.argv[0], run_name='__main__')"
+        "runpy.run_module('benchmarks.cli', run_name='__main__')"
     )
     args = ["run", "--suite", str(write_suite(toy_suite)), "--backend", "slurm", "--out", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(TOY_CLI), *args],
+        [sys.executable, "-c", code, "vaebench", *args],
         capture_output=True,
         text=True,
         env=env(),

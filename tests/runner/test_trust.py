@@ -9,21 +9,30 @@ import time
 from pathlib import Path
 
 import pytest
-import toy  # noqa: F401  (conftest put it on the path; registers toy_squares)
 from test_runner import NaNAfter12, comparable, invoke, records  # noqa: F401  (registers nan_after_12)
 
 from benchmarks.runner.execute import SIGNAL_AT_STEP
 from benchmarks.runner.progress import format_rate
 
-TOY_CLI = Path(__file__).with_name("toy.py")
+CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
+# This checkout first on the path, whatever directory a test runs the CLI in.
+PYTHONPATH = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
+)
 
 
 def _cli(*args, env=None):
     return subprocess.Popen(
-        [sys.executable, str(TOY_CLI), *map(str, args)],
+        [*CLI, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})},
+        env={
+            **os.environ,
+            "PYTHONPATH": PYTHONPATH,
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            **(env or {}),
+        },
     )
 
 
@@ -206,7 +215,7 @@ def test_the_plan_json_states_every_runs_protocol_and_settings(toy_suite, tmp_pa
     code, output = invoke("plan", "--suite", toy_suite(), "--json", "--out", tmp_path / "o")
     assert code == 0
     result = subprocess.run(
-        [sys.executable, str(TOY_CLI), "plan", "--suite", str(toy_suite()), "--json", "--out", str(tmp_path)],
+        [*CLI, "plan", "--suite", str(toy_suite()), "--json", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )

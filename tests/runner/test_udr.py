@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import toy  # noqa: F401  (registers toy_squares)
 from test_runner import invoke
 
 import metrics

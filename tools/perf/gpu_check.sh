@@ -18,7 +18,7 @@
 #               $OUT, with single_vs_baseline and packed_aggregate_images_per_s at the top level, plus
 #               the other stages' numbers
 #
-# The device machine has no filelock (benchmarks/datasets/storage.py and benchmarks/runner/claims.py
+# The device machine has no filelock (benchmarks/datasets/cache.py and benchmarks/runner/claims.py
 # import it at module level): when `import filelock` fails, the stand-in in tools/perf/stand_ins/
 # (fcntl.flock, the same locking) is put on PYTHONPATH for this script only, and the report says so.
 # --dry-run also puts tools/perf/stand_ins/dry_run first, which hides the installed numba, filelock

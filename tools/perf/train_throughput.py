@@ -57,7 +57,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.datasets import TrainingImages, to_float
-from benchmarks.datasets.storage import CacheReader
+from benchmarks.datasets.cache import CacheReader
 from benchmarks.runner.records import cpu_model
 from benchmarks.runner.spec import RunSpec, RunTraining
 from benchmarks.runner.train import (

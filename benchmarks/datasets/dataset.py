@@ -1,28 +1,21 @@
-"""The ground-truth dataset abstraction, its registry, and fast training access.
+"""The ground-truth dataset class, and the images a run trains on.
 
 A dataset is declarative: its factor names and sizes, observation shape,
 default likelihood, the official files it can read and a procedural
 generator (``render`` for a few images, ``generate`` for the whole grid).
 Images come from one flat cache of ``(N, C, 64, 64)`` images in the grid's
 order (uint8, bit-packed when binary; content-hashed and checked on load, see
-``storage`` for the layout), built from whichever source was chosen:
-
-* ``"official"`` - the file published by the dataset's authors, verified by
-  checksum and converted once;
-* ``"procedural"`` - generated here, deterministically, keyed by a generator
-  version so that a change to the generator rebuilds the cache;
-* ``"auto"`` (default) - official when present and verified, else procedural.
+``cache``), built from the source chosen (see ``sources``).
 
 Pixels are uint8 0-255 for every dataset (dSprites: 0 or 255), so one helper,
-``sample_batch``, turns any of them into floats in [0, 1].
+``sample_batch``, turns any of them into floats in [0, 1]; ``TrainingImages``
+is what the training loop draws its batches from.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
@@ -30,69 +23,19 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from vaebench.registry import Registry
-
+from .cache import CacheReader, FlatCache
 from .grid import FactorGrid
 from .parallel import run_tasks
-from .storage import (
-    KNOWN_CHECKSUMS,
-    CacheReader,
-    CacheRebuildWarning,
-    Checksum,
-    DatasetFileError,
-    FlatCache,
-    OfficialFileMissingError,
-    data_root,
-    verify_checksum,
-)
+from .sources import PREPARERS, SOURCES, OfficialFile, data_root
 
 __all__ = [
-    "DATASETS",
-    "SOURCES",
     "GroundTruthDataset",
     "TrainingImages",
-    "OfficialFile",
-    "get_dataset_class",
-    "list_datasets",
-    "load_dataset",
-    "register_dataset",
+    "open_output",
+    "output_target",
     "sample_batch",
     "to_float",
 ]
-
-DATASETS: Registry[type[GroundTruthDataset]] = Registry(
-    "dataset",
-    "vaebench.datasets",
-    builtin_modules=(
-        "benchmarks.datasets.dsprites",
-        "benchmarks.datasets.shapes3d",
-        "benchmarks.datasets.dsprites_variants",
-        "benchmarks.datasets.scream",
-        "benchmarks.datasets.smallnorb",
-        "benchmarks.datasets.cars3d",
-        "benchmarks.datasets.mpi3d",
-    ),
-)
-register_dataset = DATASETS.register
-
-SOURCES = ("auto", "official", "procedural")
-
-
-def list_datasets(pattern: str = "*") -> list[str]:
-    """Registered dataset names matching a shell-style wildcard, sorted."""
-    return DATASETS.names(pattern)
-
-
-def get_dataset_class(name: str) -> type[GroundTruthDataset]:
-    """The dataset class registered as ``name`` (UnknownNameError lists close names)."""
-    return DATASETS.get(name)
-
-
-def load_dataset(
-    name: str, source: str = "auto", root: str | os.PathLike | None = None, *, progress: bool = True
-) -> GroundTruthDataset:
-    """The dataset ``name`` with its cache ready (generated or converted on first use)."""
-    return get_dataset_class(name)(source=source, root=root, progress=progress).prepare()
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
@@ -120,7 +63,7 @@ class TrainingImages:
     * ``TrainingImages(images_u8)``: a whole uint8 tensor ``(N, C, H, W)`` on the
       device (CUDA: one upload, batches gathered on the GPU);
     * ``TrainingImages(reader=..., device=...)``: each batch is read from the cache
-      file by index (``storage.CacheReader``), unpacked and converted; nothing of
+      file by index (``cache.CacheReader``), unpacked and converted; nothing of
       the dataset is held in memory (the CPU path).
     """
 
@@ -155,42 +98,6 @@ class TrainingImages:
         return x.view(len(index), *self.image_shape).to(self.device)  # (B, C, H, W)
 
 
-@dataclass(frozen=True)
-class OfficialFile:
-    """A file the dataset's authors published, and how to read it.
-
-    ``check(path, dataset)`` inspects keys, shapes and dtypes without reading
-    the pixels and raises DatasetFileError naming what it expected and found;
-    ``convert(path, dataset, out, progress)`` writes every image into ``out``
-    ``(N, C, H, W)`` uint8 at its flat index. ``companions`` are further files
-    published beside it (same URL directory, own checksums) that ``check`` and
-    ``convert`` read too (smallnorb's six matrices).
-    """
-
-    filename: str
-    url: str
-    check: Callable[[Path, GroundTruthDataset], None]
-    convert: Callable[[Path, GroundTruthDataset, np.ndarray, bool], None]
-    companions: tuple[str, ...] = ()
-
-    @property
-    def checksum(self) -> Checksum:
-        return self.checksum_of(self.filename)
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        return (self.filename, *self.companions)
-
-    def url_of(self, filename: str) -> str:
-        return self.url if filename == self.filename else f"{self.url.rsplit('/', 1)[0]}/{filename}"
-
-    def checksum_of(self, filename: str) -> Checksum:
-        try:
-            return KNOWN_CHECKSUMS[filename]
-        except KeyError:
-            raise DatasetFileError(f"no known checksum for {filename!r}; cannot verify it") from None
-
-
 class GroundTruthDataset:
     """A dataset whose images are the full grid of a few discrete ground-truth factors.
 
@@ -212,8 +119,6 @@ class GroundTruthDataset:
     factor_sizes: ClassVar[tuple[int, ...]]
     observation_shape: ClassVar[tuple[int, int, int]]  # (C, H, W)
     likelihood: ClassVar[str]  # the default reconstruction likelihood for training
-    #: Factor indices Chen et al.'s MIG leaves out on this dataset (dSprites: shape, as in the paper).
-    mig_chen_excluded_factors: ClassVar[tuple[int, ...]] = ()
     official_files: ClassVar[tuple[OfficialFile, ...]] = ()
     #: Files read when observations are drawn, whatever the image source (scream_dsprites' painting).
     assets: ClassVar[tuple[OfficialFile, ...]] = ()
@@ -358,7 +263,7 @@ class GroundTruthDataset:
         dataset.factor_sizes = tuple(sizes)  # the grid the parent asked for (tests shrink it)
         return dataset
 
-    # -- sources --------------------------------------------------------------
+    # -- sources and caches (how a source is prepared: ``sources.PREPARERS``) ----
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
@@ -378,7 +283,7 @@ class GroundTruthDataset:
         """Resolve the source and make sure its cache exists; returns ``self``."""
         if self._reader is not None and not rebuild:
             return self
-        _PREPARERS[self.requested_source](self, rebuild)
+        self._use(*PREPARERS[self.requested_source](self, rebuild))
         self._reader = self._cache.reader()
         return self
 
@@ -386,39 +291,8 @@ class GroundTruthDataset:
         self.prepare()
         return self._reader
 
-    def _ensure(
-        self,
-        cache: FlatCache,
-        fill: Callable[[np.ndarray], None],
-        rebuild: bool,
-        *,
-        extra: dict | None = None,
-        before_build: Callable[[], None] | None = None,
-    ) -> None:
-        """Make ``cache`` valid, under its lock: check its content in full, rebuild it if needed.
-
-        One process builds; the others wait on the lock and then find the cache
-        valid. A cache that exists but fails a check is rebuilt with a
-        ``CacheRebuildWarning`` saying why (which file, which chunk, what differs).
-        """
-        with cache.lock():
-            reason = "a rebuild was asked for" if rebuild else cache.problem()
-            if reason is None:
-                mismatch = cache.check_content()
-                if mismatch is None:
-                    return
-                reason = str(mismatch)
-                cache.invalidate(reason)
-            if not rebuild and (cache.array_path.exists() or cache.manifest_path.exists()):
-                warnings.warn(
-                    CacheRebuildWarning(f"rebuilding the {self.name} cache {cache.array_path}: {reason}"),
-                    stacklevel=5,
-                )
-            if before_build is not None:
-                before_build()
-            cache.build(fill, extra=extra)
-
     def procedural_cache(self) -> FlatCache:
+        """The cache of the generated images, named by the generator's version."""
         identity = {
             "dataset": self.name,
             "factor_sizes": list(self.factor_sizes),
@@ -429,6 +303,7 @@ class GroundTruthDataset:
         return FlatCache(self.cache_dir, stem, (self.grid.num_total, *self.observation_shape), identity)
 
     def official_cache(self, official: OfficialFile) -> FlatCache:
+        """The cache of the images converted from ``official``, tied to its checksum."""
         identity = {
             "dataset": self.name,
             "factor_sizes": list(self.factor_sizes),
@@ -449,74 +324,15 @@ class GroundTruthDataset:
         return None
 
     def missing_official_message(self) -> str:
+        """What to do when no official file is at hand (where to put it, how to fetch it)."""
+        if not self.official_files:
+            return f"{self.name} has no official file; use --source procedural (or auto)."
         names = " or ".join(f"{self.root / f.filename}" for f in self.official_files)
         urls = "; ".join(f.url for f in self.official_files)
         return (
             f"no official {self.name} file in {self.root}: put {names} there by hand (from {urls}), "
             f"run `vaebench data fetch {self.name}`, or use --source procedural, which works offline."
         )
-
-    def _prepare_official(self, rebuild: bool) -> None:
-        found = self.find_official_file()
-        if found is None:
-            # A valid cache converted earlier from a verified official file is enough.
-            for official in self.official_files:
-                cache = self.official_cache(official)
-                if cache.is_valid() and not rebuild:
-                    with cache.lock():
-                        mismatch = cache.check_content()
-                    if mismatch is None:
-                        self._use(
-                            cache,
-                            "official",
-                            {"official_file": official.filename, "checksum": str(official.checksum)},
-                        )
-                        return
-                    cache.invalidate(str(mismatch))
-                    warnings.warn(
-                        CacheRebuildWarning(
-                            f"the {self.name} cache {cache.array_path} is corrupt and there is no official "
-                            f"file to rebuild it from: {mismatch}"
-                        ),
-                        stacklevel=4,
-                    )
-            raise OfficialFileMissingError(self.missing_official_message())
-        official, path = found
-        cache = self.official_cache(official)
-        verify_checksum(path, official.checksum, self.cache_dir, progress=self.progress)
-        self._ensure(
-            cache,
-            lambda out: official.convert(path, self, out, self.progress),
-            rebuild,
-            extra={"source_path": str(path)},
-            before_build=lambda: official.check(path, self),
-        )
-        self._use(cache, "official", {"official_file": str(path), "checksum": str(official.checksum)})
-
-    def _prepare_procedural(self, rebuild: bool) -> None:
-        if self.generator_version is None:  # smallnorb, cars3d, mpi3d: nothing here can make their images
-            raise OfficialFileMissingError(
-                f"{self.name} has no procedural generator; only its official files hold its images. "
-                + self.missing_official_message()
-            )
-        cache = self.procedural_cache()
-        self._ensure(cache, lambda out: self.generate(out, self.progress), rebuild)
-        self._use(cache, "procedural", {"generator_version": self.generator_version})
-
-    def _prepare_auto(self, rebuild: bool) -> None:
-        if self.generator_version is None:  # no procedural fallback to fall back on
-            self._prepare_official(rebuild)
-            return
-        official_ready = self.find_official_file() is not None or any(
-            self.official_cache(f).is_valid() for f in self.official_files
-        )
-        if official_ready:
-            try:
-                self._prepare_official(rebuild)
-                return
-            except (DatasetFileError, OfficialFileMissingError) as exc:
-                warnings.warn(f"{exc}\nFalling back to the procedural {self.name}.", stacklevel=3)
-        self._prepare_procedural(rebuild)
 
     def _use(self, cache: FlatCache, source: str, details: dict) -> None:
         self._cache, self._source = cache, source
@@ -544,10 +360,3 @@ def _render_chunk(task) -> int:
     dataset = GroundTruthDataset.from_worker_spec(spec)
     open_output(target)[start:stop] = dataset.render(dataset.grid.indices_to_factors(np.arange(start, stop)))
     return stop - start
-
-
-_PREPARERS: dict[str, Callable[[GroundTruthDataset, bool], None]] = {
-    "auto": GroundTruthDataset._prepare_auto,
-    "official": GroundTruthDataset._prepare_official,
-    "procedural": GroundTruthDataset._prepare_procedural,
-}

@@ -1,0 +1,15 @@
+"""The errors and warning of the dataset package: bad files, missing files, rebuilt caches."""
+
+__all__ = ["CacheRebuildWarning", "DatasetFileError", "OfficialFileMissingError"]
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that is not what it should be (checksum, truncation, keys, shapes)."""
+
+
+class OfficialFileMissingError(FileNotFoundError):
+    """The official file is not in the data directory; the message says where to put it."""
+
+
+class CacheRebuildWarning(UserWarning):
+    """A cache failed its content check (or its manifest did not vouch for it) and is rebuilt."""
