@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -27,15 +28,15 @@ from benchmarks.runner.backends import BACKENDS, BackendError, BackendOptions, g
 from benchmarks.runner.display import print_plan
 from benchmarks.runner.execute import rescore
 from benchmarks.runner.plan import make_plan, pack_size, parse_shard
-from benchmarks.runner.records import RecordError, check_writable
+from benchmarks.runner.records import check_writable
 from benchmarks.runner.state import SweepResult, run_states
 from benchmarks.runner.status import suite_status
-from benchmarks.runner.suite import SuiteError, expand_suite, list_suites, load_suite, override_suite
+from benchmarks.runner.suite import expand_suite, list_suites, load_suite, override_suite
 from benchmarks.runner.train import resolve_device
 from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
 from metrics import get_metric, list_metrics
-from vae_zoo import CheckpointError, ConfigError, describe_model, get_model, list_models
-from vaebench.registry import UnknownNameError
+from vae_zoo import describe_model, get_model, list_models
+from vaebench.errors import BUG_REPORT, UserError
 
 # The report (pandas, matplotlib) is imported by the commands that write it, so that training and
 # listing do not pay for it.
@@ -67,16 +68,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-#: The exceptions that mean bad input (exit 2) rather than a bug.
-USER_ERRORS = (
-    UnknownNameError,
-    SuiteError,
-    ConfigError,
-    CheckpointError,
-    RecordError,
-    PermissionError,
-    ValueError,
-)
+#: The exceptions that mean bad input (exit 2) rather than a bug: ``vaebench.errors.UserError`` (an
+#: unknown name, a bad suite or config value, a damaged checkpoint or record, ...) and a directory the
+#: user pointed at that cannot be written. Anything else is a bug: ``main`` prints its traceback.
+USER_ERRORS = (UserError, PermissionError)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -192,7 +187,7 @@ def _select(suite, models, datasets, seeds, steps, metrics, source):
 
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
-        raise ValueError(f"--{name} must be a positive integer; got {value}")
+        raise UserError(f"--{name} must be a positive integer; got {value}")
 
 
 @app.command()
@@ -538,5 +533,16 @@ def udr_cmd(
 app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at the ground-truth datasets.")
 
 
+def main() -> None:
+    """The ``vaebench`` command: bad input exits 2 with its message (each command's ``fail``); any
+    other exception is a bug, so its traceback is printed with a line asking for a report, exit 1."""
+    try:
+        app()
+    except Exception:  # typer's own exits are SystemExit, which passes through
+        traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {escape(BUG_REPORT)}", highlight=False)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

@@ -21,6 +21,7 @@ import torch
 from vae_zoo.core import VAE
 from vae_zoo.registry import MODELS
 from vaebench.atomic import atomic_write
+from vaebench.errors import UserError
 
 FORMAT = "vaebench.checkpoint/1"
 
@@ -39,7 +40,7 @@ __all__ = [
 HASH_KEY = "content_sha256"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not describe a registered model."""
 
 

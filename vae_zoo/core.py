@@ -35,11 +35,12 @@ from vae_zoo.architectures import ARCHITECTURES
 from vae_zoo.initialisers import INITIALISERS
 from vae_zoo.likelihoods import LIKELIHOODS
 from vae_zoo.losses import gaussian_kl
+from vaebench.errors import UserError
 
 __all__ = ["VAE", "Terms", "VAEOutput", "ConfigError", "non_negative"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid model configuration; the message names the field, the value and what is accepted."""
 
 

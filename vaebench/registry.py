@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from vaebench.errors import UserError
+
 T = TypeVar("T")
 
 __all__ = ["DuplicateNameError", "PluginError", "Registry", "UnknownNameError"]
 
 
-class UnknownNameError(LookupError):
+class UnknownNameError(UserError, LookupError):
     """A name that is not registered; the message lists close matches and all names."""
 
     def __init__(self, kind: str, name: str, known: list[str]):
@@ -44,7 +46,7 @@ class DuplicateNameError(ValueError):
     """A second, different object registered under a name already taken."""
 
 
-class PluginError(LookupError):
+class PluginError(UserError, LookupError):
     """A plug-in asked for by name that could not be loaded or was refused; the message says why."""
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from vaebench.registry import UnknownNameError
+from vaebench.errors import UserError
 
 from .cache import FlatCache
 from .checksums import verify_checksum
@@ -49,7 +49,7 @@ RootOpt = Annotated[
 ]
 
 
-class BadInput(ValueError):
+class BadInput(UserError, ValueError):
     """A command-line value that is not one of the valid ones (exit code 2, like an unknown name)."""
 
 
@@ -66,12 +66,12 @@ def _friendly_errors():
         warnings.simplefilter("always")
         try:
             yield
-        except (UnknownNameError, BadInput) as exc:
-            _print_error(exc)
-            raise typer.Exit(2) from None
-        except (DatasetFileError, OfficialFileMissingError, ConnectionError, ValueError) as exc:
+        except (DatasetFileError, OfficialFileMissingError, ConnectionError) as exc:
             _print_error(exc)
             raise typer.Exit(1) from None
+        except UserError as exc:  # an unknown name, a bad value
+            _print_error(exc)
+            raise typer.Exit(2) from None
         finally:
             for warning in caught:
                 err_console.print(
@@ -199,7 +199,7 @@ def fetch(
     with _friendly_errors():
         ds = _dataset(name, "official", root)
         if not ds.official_files and not ds.assets:
-            raise ValueError(f"{ds.name} has no official file to fetch")
+            raise UserError(f"{ds.name} has no official file to fetch")
         # the files read when observing first (scream's painting), then the first official set
         wanted = [(asset, asset.filename) for asset in ds.assets]
         wanted += [(ds.official_files[0], f) for f in ds.official_files[0].files] if ds.official_files else []

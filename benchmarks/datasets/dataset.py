@@ -23,6 +23,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from vaebench.errors import UserError
+
 from .cache import CacheReader, FlatCache
 from .grid import FactorGrid
 from .parallel import run_tasks
@@ -127,7 +129,7 @@ class GroundTruthDataset:
 
     def __init__(self, source: str = "auto", root: str | os.PathLike | None = None, *, progress: bool = True):
         if source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+            raise UserError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
         self.requested_source = source
         self.root = data_root(root)
         self.progress = progress

@@ -1,13 +1,15 @@
 """The errors and warning of the dataset package: bad files, missing files, rebuilt caches."""
 
+from vaebench.errors import UserError
+
 __all__ = ["CacheRebuildWarning", "DatasetFileError", "OfficialFileMissingError"]
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(UserError, ValueError):
     """A dataset file that is not what it should be (checksum, truncation, keys, shapes)."""
 
 
-class OfficialFileMissingError(FileNotFoundError):
+class OfficialFileMissingError(UserError, FileNotFoundError):
     """The official file is not in the data directory; the message says where to put it."""
 
 

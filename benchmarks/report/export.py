@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmarks.report.runs_frame import load_results
 from vaebench.atomic import atomic_write_bytes
+from vaebench.errors import UserError
 
 __all__ = ["EXPORT_FORMATS", "MissingDependency", "export_results", "render_export"]
 
@@ -29,7 +30,7 @@ def render_export(df: pd.DataFrame, fmt: str) -> bytes:
     """The table in one of ``EXPORT_FORMATS``: CSV (empty cells where missing), Parquet (dtypes kept),
     or JSON (a list of one object per run, null where missing)."""
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
+        raise UserError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     if fmt == "csv":
         return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
     if fmt == "json":
@@ -47,7 +48,7 @@ def export_results(
     """Write ``load_results(out_dir, suite)`` in ``fmt`` to ``to`` (default ``out_dir/export/``)."""
     out_dir = Path(out_dir)
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
+        raise UserError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     data = render_export(load_results(out_dir, suite), fmt)
     path = Path(to) if to is not None else out_dir / "export" / f"{suite or 'all'}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)

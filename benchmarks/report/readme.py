@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.report.analysis_stats import MIN_SEEDS
 from benchmarks.report.presentation import TRAINING_TERMS, headline_keys, metric_header, stats_text
 from benchmarks.report.runs_frame import metric_keys, read_runs, summary_stats, value_column
+from vaebench.errors import UserError
 
 __all__ = ["results_section", "update_readme"]
 
@@ -35,7 +36,7 @@ def results_section(out_dir: Path, suite: str) -> str:
     runs = read_runs(out_dir, suite)
     ok = runs.ok
     if ok.empty:
-        raise ValueError(f"no successful run records under {Path(out_dir) / 'runs' / suite}")
+        raise UserError(f"no successful run records under {Path(out_dir) / 'runs' / suite}")
     records = [runs.records[run_id] for run_id in ok["run_id"]]
     first = records[0]
     training = first.spec["training"]
@@ -114,7 +115,7 @@ def update_readme(readme: Path, out_dir: Path, suite: str) -> None:
     begin, end = f"<!-- results:{suite} -->", f"<!-- /results:{suite} -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"{readme} has no '{begin}' ... '{end}' section to replace")
+        raise UserError(f"{readme} has no '{begin}' ... '{end}' section to replace")
     section = f"{begin}\n{results_section(out_dir, suite)}{end}"
     readme.write_text(pattern.sub(lambda _: section, text), encoding="utf-8")
 

@@ -22,12 +22,13 @@ from benchmarks.runner.plan import pack_size
 from benchmarks.runner.state import SweepResult
 from benchmarks.runner.sweep import run_sweep
 from benchmarks.runner.train import resolve_device
+from vaebench.errors import UserError
 from vaebench.registry import Registry
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "BackendOptions", "LocalBackend", "get_backend"]
 
 
-class BackendError(ValueError):
+class BackendError(UserError, ValueError):
     """A backend that cannot run here, or an option it does not take; the message says what to do."""
 
 

@@ -30,6 +30,7 @@ from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
 from vae_zoo import VAE
 from vaebench.atomic import atomic_write
+from vaebench.errors import UserError
 from vaebench.memory import release_freed_memory
 
 __all__ = [
@@ -197,9 +198,7 @@ def metric_entry(entry: str) -> tuple[str, str]:
     name, _, representation = entry.partition("@")
     representation = representation or "mean"
     if representation not in REPRESENTATIONS:
-        raise ValueError(
-            f"metric entry {entry!r}: representation must be one of {', '.join(REPRESENTATIONS)}"
-        )
+        raise UserError(f"metric entry {entry!r}: representation must be one of {', '.join(REPRESENTATIONS)}")
     return name, representation
 
 

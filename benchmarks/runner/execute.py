@@ -49,6 +49,7 @@ from benchmarks.runner.train import Diverged, TrainResult, train_runs
 from metrics import get_metric
 from vae_zoo import VAE
 from vae_zoo.checkpoint import CheckpointError, model_from_payload, read_checkpoint
+from vaebench.errors import UserError
 
 __all__ = ["SIGNAL_AT_STEP", "blocked_datasets", "record_of", "rescore", "run_pack", "score"]
 
@@ -312,7 +313,7 @@ def _finished_run(target: str, out_dir: Path) -> tuple[RunSpec, Path, dict]:
         matches = sorted((out_dir / "runs").glob(f"*/{target}.json"))
         if not matches:
             known = sorted(p.stem for p in (out_dir / "runs").glob("*/*.json"))
-            raise ValueError(
+            raise UserError(
                 f"no run {target!r} under {out_dir / 'runs'}; known runs: {', '.join(known) or '(none)'}"
             )
         spec = read_record(matches[0]).run_spec

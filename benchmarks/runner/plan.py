@@ -29,6 +29,7 @@ import torch
 from benchmarks.runner.protocol import compare_run
 from benchmarks.runner.spec import RunSpec, thaw
 from vae_zoo import VAE, get_model
+from vaebench.errors import UserError
 
 __all__ = [
     "Pack",
@@ -60,7 +61,7 @@ def pack_size(
     """
     if pack is not None:
         if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
-            raise ValueError(f"--pack must be a positive integer; got {pack!r}")
+            raise UserError(f"--pack must be a positive integer; got {pack!r}")
         return pack
     if sharded and not device_pinned:
         return 1
@@ -159,7 +160,7 @@ def plan_packs(specs: Sequence[RunSpec], pack_size: int) -> list[list[RunSpec]]:
     return [group[i : i + pack_size] for group in groups.values() for i in range(0, len(group), pack_size)]
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """A --shard value that is not I/N with 0 <= I < N."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner.spec import RunSpec, thaw
+from vaebench.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -152,7 +153,7 @@ def load_reference(name: str = DEFAULT_REFERENCE) -> Reference:
     path = PROTOCOLS / f"{name}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in PROTOCOLS.glob("*.toml"))
-        raise ValueError(f"unknown reference protocol {name!r}; known: {', '.join(known)}")
+        raise UserError(f"unknown reference protocol {name!r}; known: {', '.join(known)}")
     raw = tomllib.loads(path.read_text())
     return Reference(
         name=raw["name"],

@@ -28,6 +28,7 @@ from benchmarks.runner.protocol import compare_run
 from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scripts import it from here)
 from benchmarks.runner.spec import RunSpec
 from vaebench.atomic import atomic_write_text
+from vaebench.errors import UserError
 
 SCHEMA = "vaebench.run/2"
 READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class RecordError(RuntimeError):
+class RecordError(UserError, RuntimeError):
     """A record that cannot be read or is not a vaebench run record; names the path."""
 
     def __init__(self, message: str, path: Path | None = None):

@@ -57,6 +57,7 @@ from benchmarks.runner.spec import RunSpec
 from metrics import get_metric, list_metrics
 from vae_zoo import ConfigError, get_model
 from vae_zoo.initialisers import INITIALISERS
+from vaebench.errors import UserError
 from vaebench.registry import UnknownNameError
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -77,7 +78,7 @@ __all__ = [
 DEFAULT_PAIRS = {"k": 1, "semantics": "dlib"}
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError, ValueError):
     """A suite that cannot be loaded or expanded; the message names the file and the field."""
 
 

@@ -89,6 +89,7 @@ from benchmarks.runner.spec import RunSpec
 from vae_zoo import VAE, create_model, save_checkpoint
 from vae_zoo.checkpoint import CheckpointError, read_checkpoint
 from vae_zoo.core import VAEOutput
+from vaebench.errors import UserError
 
 __all__ = [
     "Diverged",
@@ -159,11 +160,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto"
-        )
+        raise UserError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
     return torch.device(device)
 
 

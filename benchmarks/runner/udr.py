@@ -35,6 +35,7 @@ from benchmarks.runner.records import (
 from metrics import get_metric
 from vae_zoo.checkpoint import model_from_payload, read_checkpoint
 from vaebench.atomic import atomic_write
+from vaebench.errors import UserError
 
 __all__ = ["UDR_POINTS", "UDRReport", "udr_points", "encode_udr", "group_runs", "score_suite_udr"]
 
@@ -51,7 +52,7 @@ def udr_points(dataset, n: int = UDR_POINTS, seed: int = 0) -> np.ndarray:
     generator, so the sample is still a function of ``seed``).
     """
     if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2; got {n!r}")
+        raise UserError(f"n must be an integer >= 2; got {n!r}")
     rng = np.random.RandomState(seed)
     factors = dataset.sample_factors(n, rng)
     if getattr(dataset, "stochastic_observations", False):
@@ -145,13 +146,13 @@ def score_suite_udr(
     A group with fewer than two encoded runs is not scored (its runs are reported missing).
     """
     if correlation not in CORRELATIONS:
-        raise ValueError(f"correlation must be one of {', '.join(CORRELATIONS)}; got {correlation!r}")
+        raise UserError(f"correlation must be one of {', '.join(CORRELATIONS)}; got {correlation!r}")
     out_dir = Path(out_dir)
     name = f"udr_{correlation}"
     metric = get_metric(name)
     records = iter_records(out_dir, suite)
     if not records:
-        raise ValueError(f"no run records for suite {suite!r} under {out_dir / 'runs'}")
+        raise UserError(f"no run records for suite {suite!r} under {out_dir / 'runs'}")
     report = UDRReport(correlation)
     for group in group_runs(records):
         encoded: list[tuple[RunRecord, np.ndarray, np.ndarray]] = []
