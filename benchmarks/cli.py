@@ -25,7 +25,7 @@ from rich.table import Table
 from benchmarks.datasets import get_dataset_class, list_datasets
 from benchmarks.datasets.cli import data_app
 from benchmarks.runner.backends import BACKENDS, BackendError, BackendOptions, get_backend
-from benchmarks.runner.display import print_plan
+from benchmarks.runner.display import print_plan, print_protocol
 from benchmarks.runner.execute import rescore
 from benchmarks.runner.plan import make_plan, pack_size, parse_shard
 from benchmarks.runner.records import check_writable
@@ -308,6 +308,14 @@ def plan(
     pack: PackArg = None,
     shard: Annotated[str | None, typer.Option(help="Show only shard I of N (I/N).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run, nothing else.")] = False,
+    protocol: Annotated[
+        bool,
+        typer.Option(
+            "--protocol",
+            help="Only every deviation of these runs from disentanglement_lib's study, computed from "
+            "their full specs (benchmarks/protocols/unsupervised_study_v1.toml).",
+        ),
+    ] = False,
     estimate: Annotated[
         bool, typer.Option("--estimate/--no-estimate", help="Time a few steps of each model for the cost.")
     ] = True,
@@ -330,6 +338,9 @@ def plan(
             the_plan = the_plan.select_shard(*shard_of)
     except USER_ERRORS as exc:
         fail(str(exc))
+    if protocol:
+        print_protocol(console, the_plan.runs)
+        return
     states = run_states(the_plan.runs, out, claims=True)
     if as_json:
         for row in the_plan.to_json_rows():

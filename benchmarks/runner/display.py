@@ -16,7 +16,7 @@ from rich.table import Table
 
 from benchmarks.runner.estimate import estimate_evaluation_seconds, estimate_training_seconds
 from benchmarks.runner.plan import Plan
-from benchmarks.runner.protocol import compare_runs
+from benchmarks.runner.protocol import compare_runs, describe_value, load_reference
 from benchmarks.runner.records import RunRecord
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.state import RunState
@@ -105,6 +105,25 @@ def print_plan(
             "the metrics declare they encode)."
         )
     console.print(compare_runs(plan.runs).note())
+
+
+def print_protocol(console: Console, specs: Sequence[RunSpec]) -> None:
+    """Every deviation of ``specs`` from the study, grouped, with both values and the study's source
+    (``protocol.compare_runs``), then the additions; "matches" only when nothing differs."""
+    diff = compare_runs(specs)
+    ref = load_reference(diff.reference)
+    if diff.matches:
+        console.print(f"matches {diff.title}: no setting differs.")
+    else:
+        table = Table(title=f"{len(diff.deviations)} deviation(s) from {diff.title}")
+        for column in ("group", "setting", "these runs", "the study", "study source"):
+            table.add_column(column, overflow="fold")
+        for d in diff.deviations:
+            table.add_row(d.group, d.key, describe_value(d.value), describe_value(d.reference), d.source)
+        console.print(table)
+    if diff.additions:
+        console.print("Additions (not in the study): " + ", ".join(d.key for d in diff.additions) + ".")
+    console.print(f"Reference: benchmarks/protocols/{ref.name}.toml (disentanglement_lib {ref.commit[:7]}).")
 
 
 def summary_line(spec: RunSpec, record: RunRecord) -> str:

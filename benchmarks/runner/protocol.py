@@ -42,6 +42,7 @@ __all__ = [
     "compare_run",
     "compare_runs",
     "protocol_of",
+    "describe_value",
 ]
 
 PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
@@ -135,6 +136,7 @@ class Reference:
 
     name: str
     title: str
+    commit: str
     seeds: tuple[int, ...]
     seeds_source: str
     training: Mapping[str, Mapping[str, Any]]  # key -> {value, source}
@@ -158,6 +160,7 @@ def load_reference(name: str = DEFAULT_REFERENCE) -> Reference:
     return Reference(
         name=raw["name"],
         title=raw["title"],
+        commit=raw["commit"],
         seeds=tuple(raw["seeds"]["value"]),
         seeds_source=raw["seeds"]["source"],
         training=raw["training"],
@@ -358,7 +361,7 @@ def _sorted(values: list) -> list:
 
 
 def _one_of(values: Iterable) -> str:
-    return "one of " + ", ".join(_fmt(v) for v in values)
+    return "one of " + ", ".join(describe_value(v) for v in values)
 
 
 def _span(seeds: Iterable[int]) -> str:
@@ -369,7 +372,8 @@ def _span(seeds: Iterable[int]) -> str:
     return ", ".join(map(str, seeds)) + f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
 
 
-def _fmt(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A setting's value as notes and tables print it (thousands separated, lists bracketed)."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
@@ -377,14 +381,18 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(describe_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}={describe_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
 def _describe(d: Difference) -> str:
-    value = " or ".join(_fmt(v) for v in d.value) if isinstance(d.value, Several) else _fmt(d.value)
+    value = (
+        " or ".join(describe_value(v) for v in d.value)
+        if isinstance(d.value, Several)
+        else describe_value(d.value)
+    )
     if d.reference == "not in the study":
         return f"{d.key} (not in the study)"
-    return f"{d.key} = {value} (study: {_fmt(d.reference)})"
+    return f"{d.key} = {value} (study: {describe_value(d.reference)})"

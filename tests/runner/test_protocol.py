@@ -337,3 +337,15 @@ def test_suite_model_and_command_line_training_settings_pass_the_same_checks(fie
     if field == "steps":
         with pytest.raises(SuiteError, match=message):
             override_suite(parse_suite(raw), steps=value)
+
+
+def test_plan_protocol_prints_every_deviation_with_both_values():
+    from typer.testing import CliRunner
+
+    from benchmarks.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--suite", "paper", "--protocol"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "1 deviation(s) from disentanglement_lib's unsupervised_study_v1" in result.output
+    assert "0-9 (10 seeds)" in result.output and "0-49 (50 seeds)" in result.output
+    assert "Additions (not in the study): irs, irs@sampled." in result.output
