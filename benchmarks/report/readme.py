@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.report.analysis_stats import MIN_SEEDS
 from benchmarks.report.presentation import TRAINING_TERMS, headline_keys, metric_header, stats_text
 from benchmarks.report.runs_frame import metric_keys, read_runs, summary_stats, value_column
+from benchmarks.report.table import study_protocol_note
 from vaebench.errors import UserError
 
 __all__ = ["results_section", "update_readme"]
@@ -82,6 +83,8 @@ def results_section(out_dir: Path, suite: str) -> str:
         f"on {device}, code {', '.join(commits)}"
         + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")
     )
+    # Every deviation from the study, computed from the records' full specs (the table's note too).
+    intro += "\n\nProtocol: " + study_protocol_note(list(runs.records.values()))
     fewest_seeds = int(ok.groupby(["dataset", "config"], observed=True).size().min())
     figures = _figures(out_dir, suite, datasets) if fewest_seeds >= MIN_SEEDS else ""
     return intro + "\n\n" + "\n".join(lines) + "\n" + figures

@@ -42,7 +42,7 @@ from benchmarks.runner.records import RunRecord, atomic_write_text
 from benchmarks.runner.spec import RunSpec
 from vaebench.registry import UnknownNameError
 
-__all__ = ["write_tables", "render_tables"]
+__all__ = ["write_tables", "render_tables", "study_protocol_note"]
 
 log = logging.getLogger(__name__)
 
@@ -337,11 +337,11 @@ def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
     for lib in ("vaebench", "torch", "numpy", "scikit_learn"):
         versions.append(f"{lib} {_distinct(p.get(lib) for p in prov)}")
     lines.append(("Versions", "; ".join(versions)))
-    lines.append(("Study protocol", _study_protocol(records)))
+    lines.append(("Study protocol", study_protocol_note(records)))
     return lines
 
 
-def _study_protocol(records: list[RunRecord]) -> str:
+def study_protocol_note(records: list[RunRecord]) -> str:
     """Every deviation of the runs from disentanglement_lib's unsupervised_study_v1, computed from
     their full specs and from what their provenance says ran (``protocol.compare_runs``)."""
     specs, ran, unknown = [], {}, []
