@@ -48,7 +48,12 @@ from benchmarks.runner.state import ForcedSweep, SweepResult
 from benchmarks.runner.train import Diverged, TrainResult, train_runs
 from metrics import get_metric
 from vae_zoo import VAE
-from vae_zoo.checkpoint import CheckpointError, model_from_payload, read_checkpoint
+from vae_zoo.checkpoint import (
+    CheckpointError,
+    model_from_payload,
+    read_checkpoint,
+    read_checkpoint_or_previous,
+)
 from vaebench.errors import UserError
 
 __all__ = ["SIGNAL_AT_STEP", "blocked_datasets", "record_of", "rescore", "run_pack", "score"]
@@ -196,10 +201,12 @@ def _claim(
 
 
 def _checkpoint_step(path: Path) -> int:
-    """The step a run's checkpoint holds (0 when there is none), to say "resumed at step K"."""
-    if not path.exists():
+    """The step the run resumes at, to say "resumed at step K": its newest checkpoint that verifies
+    (0 when none does; training then says why, ``train.Member.restore``)."""
+    try:
+        return int(read_checkpoint_or_previous(path)[0].get("step", 0))
+    except CheckpointError:
         return 0
-    return int(read_checkpoint(path).get("step", 0))
 
 
 def run_pack(

@@ -71,6 +71,7 @@ module only refuses a pack whose runs disagree (``plan.check_packable``).
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -87,7 +88,7 @@ from benchmarks.runner.plan import check_packable
 from benchmarks.runner.settings import OPTIMIZERS, resolve_precision
 from benchmarks.runner.spec import RunSpec
 from vae_zoo import VAE, create_model, save_checkpoint
-from vae_zoo.checkpoint import CheckpointError, read_checkpoint
+from vae_zoo.checkpoint import CheckpointError, previous_path, read_checkpoint_or_previous
 from vae_zoo.core import VAEOutput
 from vaebench.errors import UserError
 
@@ -197,6 +198,7 @@ class Member:
     generator: torch.Generator
     start_step: int = 0
     window: _Window | None = None
+    resumed_from: Path | None = None  # the checkpoint file this run resumed from
 
     @classmethod
     def build(cls, index: int, spec: RunSpec, device: torch.device, checkpoint: Path | None) -> Member:
@@ -213,13 +215,31 @@ class Member:
         return member
 
     def restore(self, device: torch.device) -> None:
-        """Load a partial run from the checkpoint if there is one."""
-        if self.checkpoint is None or not self.checkpoint.exists():
+        """Load a partial run from the newest checkpoint that verifies (its own content hash): the
+        run's checkpoint, else the previous one kept beside it; when none does, set them aside and
+        start from step 0. Each fallback is said in a warning; nothing trains on a damaged file."""
+        if self.checkpoint is None or not (
+            self.checkpoint.exists() or previous_path(self.checkpoint).exists()
+        ):
             return
         try:
-            state = read_checkpoint(self.checkpoint, map_location=device)
+            state, used, refused = read_checkpoint_or_previous(self.checkpoint, map_location=device)
         except CheckpointError as exc:
-            raise CheckpointError(f"{exc}. Delete it to restart this run from scratch.") from None
+            for damaged in (self.checkpoint, previous_path(self.checkpoint)):
+                if damaged.exists():
+                    os.replace(damaged, damaged.with_name(f"{damaged.name}.damaged"))
+            warnings.warn(
+                f"no checkpoint of {self.spec.run_id} verifies ({exc}); they were set aside as *.damaged "
+                "and the run restarts from step 0",
+                stacklevel=2,
+            )
+            return
+        if refused:
+            warnings.warn(
+                f"{'; '.join(refused)}; {self.spec.run_id} resumes from the previous checkpoint, "
+                f"{used.name}, at step {state.get('step')}",
+                stacklevel=2,
+            )
         if state.get("run_spec") != self.spec.to_dict():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint} belongs to a different run spec; delete it to restart"
@@ -240,7 +260,23 @@ class Member:
             self.generator.manual_seed((self.spec.seed << 32) + int(state["step"]))
         window = _Window(state["window_names"], state["window_values"].to(device), state["window_filled"])
         window.curve = state["curve"]
-        self.start_step, self.window = state["step"], window
+        self.start_step, self.window, self.resumed_from = state["step"], window, used
+
+    def diverged(self, exc: Diverged) -> Diverged:
+        """``exc``, and when it came in the first log window after a resume, the checkpoint resumed
+        from is suspect: it is set aside (``.suspect``) so that ``--retry-failed`` does not reuse it,
+        and the reason says so."""
+        if self.resumed_from is None or exc.step >= self.start_step + self.spec.training.log_every:
+            return exc
+        suspect = self.resumed_from.with_name(f"{self.resumed_from.name}.suspect")
+        if self.resumed_from.exists():
+            os.replace(self.resumed_from, suspect)
+        return Diverged(
+            exc.step,
+            f"{exc.reason}, {exc.step - self.start_step + 1} step(s) after resuming from "
+            f"{self.resumed_from.name} at step {self.start_step}: that checkpoint is suspect and was set "
+            f"aside as {suspect.name}, so --retry-failed resumes from an earlier checkpoint or from step 0",
+        )
 
     def save(self, step: int) -> None:
         """Everything that determines the next step, in the layout ``restore`` reads."""
@@ -250,6 +286,7 @@ class Member:
         save_checkpoint(
             self.model,
             self.checkpoint,
+            keep_previous=True,  # the last good one stays beside it, for a damaged newest
             run_spec=self.spec.to_dict(),
             step=step,
             optimizer=self.optimizer.state_dict(),
@@ -628,7 +665,7 @@ def _train_group(
             try:
                 member.log(scalars, step, steps, device)
             except Diverged as exc:
-                results[member.index] = exc
+                results[member.index] = member.diverged(exc)
                 diverged.append(member)
                 continue
             if on_progress is not None:
