@@ -377,6 +377,8 @@ def status(
         )
     console.print(table)
     for row in rows:
+        for reason in row["unreadable"]:
+            err_console.print(f"[yellow]skipped[/] {escape(reason)}", highlight=False)
         for run_id, holder in row["claims"].items():
             console.print(
                 f"  {row['suite']}/{run_id}: claimed by {holder.get('host')} pid {holder.get('pid')}"

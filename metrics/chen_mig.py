@@ -133,10 +133,15 @@ def _check_grid(factors: np.ndarray, factor_sizes: Sequence[int]) -> list[np.nda
     return values
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "mig_chen",
     inputs="posterior_grid",
     higher_is_better={"mig_chen": True},
+    bounds={"mig_chen": _UNIT},
     study={"grid_max_values": None, "batch_size": 1024, "n_samples": 10000},
     fast={"grid_max_values": 8, "batch_size": 1024, "n_samples": 1000},
     # Chen et al. (2018) score dSprites without its shape factor; the variants have the same sprites.

@@ -145,10 +145,15 @@ def _dci(name, fit, codes_train, factors_train, codes_test, factors_test, rng, n
 _HIGHER = dict.fromkeys(_KEYS, True)
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "dci",
     inputs="train_test",
     higher_is_better=_HIGHER,
+    bounds=dict.fromkeys(_KEYS, _UNIT),
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16},
     fast={"n_train": 500, "n_test": 250, "batch_size": 250},
     presentation=Presentation(
@@ -201,6 +206,7 @@ _FAST_KEYS = tuple(k.replace("dci_", "dci_fast_", 1) for k in _KEYS)
     "dci_fast",
     inputs="train_test",
     higher_is_better=dict.fromkeys(_FAST_KEYS, True),
+    bounds=dict.fromkeys(_FAST_KEYS, _UNIT),
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16},
     fast={"n_train": 500, "n_test": 250, "batch_size": 250},
 )

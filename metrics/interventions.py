@@ -207,10 +207,15 @@ def beta_vae_score_from_features(
     }
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "beta_vae",
     inputs="sampler",
     higher_is_better={"beta_vae_train_accuracy": True, "beta_vae_eval_accuracy": True},
+    bounds=dict.fromkeys(("beta_vae_train_accuracy", "beta_vae_eval_accuracy"), _UNIT),
     study={"batch_size": 64, "n_train": 10000, "n_eval": 5000, "encode_batch_size": 4096},
     fast={"batch_size": 16, "n_train": 500, "n_eval": 250, "encode_batch_size": 4096},
     # A pair of batches per training and evaluation point.
@@ -378,6 +383,7 @@ def factor_vae_score_from_variances(
         "factor_vae_eval_accuracy": True,
         "factor_vae_active_dims": None,
     },
+    bounds=dict.fromkeys(("factor_vae_train_accuracy", "factor_vae_eval_accuracy"), _UNIT),
     study={
         "batch_size": 64,
         "n_train": 10000,

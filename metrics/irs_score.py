@@ -47,10 +47,15 @@ def irs_matrix(
     return 1.0 - cum_deviations / max_deviations[:, np.newaxis], max_deviations
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "irs",
     inputs="codes_factors",
     higher_is_better={"irs": True},
+    bounds={"irs": _UNIT},
     study={"n_train": 10000, "batch_size": 16, "diff_quantile": 0.99, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "diff_quantile": 0.99, "n_bins": 20},
     presentation=Presentation(labels={"irs": "IRS"}, headline={"irs": 8}),

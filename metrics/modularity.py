@@ -66,10 +66,15 @@ def explicitness_per_factor(
     return float(roc_train), float(roc_test)
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "modularity_explicitness",
     inputs="train_test",
     higher_is_better={"modularity": True, "explicitness_train": True, "explicitness_test": True},
+    bounds=dict.fromkeys(("modularity", "explicitness_train", "explicitness_test"), _UNIT),
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "n_bins": 20},
     presentation=Presentation(labels={"modularity": "Modularity"}, headline={"modularity": 7}),

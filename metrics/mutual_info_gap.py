@@ -30,10 +30,15 @@ def mig_from_mutual_info(mutual_info: np.ndarray, factor_entropy: np.ndarray) ->
     return float(np.mean(np.divide(ordered[0, :] - ordered[1, :], factor_entropy[:])))
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "mig",
     inputs="codes_factors",
     higher_is_better={"mig": True},
+    bounds={"mig": _UNIT},
     study={"n_train": 10000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "n_bins": 20},
     # Two different quantities go by "MIG": a header must always say which one a number is.

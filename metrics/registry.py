@@ -141,6 +141,9 @@ class MetricSpec:
     #: applies them between the ``study``/``fast`` settings and the caller's own, which win.
     dataset_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     presentation: Presentation = dataclasses.field(default_factory=Presentation)
+    #: Per output key, the closed interval its values lie in by definition (MIG in [0, 1]); a record
+    #: holding a value outside it is refused as damaged. Keys without bounds are only checked finite.
+    bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -156,6 +159,9 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r} samples for itself, so it must declare encodes=")
         for which in ("study", "fast"):
             self.check_settings(getattr(self, which), where=f"metric {self.name!r} {which} settings")
+        outside = sorted(set(self.bounds) - set(self.higher_is_better))
+        if outside:
+            raise ValueError(f"metric {self.name!r} bounds key(s) it does not return: {', '.join(outside)}")
         shown = {**self.presentation.labels, **self.presentation.headline}
         unknown = sorted(set(shown) - set(self.higher_is_better))
         if unknown:
@@ -231,6 +237,7 @@ def register_metric(
     encodes: Callable[[Mapping[str, Any], tuple[int, ...]], int] | None = None,
     dataset_settings: Mapping[str, Mapping[str, Any]] | None = None,
     presentation: Presentation | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
 
@@ -251,6 +258,7 @@ def register_metric(
             encodes,
             dict(dataset_settings or {}),
             presentation or Presentation(),
+            dict(bounds or {}),
         )
         METRICS.register(name)(spec)
         return fn

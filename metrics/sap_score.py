@@ -82,10 +82,15 @@ def sap_score_matrix(
     return scores
 
 
+#: Scores defined on [0, 1] (accuracies, normalised information).
+_UNIT = (0.0, 1.0)
+
+
 @register_metric(
     "sap",
     inputs="train_test",
     higher_is_better={"sap": True},
+    bounds={"sap": _UNIT},
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "continuous_factors": False},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "continuous_factors": False},
     presentation=Presentation(labels={"sap": "SAP"}, headline={"sap": 6}),

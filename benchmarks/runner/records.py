@@ -27,8 +27,10 @@ from typing import Any
 from benchmarks.runner.protocol import compare_run
 from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scripts import it from here)
 from benchmarks.runner.spec import RunSpec
+from metrics import get_metric
 from vaebench.atomic import atomic_write_text
 from vaebench.errors import UserError
+from vaebench.registry import UnknownNameError
 
 SCHEMA = "vaebench.run/2"
 READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
@@ -197,9 +199,94 @@ class RunRecord:
             raise RecordError(f"{where}: unknown field(s) {', '.join(unknown)}", path)
         values = {k: v for k, v in raw.items() if v is not None or k in _NULLABLE}
         try:
-            return cls(**values)
+            record = cls(**values)
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{where}: {exc}", path) from None
+        problem = record_problem(record, path)
+        if problem is not None:
+            raise RecordError(f"{where} is invalid: {problem}", path)
+        return record
+
+
+#: Field -> the JSON types its value may have (None where the field may be null).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "suite": (str,),
+    "spec": (dict,),
+    "strength": (dict, type(None)),
+    "protocol": (dict,),
+    "metrics": (dict,),
+    "metric_seconds": (dict,),
+    "metric_warnings": (dict,),
+    "evaluation": (dict,),
+    "mi_matrix": (dict, type(None)),
+    "curve": (dict,),
+    "final": (dict,),
+    "failure": (dict, type(None)),
+    "timing": (dict,),
+    "provenance": (dict,),
+    "evaluation_provenance": (dict, type(None)),
+}
+#: Rounding room around a metric's declared bounds.
+_BOUND_SLACK = 1e-9
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_problem(record: RunRecord, path: Path | None = None) -> str | None:
+    """What is wrong with a record read from disk (a hand edit, a damaged file), naming the field; None
+    when nothing is: field types, finite numbers, metric values inside their declared bounds
+    (``MetricSpec.bounds``), a run id that is its spec's hash and its file's name."""
+    for name, types in _FIELD_TYPES.items():
+        value = getattr(record, name)
+        if not isinstance(value, types):
+            return f"{name} must be {' or '.join(t.__name__ for t in types)}, not {type(value).__name__}"
+    if path is not None and Path(path).stem != record.run_id:
+        return f"run_id {record.run_id!r} is not its file's name {Path(path).name!r}"
+    try:
+        spec_id = RunSpec.from_dict(record.spec).run_id
+    except (TypeError, ValueError, KeyError) as exc:
+        return f"spec: {exc}"
+    if spec_id != record.run_id:
+        return f"run_id {record.run_id!r} is not its spec's hash ({spec_id}): the spec was edited"
+    for field_name in ("metrics", "final", "metric_seconds"):
+        for key, value in getattr(record, field_name).items():
+            if value is not None and not _is_number(value):
+                return f"{field_name}.{key} must be a finite number or null, not {value!r}"
+    bounds = _declared_bounds(record.spec.get("metrics") or {})
+    for key, value in record.metrics.items():
+        low, high = bounds.get(key, (-math.inf, math.inf))
+        if value is not None and not low - _BOUND_SLACK <= value <= high + _BOUND_SLACK:
+            return f"metrics.{key} = {value!r} is outside its definition's range [{low:g}, {high:g}]"
+    for name, series in record.curve.items():
+        if not isinstance(series, list) or not all(v is None or _is_number(v) for v in series):
+            return f"curve.{name} must be a list of finite numbers"
+    mi = record.mi_matrix
+    if mi is not None:
+        rows = mi.get("codes_by_factors")
+        if not isinstance(rows, list) or not all(
+            isinstance(row, list) and all(_is_number(v) for v in row) for row in rows
+        ):
+            return "mi_matrix.codes_by_factors must be a list of rows of finite numbers"
+        if not isinstance(mi.get("factor_names"), list):
+            return "mi_matrix.factor_names must be a list"
+    return None
+
+
+def _declared_bounds(metric_entries: dict) -> dict[str, tuple[float, float]]:
+    """Output key -> bounds, for the registered metrics a record's spec scored (``sampled_`` keys too)."""
+    bounds: dict[str, tuple[float, float]] = {}
+    for entry in metric_entries:
+        name, _, representation = str(entry).partition("@")
+        try:
+            metric = get_metric(name)
+        except UnknownNameError:  # a plug-in not installed here: its values are only checked finite
+            continue
+        prefix = f"{representation}_" if representation else ""
+        bounds.update({f"{prefix}{key}": tuple(b) for key, b in metric.bounds.items()})
+    return bounds
 
 
 def write_record(path: Path, record: RunRecord) -> None:

@@ -39,7 +39,8 @@ def _planned(out_dir: Path, suite: str | None) -> tuple[list[str], dict[str, lis
 
 
 def suite_status(out_dir: Path, suite: str | None = None) -> list[dict]:
-    """One row per suite: runs, ok, failed, claimed, pending, claims (run_id -> holder), jobs (state -> n)."""
+    """One row per suite: runs, ok, failed, claimed, pending, unreadable (why each record could not be
+    read), claims (run_id -> holder), jobs (state -> n)."""
     out_dir = Path(out_dir)
     names, planned = _planned(out_dir, suite)
     rows = []
@@ -65,7 +66,7 @@ def suite_status(out_dir: Path, suite: str | None = None) -> list[dict]:
                 "failed": failed,
                 "claimed": len(claimed),
                 "pending": (len(specs) - ok - failed - len(claimed)) if specs is not None else None,
-                "unreadable": len(errors),
+                "unreadable": [str(e) for e in errors],
                 "claims": claimed,
                 "jobs": jobs,
             }
