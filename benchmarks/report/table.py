@@ -327,6 +327,15 @@ def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
     lines.append(("Dataset source", "; ".join(sources)))
     devices = sorted({f"{p.get('device', '?')} ({p.get('device_name', '?')})" for p in prov})
     lines.append(("Device", "; ".join(devices)))
+    if len(devices) > 1:  # numbers reproduce bit for bit only on one processor type
+        lines.append(
+            (
+                "Mixed machines",
+                f"these runs come from {len(devices)} device types; the same seed gives the same numbers "
+                "only on the same type, so rows from different types differ by about seed noise, not "
+                "by their settings alone",
+            )
+        )
     commits = sorted({str(p.get("git_commit")) for p in prov if p.get("git_commit")})
     dirty = sum(1 for p in prov if p.get("git_dirty"))
     code = ", ".join(c[:12] for c in commits) or "not recorded"

@@ -329,8 +329,11 @@ def _finished_run(target: str, out_dir: Path) -> tuple[RunSpec, Path, dict]:
             raise CheckpointError(
                 f"no checkpoint at {target_path}: checkpoints stay on the machine that trained the run "
                 "and are never committed, so a run recorded elsewhere (the committed results/, say) "
-                f"has none here. Retrain it with `vaebench run --suite {spec.suite} --out {out_dir} "
-                "--force` (same seed, same numbers), or pass a checkpoint path."
+                f"has none here. Retrain it into another directory, `vaebench run --suite {spec.suite} "
+                "--out DIR`, or pass a checkpoint path. The same seed gives the same numbers only on the "
+                "same CPU or GPU type and library versions (the record's provenance names them): on "
+                "another machine a retrained run differs by about seed noise, so do not overwrite "
+                "committed results with it."
             )
         payload = read_checkpoint(target_path)
     if payload.get("step") != spec.training.steps:
