@@ -32,19 +32,32 @@ __all__ = ["run_sweep", "stop_on_signals"]
 
 
 @contextmanager
-def stop_on_signals(enabled: bool = True) -> Iterator[list[int]]:
+def stop_on_signals(enabled: bool = True, console: Console | None = None) -> Iterator[list[int]]:
     """Turn SIGINT/SIGTERM into a flag the training loop polls, so it can checkpoint and stop.
 
-    Disabled inside a submitit job: submitit owns the signals there (SIGUSR2 checkpoints and
-    requeues the task, SIGTERM is bypassed), and overriding them would break requeueing.
+    The first signal is acknowledged at once (training checkpoints at its next step; an evaluation
+    under way finishes and writes its record); a second stops at once, saying so. Disabled inside a
+    submitit job: submitit owns the signals there (SIGUSR2 checkpoints and requeues the task,
+    SIGTERM is bypassed), and overriding them would break requeueing.
     """
     received: list[int] = []
     previous = {}
+    say = (console or Console(stderr=True)).print
 
     def handler(signum, frame):
+        name = signal.Signals(signum).name
         if received:  # a second signal: stop now
+            say(
+                f"[red]{name} again: stopping now.[/] Records already written are kept; a run being "
+                "evaluated has no record yet, and the same command resumes it from its last checkpoint."
+            )
             raise KeyboardInterrupt
         received.append(signum)
+        say(
+            f"[yellow]{name} received:[/] a run in training checkpoints at its next step; a run being "
+            "evaluated finishes and writes its record; then vaebench stops (exit 130). Send it again "
+            "to stop at once."
+        )
 
     if enabled:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,10 +146,9 @@ def run_sweep(
             "(--pack 1 turns it off)."
         )
     progress = SweepProgress(console, todo, seconds, interval=progress_interval)
-    with stop_on_signals() as stop, progress:
+    with stop_on_signals(console=console) as stop, progress:
         for group in todo_packs:
-            if stop:
-                result.interrupted = True
+            if stop:  # a signal during the last pack's evaluation: said below
                 break
             try:
                 run_pack(
@@ -156,4 +168,11 @@ def run_sweep(
                 console.print(f"[yellow]{exc}. Run the same command again to resume.")
                 result.interrupted = True
                 break
+        if stop and not result.interrupted:  # the signal came while a run was being evaluated
+            progress.stop()
+            console.print(
+                "[yellow]stopped on a signal after evaluation:[/] the run(s) being evaluated finished and "
+                "their records are written; the same command resumes whatever is left."
+            )
+            result.interrupted = True
     return result

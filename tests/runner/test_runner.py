@@ -316,3 +316,33 @@ def test_the_plan_estimates_evaluation_from_the_images_the_metrics_encode():
     }
     expected = sum(images.values()) * 2.8e-4 + 0.5 * len(images)
     assert estimate_evaluation_seconds(spec, torch.device("cpu")) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_signal_during_evaluation_is_acknowledged_the_record_written_and_the_exit_130(
+    toy_suite, tmp_path, monkeypatch
+):
+    """The first SIGTERM arrives while a run is being scored: vaebench says so at once, the run
+    finishes its record, the next run is not started, and the command exits 130 saying which."""
+    import os
+    import signal
+
+    from benchmarks.runner import execute
+
+    real = execute.evaluate_run
+    calls = []
+
+    def evaluate_then_signal(*args, **kwargs):
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the sweep's handler, as from a terminal
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "evaluate_run", evaluate_then_signal)
+    out = tmp_path / "out"
+    code, output = invoke("run", "--suite", toy_suite(steps=6), "--models", "vae,beta_vae", "--out", out)
+    assert code == 130, output
+    assert "SIGTERM received: a run in training checkpoints at its next step; a run being evaluated" in output
+    assert "stopped on a signal after evaluation: the run(s) being evaluated finished" in output
+    assert len(calls) == 1 and len(records(out)) == 1  # the first run recorded, the second not started
+    monkeypatch.setattr(execute, "evaluate_run", real)
+    code, output = invoke("run", "--suite", toy_suite(steps=6), "--models", "vae,beta_vae", "--out", out)
+    assert code == 0 and len(records(out)) == 2
