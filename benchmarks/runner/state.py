@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from benchmarks.runner.claims import claim_holder
 from benchmarks.runner.records import RecordError, RunRecord, checkpoint_path, read_record, record_path
@@ -120,33 +125,87 @@ class ForcedSweep:
 
     On its first start it deletes the old checkpoints of its runs (old records are replaced
     as the new ones are written) and writes ``sweeps/<suite>/force-<key>.json`` listing the
-    runs it still owes; each finished run is struck off. The same command after an interrupt
-    finds the list and resumes it (keeping the new checkpoints) instead of starting over.
+    runs it still owes, its start time and its process; each finished run is struck off, under
+    a lock, in the file itself (so two processes forcing the same runs strike each other's
+    runs, and neither leaves a stale promise). The same command after an interrupt finds the
+    list and resumes it (keeping the new checkpoints) instead of starting over; while the
+    process that wrote it is still alive, it is a concurrent sweep (``concurrent``), not an
+    interrupted one.
     """
 
     def __init__(self, out_dir: Path, specs: Sequence[RunSpec]):
         ids = sorted(r.run_id for r in specs)
         key = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
         suite = specs[0].suite if specs else "none"
-        self.path = Path(out_dir) / "sweeps" / suite / f"force-{key}.json"
-        self.resumed = self.path.exists()
-        if self.resumed:
-            self.owed = set(json.loads(self.path.read_text())["owed"]) & set(ids)
-        else:
-            self.owed = set(ids)
-            for spec in specs:
-                checkpoint_path(out_dir, spec.suite, spec.run_id).unlink(missing_ok=True)
-            self._write()
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / "sweeps" / suite / f"force-{key}.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            promise = self._read()
+            self.concurrent = promise is not None and _alive(promise.get("owner") or {})
+            self.resumed = promise is not None and not self.concurrent
+            if promise is not None:
+                self.owed = set(promise["owed"]) & set(ids)
+                self.started = float(promise.get("started", 0.0))
+            else:
+                self.owed, self.started = set(ids), time.time()
+                for spec in specs:
+                    checkpoint_path(out_dir, spec.suite, spec.run_id).unlink(missing_ok=True)
+            self._write(self.owed)
 
-    def _write(self) -> None:
-        if self.owed:
-            atomic_write_text(self.path, json.dumps({"owed": sorted(self.owed)}, indent=1) + "\n")
+    def _lock(self) -> FileLock:
+        return FileLock(str(self.path.with_suffix(".lock")))
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def _write(self, owed: set[str]) -> None:
+        if owed:
+            owner = {"host": socket.gethostname(), "pid": os.getpid()}
+            payload = {"owed": sorted(owed), "started": self.started, "owner": owner}
+            atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
         else:
             self.path.unlink(missing_ok=True)
 
     def done(self, run_id: str) -> None:
+        """Strike ``run_id`` off the promise (in the file, where another process may have struck others)."""
         self.owed.discard(run_id)
-        self._write()
+        with self._lock():
+            promise = self._read()
+            if promise is not None:
+                self.owed &= set(promise["owed"])
+                self._write(set(promise["owed"]) - {run_id})
+
+    def settle(self) -> None:
+        """After the sweep: strike the runs recorded since the promise began by any process (those
+        another process was training when this one reached them)."""
+        with self._lock():
+            promise = self._read()
+            if promise is None:
+                return
+            still = set(promise["owed"])
+            for run_id in list(still):
+                record = next(iter((self.out_dir / "runs").glob(f"*/{run_id}.json")), None)
+                if record is not None and record.stat().st_mtime >= self.started:
+                    still.discard(run_id)
+            self.owed &= still
+            self._write(still)
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the process that wrote a promise still runs (on this host; another host's is unknown)."""
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(owner["pid"]) != os.getpid()
 
 
 @dataclass

@@ -106,6 +106,11 @@ def run_sweep(
             f"Resuming the interrupted --force sweep: {len(forced.owed)} of {len(plan.runs)} run(s) "
             "still to rerun."
         )
+    elif forced is not None and forced.concurrent:
+        console.print(
+            f"Another --force sweep of these runs is running; joining it: {len(forced.owed)} of "
+            f"{len(plan.runs)} run(s) still to rerun (each is trained by one of the two)."
+        )
     states = run_states(plan.runs, out_dir, forced=forced.owed if forced else None, retry_failed=retry_failed)
     for spec in plan.runs:
         if states[spec.run_id].due == "unreadable":
@@ -175,4 +180,6 @@ def run_sweep(
                 "their records are written; the same command resumes whatever is left."
             )
             result.interrupted = True
+    if forced is not None and not result.interrupted:
+        forced.settle()  # runs another process trained meanwhile are no longer owed
     return result

@@ -12,6 +12,7 @@ from benchmarks.runner.plan import DEFAULT_PACK, pack_size
 from benchmarks.runner.records import RunRecord, record_path, write_record
 from benchmarks.runner.state import SweepResult, run_states
 from benchmarks.runner.suite import expand_suite, load_suite
+from vaebench.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -80,5 +81,35 @@ def test_one_pack_size_rule():
     assert pack_size(None, "cuda", device_pinned=False, sharded=True) == 1  # a shard's plan is the machine's
     assert pack_size(None, "cuda", device_pinned=True, sharded=True) == DEFAULT_PACK["cuda"]
     assert pack_size(8, "cpu") == 8
-    with pytest.raises(ValueError, match="--pack must be a positive integer"):
+    with pytest.raises(UserError, match="--pack must be a positive integer"):
         pack_size(0, "cpu")
+
+
+def test_a_forced_sweeps_promise_is_struck_in_the_file_and_a_live_one_is_not_called_interrupted(tmp_path):
+    """Two processes forcing the same runs strike each other's runs in the one promise file, so none is
+    left stale; a promise whose writer still runs is a concurrent sweep, one whose writer is gone an
+    interrupted one."""
+    import json
+    import os
+
+    from benchmarks.runner.state import ForcedSweep
+    from benchmarks.runner.suite import expand_suite, load_suite
+
+    specs = expand_suite(load_suite("quick"))[:3]
+    first = ForcedSweep(tmp_path, specs)
+    assert not first.resumed and not first.concurrent and first.path.exists()
+    promise = json.loads(first.path.read_text())
+    promise["owner"]["pid"] = os.getppid()  # as if another live process had written it
+    first.path.write_text(json.dumps(promise))
+    second = ForcedSweep(tmp_path, specs)
+    assert second.concurrent and not second.resumed
+    first.done(specs[0].run_id)
+    second.done(specs[1].run_id)
+    second.done(specs[2].run_id)  # second's view still owes specs[0]: the file must not bring it back
+    assert not first.path.exists()
+
+    third = ForcedSweep(tmp_path, specs)
+    promise = json.loads(third.path.read_text())
+    promise["owner"]["pid"] = 2**22 + 12345  # no such process: the sweep that wrote it was interrupted
+    third.path.write_text(json.dumps(promise))
+    assert ForcedSweep(tmp_path, specs).resumed
