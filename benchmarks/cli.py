@@ -55,7 +55,8 @@ list_app = typer.Typer(
 )
 app.add_typer(list_app, name="list")
 
-console = Console()
+#: Rich's console; piped output is not cut at 80 columns (run ids, names and paths stay whole).
+console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 
 #: Where records go unless --out says otherwise: $VAEBENCH_OUT, else ./vaebench-results. The committed
@@ -83,35 +84,41 @@ def _split(value: str | None) -> list[str] | None:
     return items
 
 
+def _echo_listing(rows) -> None:
+    """``name  description`` lines, the descriptions aligned past the longest name, as plain text
+    (docstrings' reStructuredText ``literals`` lose their backticks)."""
+    rows = list(rows)
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, text in rows:
+        typer.echo(f"{name:<{width}}  {' '.join(str(text).replace('``', '').split())}".rstrip())
+
+
 # -- list ----------------------------------------------------------------------
 @list_app.command("models")
 def list_models_cmd() -> None:
     """Registered model variants (built-in and plug-ins), one per line with a description."""
-    for name in list_models():
-        typer.echo(f"{name:<14} {describe_model(name)}")
+    _echo_listing((name, describe_model(name)) for name in list_models())
 
 
 @list_app.command("suites")
 def list_suites_cmd() -> None:
     """Benchmark suites shipped with vaebench (a path to your own TOML works wherever a name does)."""
-    for name in list_suites():
-        typer.echo(f"{name:<8} {load_suite(name).description}")
+    _echo_listing((name, load_suite(name).description) for name in list_suites())
 
 
 @list_app.command("metrics")
 def list_metrics_cmd() -> None:
     """Registered disentanglement metrics."""
-    for name in list_metrics():
-        doc = (get_metric(name).function.__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<24} {doc[0] if doc else ''}")
+    _echo_listing((name, get_metric(name).description) for name in list_metrics())
 
 
 @list_app.command("backends")
 def list_backends_cmd() -> None:
     """Registered backends for `vaebench run --backend` (built-in and plug-ins)."""
-    for name in BACKENDS.names():
-        doc = (BACKENDS.get(name).__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<10} {doc[0] if doc else ''}")
+    _echo_listing(
+        (name, ((BACKENDS.get(name).__doc__ or "").strip().splitlines() or [""])[0])
+        for name in BACKENDS.names()
+    )
 
 
 @list_app.command("datasets")

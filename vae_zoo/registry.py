@@ -63,6 +63,6 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def describe_model(name: str) -> str:
-    """First line of the variant's docstring."""
+    """The first paragraph of the variant's docstring, on one line."""
     doc = (MODELS.get(name).__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n")[0].split()) if doc else ""

@@ -39,7 +39,7 @@ def print_todo(console: Console, todo: Sequence[RunSpec], device: torch.device) 
     """The runs a sweep is about to train."""
     table = Table(title=f"{len(todo)} run(s) to train on {device}", show_lines=False)
     for col in ("run id", "dataset", "model", "hyperparameter", "seed", "steps"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("run id", "model"))  # ids stay whole in a pipe
     for spec in todo:
         table.add_row(
             spec.run_id,
@@ -79,7 +79,7 @@ def print_plan(
         title += f" (shard {plan.shard[0]}/{plan.shard[1]})"
     table = Table(title=title)
     for col in ("pack", "run id", "dataset", "model", "hyperparameter", "seed", "steps", "state", "est."):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("run id", "model"))  # ids stay whole in a pipe
     for pack in plan.packs:
         for i, spec in enumerate(pack.runs):
             seconds = cost.get(spec.run_id)

@@ -10,6 +10,7 @@ import metrics
 from benchmarks.runner import udr as runner_udr
 from benchmarks.runner.records import RunRecord, artifact_path, checkpoint_path, read_record, record_path
 from benchmarks.runner.records import write_record as write
+from vaebench.errors import UserError
 
 SUITE = "udrsynth"
 
@@ -89,7 +90,7 @@ def test_udr_command_rejects_bad_input(out):
     assert code == 2 and "--correlation must be one of lasso, spearman; got 'pearson'" in output
     code, output = invoke("udr", "--suite", "nosuch", "--out", out)
     assert code == 2 and "no records for suite 'nosuch'" in output and SUITE in output
-    with pytest.raises(ValueError, match="correlation must be one of lasso, spearman"):
+    with pytest.raises(UserError, match="correlation must be one of lasso, spearman"):
         runner_udr.score_suite_udr(out, SUITE, "kendall")
 
 
