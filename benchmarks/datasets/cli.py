@@ -224,7 +224,8 @@ def verify(
     seed: Annotated[int, typer.Option(help="which images to compare")] = 0,
 ) -> None:
     """Re-check a dataset: the official file's checksum, every chunk of the cache against its content hash,
-    and (procedural) re-rendered samples against the cache. A corrupt cache is marked invalid."""
+    and (procedural) re-rendered samples against the cache. A corrupt cache is marked invalid; a cache
+    not yet built is not built (``prepare`` does that)."""
     with _friendly_errors():
         ds = _dataset(name, source, root)
         found = ds.find_official_file()
@@ -255,7 +256,13 @@ def verify(
                     f"(or the next run) rebuilds it."
                 )
             console.print(f"{cache.array_path}: every chunk matches its content hash")
-        ds.prepare()  # builds the cache if none was built
+        if not built:  # verify checks what exists; building a cache (GBs for 3D Shapes) is prepare's job
+            console.print(
+                f"{ds.name}: no {source if source != 'auto' else ''} cache is built under {ds.cache_dir}, so "
+                f"there is none to verify; `vaebench data prepare {ds.name}` builds one."
+            )
+            return
+        ds.prepare()  # opens the cache just verified
         console.print(f"{ds.name}: using the {ds.source} cache {ds.provenance()['cache']}")
         if ds.source == "procedural":
             rng = np.random.default_rng(seed)
