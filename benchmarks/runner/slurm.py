@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,26 @@ _SETTLE_SECONDS = 120.0
 
 
 @register_backend("slurm")
+class QuietSacct(logging.Filter):
+    """Drop submitit's "Bypassing sacct error" warning, which a cluster without job accounting repeats at
+    every poll; say once instead where the job states come from (squeue, which needs no accounting)."""
+
+    def __init__(self, say):
+        super().__init__()
+        self.say, self.dropped = say, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in record.getMessage():
+            return True
+        if not self.dropped:
+            self.say(
+                "[dim]sacct is not available on this cluster (no job accounting): task states are read "
+                "from squeue instead.[/]"
+            )
+        self.dropped += 1
+        return False
+
+
 class SlurmBackend(Backend):
     """A SLURM cluster through submitit: one array task per pack."""
 
@@ -311,6 +332,9 @@ class SlurmBackend(Backend):
             disable=not tty,
         )
         last_line = 0.0
+        quiet = QuietSacct(self.console.print)
+        submitit_log = logging.getLogger("submitit")
+        submitit_log.addFilter(quiet)
         with progress:
             task = progress.add_task("runs recorded", total=len(runs), states="")
             while True:
@@ -353,4 +377,5 @@ class SlurmBackend(Backend):
                 )
                 continue
             result.add(SweepResult.from_dict(outcome))
+        submitit_log.removeFilter(quiet)
         return result

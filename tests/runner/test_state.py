@@ -113,3 +113,23 @@ def test_a_forced_sweeps_promise_is_struck_in_the_file_and_a_live_one_is_not_cal
     promise["owner"]["pid"] = 2**22 + 12345  # no such process: the sweep that wrote it was interrupted
     third.path.write_text(json.dumps(promise))
     assert ForcedSweep(tmp_path, specs).resumed
+
+
+def test_sacct_errors_of_a_cluster_without_accounting_are_said_once_not_at_every_poll():
+    import logging
+
+    from benchmarks.runner.slurm import QuietSacct
+
+    said = []
+    quiet = QuietSacct(said.append)
+    log = logging.getLogger("submitit")
+    log.addFilter(quiet)
+    try:
+        for call in range(3):  # as submitit logs it at each poll
+            log.warning(
+                f"Call #{call} - Bypassing sacct error Command '['sacct']' returned 1, status may be inaccurate."
+            )
+        assert quiet.dropped == 3 and len(said) == 1 and "squeue" in said[0]
+        assert quiet.filter(logging.makeLogRecord({"msg": "another warning"}))  # others pass
+    finally:
+        log.removeFilter(quiet)
