@@ -209,19 +209,26 @@ def compare_run(
     """Every deviation and addition of one run against ``reference`` (default: the study).
 
     Args:
+        spec: the run.
+        reference: the study's full spec (``load_reference``); the default study when None.
         ran: what a record's provenance says actually ran, for choices the spec leaves to the
             machine: ``precision`` (resolved) and ``dataset_source`` (the source used).
     """
     ref = reference or load_reference()
     ran = dict(ran or {})
-    deviations: list[Difference] = []
-    additions: list[Difference] = []
+    deviations = [
+        *_training_deviations(spec, ref, ran),
+        *_model_deviations(spec, ref),
+        *_data_deviations(spec, ref, ran),
+    ]
+    evaluation, additions = _evaluation_differences(spec, ref)
+    return ProtocolDiff(ref.name, ref.title, tuple(deviations + evaluation), tuple(additions))
 
-    def deviate(group: str, key: str, value: Any, expected: Any, source: str) -> None:
-        deviations.append(Difference(group, key, value, expected, source))
 
-    # training
-    t = spec.training
+def _training_deviations(spec: RunSpec, ref: Reference, ran: Mapping[str, Any]) -> list[Difference]:
+    """Steps (the model's own count where the study has one), batch size, learning rate, optimiser,
+    precision (what ran, where the record says)."""
+    t, found = spec.training, []
     values = {
         "steps": t.steps,
         "batch_size": t.batch_size,
@@ -231,87 +238,99 @@ def compare_run(
     }
     for key, value in values.items():
         expected = ref.steps_of(spec.model) if key == "steps" else ref.training[key]["value"]
-        if value != expected:
-            shown = _AUTO.get(key, value) if value == "auto" else value
-            own = key in ref.models.get(spec.model, {}).get("training", {})  # FactorVAE's 150,000 updates
-            deviate(
-                "training",
-                f"{spec.model}.{key}" if own else key,
-                shown,
-                expected,
-                ref.training[key]["source"],
-            )
+        if value == expected:
+            continue
+        own = key in ref.models.get(spec.model, {}).get("training", {})  # FactorVAE's 150,000 updates
+        shown = _AUTO.get(key, value) if value == "auto" else value
+        name = f"{spec.model}.{key}" if own else key
+        found.append(Difference("training", name, shown, expected, ref.training[key]["source"]))
+    return found
 
-    # model: the variant's full config, defaults included
+
+def _model_deviations(spec: RunSpec, ref: Reference) -> list[Difference]:
+    """The variant's full config (defaults included) against the study's shared values and its
+    model's grid, fixed values and ratios; a model or pairs the study did not have."""
     config = spec.full_model_config()
-    for key, entry in ref.model.items():
-        if config.get(key) != entry["value"]:
-            deviate("model", key, config.get(key), entry["value"], entry["source"])
+    found = [
+        Difference("model", key, config.get(key), entry["value"], entry["source"])
+        for key, entry in ref.model.items()
+        if config.get(key) != entry["value"]
+    ]
     study_model = ref.models.get(spec.model)
     if study_model is None:
-        deviate("model", "model", spec.model, "one of " + ", ".join(ref.models), "")
+        found.append(Difference("model", "model", spec.model, "one of " + ", ".join(ref.models)))
     else:
-        source = study_model.get("source", "")
+        source, prefix = study_model.get("source", ""), f"{spec.model}."
         for name, grid in study_model.get("grid", {}).items():
             if config.get(name) not in grid:
-                deviate("model", f"{spec.model}.{name}", config.get(name), _one_of(grid), source)
+                found.append(Difference("model", prefix + name, config.get(name), _one_of(grid), source))
         for name, expected in study_model.get("fixed", {}).items():
             if config.get(name) != expected:
-                deviate("model", f"{spec.model}.{name}", config.get(name), expected, source)
+                found.append(Difference("model", prefix + name, config.get(name), expected, source))
         for name, (other, factor) in study_model.get("ratio", {}).items():
             if config.get(name) != factor * config.get(other, float("nan")):
-                deviate("model", f"{spec.model}.{name}", config.get(name), f"{factor:g} x {other}", source)
+                tied = f"{factor:g} x {other}"
+                found.append(Difference("model", prefix + name, config.get(name), tied, source))
     if spec.pairs is not None:
-        deviate("model", "pairs", thaw(spec.pairs), "none (single observations, unsupervised)", "")
+        found.append(
+            Difference("model", "pairs", thaw(spec.pairs), "none (single observations, unsupervised)")
+        )
+    return found
 
-    # data
+
+def _data_deviations(spec: RunSpec, ref: Reference, ran: Mapping[str, Any]) -> list[Difference]:
+    """The dataset (one of the study's) and its source (what ran, where the record says)."""
+    found = []
     dataset = ref.data["dataset"]
     if spec.dataset not in dataset["value"]:
-        deviate("data", "dataset", spec.dataset, _one_of(dataset["value"]), dataset["source"])
+        found.append(
+            Difference("data", "dataset", spec.dataset, _one_of(dataset["value"]), dataset["source"])
+        )
     source = ran.get("dataset_source", spec.dataset_source)
     expected = ref.data["dataset_source"]
     if source != expected["value"]:
-        deviate(
-            "data",
-            "dataset_source",
-            _AUTO.get("dataset_source", source) if source == "auto" else source,
-            expected["value"],
-            expected["source"],
-        )
+        shown = _AUTO["dataset_source"] if source == "auto" else source
+        found.append(Difference("data", "dataset_source", shown, expected["value"], expected["source"]))
+    return found
 
-    # evaluation
-    ev = ref.evaluation
+
+def _evaluation_differences(spec: RunSpec, ref: Reference) -> tuple[list[Difference], list[Difference]]:
+    """(deviations, additions) of the scoring: the evaluation seed, each study metric's presence and
+    settings on each representation, and the metrics the study did not score."""
+    ev, found = ref.evaluation, []
     if spec.evaluation_seed != ev["evaluation_seed"]["value"]:
-        deviate(
-            "evaluation",
-            "evaluation_seed",
-            spec.evaluation_seed,
-            ev["evaluation_seed"]["value"],
-            ev["evaluation_seed"]["source"],
+        seed = ev["evaluation_seed"]
+        found.append(
+            Difference("evaluation", "evaluation_seed", spec.evaluation_seed, seed["value"], seed["source"])
         )
     scored = thaw(spec.metrics)
     representations = ev["representations"]
     for metric, entry in ev["metrics"].items():
         if metric not in scored:
-            deviate("evaluation", metric, "not scored", "scored", entry["source"])
+            found.append(Difference("evaluation", metric, "not scored", "scored", entry["source"]))
             continue
         for key, expected in entry["settings"].items():
             value = scored[metric].get(key)
             if _plain(value) != _plain(expected):
-                deviate("evaluation", f"{metric}.{key}", value, expected, entry["source"])
+                found.append(Difference("evaluation", f"{metric}.{key}", value, expected, entry["source"]))
         for representation in representations["value"]:
             if representation != "mean" and f"{metric}@{representation}" not in scored:
-                deviate(
-                    "evaluation",
-                    f"{metric}@{representation}",
-                    "not scored",
-                    f"scored on the {representation} representation",
-                    representations["source"],
+                expected = f"scored on the {representation} representation"
+                found.append(
+                    Difference(
+                        "evaluation",
+                        f"{metric}@{representation}",
+                        "not scored",
+                        expected,
+                        representations["source"],
+                    )
                 )
-    for entry in scored:
-        if entry.partition("@")[0] not in ev["metrics"]:
-            additions.append(Difference("evaluation", entry, "scored", "not in the study"))
-    return ProtocolDiff(ref.name, ref.title, tuple(deviations), tuple(additions))
+    additions = [
+        Difference("evaluation", entry, "scored", "not in the study")
+        for entry in scored
+        if entry.partition("@")[0] not in ev["metrics"]
+    ]
+    return found, additions
 
 
 def compare_runs(

@@ -237,8 +237,13 @@ def _is_number(value: Any) -> bool:
 
 def record_problem(record: RunRecord, path: Path | None = None) -> str | None:
     """What is wrong with a record read from disk (a hand edit, a damaged file), naming the field; None
-    when nothing is: field types, finite numbers, metric values inside their declared bounds
-    (``MetricSpec.bounds``), a run id that is its spec's hash and its file's name."""
+    when nothing is: field types, a run id that is its spec's hash and its file's name, finite numbers,
+    metric values inside their declared bounds (``MetricSpec.bounds``), an MI matrix of numbers."""
+    return _identity_problem(record, path) or _value_problem(record)
+
+
+def _identity_problem(record: RunRecord, path: Path | None) -> str | None:
+    """Field types, and a run id that is both its file's name and its spec's hash."""
     for name, types in _FIELD_TYPES.items():
         value = getattr(record, name)
         if not isinstance(value, types):
@@ -251,6 +256,11 @@ def record_problem(record: RunRecord, path: Path | None = None) -> str | None:
         return f"spec: {exc}"
     if spec_id != record.run_id:
         return f"run_id {record.run_id!r} is not its spec's hash ({spec_id}): the spec was edited"
+    return None
+
+
+def _value_problem(record: RunRecord) -> str | None:
+    """Finite numbers where numbers belong, each metric inside its definition's range."""
     for field_name in ("metrics", "final", "metric_seconds"):
         for key, value in getattr(record, field_name).items():
             if value is not None and not _is_number(value):
