@@ -20,6 +20,7 @@ import numpy
 import scipy
 import sklearn
 import torch
+from threadpoolctl import threadpool_info
 
 import vaebench
 
@@ -76,6 +77,17 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def blas() -> list[dict[str, Any]]:
+    """The BLAS libraries numpy and scikit-learn call, with the kernel each picked for this CPU
+    (threadpoolctl's ``internal_api``, ``version``, ``architecture``): logistic regression's lbfgs
+    fits, and so the downstream task's and fairness's last digits, depend on that kernel."""
+    return [
+        {key: info.get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+
+
 def machine(device: torch.device | None = None) -> dict[str, Any]:
     """The host: platform, CPU model, cores (all and usable), torch's threads, and the GPU when
     ``device`` is a CUDA device. For speed reports; records keep the same facts in their provenance."""
@@ -86,6 +98,7 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "torch_threads": torch.get_num_threads(),
+        "blas": blas(),
         **library_versions(),
     }
     if device is not None and device.type == "cuda":
@@ -110,6 +123,7 @@ def run_provenance(device: str, device_name: str, precision: str, dataset: dict[
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "blas": blas(),
         "device": device,
         "device_name": device_name,
         "precision": precision,
@@ -119,4 +133,4 @@ def run_provenance(device: str, device_name: str, precision: str, dataset: dict[
 
 def evaluation_provenance(device: str, device_name: str) -> dict[str, Any]:
     """An evaluation's own provenance: the code and libraries that scored, on which device, when."""
-    return {**code_provenance(), "device": device, "device_name": device_name}
+    return {**code_provenance(), "blas": blas(), "device": device, "device_name": device_name}

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner.protocol import compare_run
-from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scripts import it from here)
 from benchmarks.runner.spec import RunSpec
 from metrics import get_metric
 from vaebench.atomic import atomic_write_text

@@ -105,7 +105,6 @@ __all__ = [
     "train_runs",
     "train_run",
     "resolve_device",
-    "resolve_precision",  # settings', re-exported for the perf scripts
     "make_optimizers",
 ]
 

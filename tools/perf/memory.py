@@ -46,6 +46,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.runner import provenance
+
 REPO = Path(__file__).resolve().parents[2]
 
 DATASETS = ("dsprites", "shapes3d")
@@ -223,10 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child(args.child, args.datasets[0], args.steps, args.batch_size)))
         return
 
-    from benchmarks.runner.records import cpu_model
-
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_before": load_average()}
-    print(f"{machine['cpu']}, {machine['cores']} cores; {machine['load_before']}", flush=True)
+    machine = {**provenance.machine(), "load_before": load_average()}
+    print(f"{machine['cpu_model']}, {machine['cpu_count']} cores; {machine['load_before']}", flush=True)
     results = []
     for name in args.datasets:
         # prepare once, then the two paths in pairs, alternating which goes first (one process's
@@ -309,7 +309,7 @@ def markdown(report: dict) -> str:
         "# Memory and throughput: whole cache in RAM vs. batches read by index",
         "",
         f"From `python -m tools.perf.memory` ({report['steps']} training steps, batch "
-        f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu']}, {m['cores']} cores. "
+        f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu_model']}, {m['cpu_count']} cores. "
         f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each measurement is one "
         f"subprocess; peak RSS is its `ru_maxrss` (the largest of {report.get('repeats', 1)}). The two paths "
         f"ran in {report.get('repeats', 1)} pairs of processes, alternating which went first; images/s "

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -40,7 +39,7 @@ from sklearn import ensemble, linear_model, preprocessing, svm
 from sklearn import metrics as skm
 
 import metrics
-from benchmarks.runner.records import cpu_model
+from benchmarks.runner import provenance
 from metrics._threads import single_threaded_blas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -289,14 +288,7 @@ def time_mig_chen(mean, logvar, grid, n_samples, n_jobs) -> dict:
 def machine() -> dict:
     """The machine and library versions the timings were taken with."""
     return {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
+        **provenance.machine(),
         "joblib": joblib.__version__,
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
     }

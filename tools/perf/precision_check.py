@@ -42,8 +42,8 @@ import scipy.stats
 import torch
 
 from benchmarks.datasets import TrainingImages, load_dataset
+from benchmarks.runner import provenance
 from benchmarks.runner.evaluate import evaluate_run
-from benchmarks.runner.records import cpu_model
 from benchmarks.runner.spec import RunTraining, thaw
 from benchmarks.runner.suite import expand_suite, load_suite, override_suite
 from benchmarks.runner.train import train_run
@@ -178,14 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "precision_check",
         "device": "cpu",
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_start": load_start,
-            "loadavg_end": os.getloadavg(),
-        },
+        "machine": {**provenance.machine(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "settings": {
             "suite": "quick",
             "models": models,
@@ -222,7 +215,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# bf16 autocast vs fp32 on CPU (python -m tools.perf.precision_check)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); load "
+        f"Machine: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads); load "
         f"average {'/'.join(f'{x:.2f}' for x in m['loadavg_start'])} at the start, "
         f"{'/'.join(f'{x:.2f}' for x in m['loadavg_end'])} at the end; "
         f"{report['total_seconds']:.0f} s in all.",

@@ -43,7 +43,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import statistics
 import tempfile
@@ -58,13 +57,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.datasets import TrainingImages, to_float
 from benchmarks.datasets.cache import CacheReader
-from benchmarks.runner.records import cpu_model
+from benchmarks.runner import provenance
+from benchmarks.runner.settings import resolve_precision
 from benchmarks.runner.spec import RunSpec, RunTraining
 from benchmarks.runner.train import (
     Member,
     SingleNetwork,
     draw_inputs,
-    resolve_precision,
     train_run,
     train_runs,
 )
@@ -107,19 +106,7 @@ def device_short_name(device: torch.device) -> str:
 
 def machine(device: torch.device) -> dict:
     """The device, CPU, threads and library versions the numbers were taken with."""
-    info = {
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "loadavg_start": os.getloadavg(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
+    return {**provenance.machine(device), "cpu_flags": cpu_flags(), "loadavg_start": os.getloadavg()}
 
 
 def sync(device: torch.device) -> None:
@@ -330,7 +317,7 @@ class Stepper:
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The loop's draws for one run: (1, B, C, H, W) batch, (1, B, D) noise."""
-        x, noise = draw_inputs([self.member], self.images, self.spec.training.batch_size, self.device)
+        x, noise, _ = draw_inputs([self.member], self.images, self.spec.training.batch_size, self.device)
         return x[0].contiguous(memory_format=self.memory_format)[None], noise
 
     def _network_step(self, x, noise, step):
@@ -709,7 +696,7 @@ def main(argv: list[str] | None = None) -> dict:
     other = "bf16" if auto == "fp32" else "fp32"
     info = machine(device)
     print(
-        f"device {device} ({info.get('gpu', info['cpu'])}), torch {torch.__version__}, "
+        f"device {device} ({info.get('gpu', info['cpu_model'])}), torch {torch.__version__}, "
         f"{info['torch_threads']} threads"
     )
 
@@ -783,11 +770,11 @@ def markdown(report: dict) -> str:
     """The report as Markdown."""
     m, s, conf = report["machine"], report["settings"], report["configurations"]
     base = conf["baseline"].get("images_per_s")
-    where = m.get("gpu") or m["cpu"]
+    where = m.get("gpu") or m["cpu_model"]
     lines = [
         f"# Training throughput on {report['device']} (python -m tools.perf.train_throughput)",
         "",
-        f"Machine: {where}; {m['cores']} cores, {m['torch_threads']} torch threads; CPU flags "
+        f"Machine: {where}; {m['cpu_count']} cores, {m['torch_threads']} torch threads; CPU flags "
         f"{', '.join(m['cpu_flags']) or 'n/a'}; torch {m['torch']}, Python {m['python']}. "
         f"Load average {'/'.join(f'{x:.2f}' for x in m['loadavg_start'])} at the start, "
         f"{'/'.join(f'{x:.2f}' for x in m['loadavg_end'])} at the end.",
