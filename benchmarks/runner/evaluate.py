@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,12 +209,14 @@ def evaluate_run(
     dataset: GroundTruthDataset,
     device: torch.device,
     metric_names: list[str] | None = None,
+    on_metric: Callable[[int, int, str], None] | None = None,
 ) -> Evaluation:
     """Every metric of the spec (or the named subset), the MI matrix, and traversal images.
 
     An entry ``name@sampled`` scores the metric on codes drawn from the posterior
     (``mean + exp(logvar / 2) * eps``, eps from ``RandomState(evaluation_seed)``, drawn
     per point and fixed for the evaluation); its keys get the prefix ``sampled_``.
+    ``on_metric(done, total, entry)`` is called as each metric starts, for progress.
     """
     model = model.to(device).eval()
     if dataset.stochastic_observations:  # no fixed image per grid point: encode what the metrics draw
@@ -222,7 +225,10 @@ def evaluate_run(
         encoder = CachedEncoder(model, dataset, device, eps_seed=spec.evaluation_seed)
         sampler = IndexSampler(dataset)
     result = Evaluation()
-    for entry in metric_names if metric_names is not None else list(spec.metrics):
+    entries = metric_names if metric_names is not None else list(spec.metrics)
+    for done, entry in enumerate(entries):
+        if on_metric is not None:  # progress: metric `entry` starts, `done` of len(entries) finished
+            on_metric(done, len(entries), entry)
         name, representation = metric_entry(entry)
         metric = get_metric(name)
         overrides = dict(spec.metrics.get(entry) or metric.settings("fast"))

@@ -116,17 +116,26 @@ def score(
     *,
     metric_names: list[str] | None = None,
     earlier: RunRecord | None = None,
+    progress: SweepProgress | None = None,
 ) -> tuple[RunRecord, dict[str, float]]:
     """Evaluate a trained run (a diverged one is only described) and write its artifacts: its record,
     and the scores this evaluation computed.
 
     ``metric_names`` scores a subset of the spec's metrics; ``earlier`` is the run's previous record,
-    whose scores of other metrics (UDR's included) are kept beside the new ones.
+    whose scores of other metrics (UDR's included) are kept beside the new ones; ``progress`` shows
+    the metric being computed, how many are done and an ETA.
     """
     if isinstance(outcome, Diverged):
         return record_of(spec, outcome, provenance), {}
     started = time.perf_counter()
-    evaluation = evaluate_run(spec, outcome.model, dataset, device, metric_names)
+    if progress is not None:
+        progress.start_evaluation(spec)
+    try:
+        on_metric = progress.on_metric if progress is not None else None
+        evaluation = evaluate_run(spec, outcome.model, dataset, device, metric_names, on_metric=on_metric)
+    finally:
+        if progress is not None:
+            progress.end_evaluation()
     eval_seconds = time.perf_counter() - started
     evaluation.save_artifacts(artifact_path(out_dir, spec.suite, spec.run_id))
     scores = dict(evaluation.metrics)
@@ -291,7 +300,7 @@ def _train_and_record(
     for spec, outcome in zip(specs, outcomes):
         precision = resolve_precision(spec.training.precision, device)
         provenance = run_provenance(str(device), data.device_name, precision, dataset.provenance())
-        record, _ = score(spec, outcome, provenance, dataset, device, out_dir)
+        record, _ = score(spec, outcome, provenance, dataset, device, out_dir, progress=progress)
         write_record(record_path(out_dir, spec.suite, spec.run_id), record)
         written.append(record)
         if forced is not None:

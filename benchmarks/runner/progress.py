@@ -136,6 +136,42 @@ class SweepProgress:
         if self._bars is not None:
             self._bars.remove_task(self._run_task)
 
+    # -- a run's evaluation --------------------------------------------------------
+    def start_evaluation(self, spec: RunSpec) -> None:
+        """A run's scoring begins: a bar (or plain lines) with the current metric and an ETA."""
+        self._eval_label = f"{spec.label()}: evaluating"
+        self._eval_started = time.perf_counter()
+        self._eval_last_print = 0.0
+        if self._bars is not None:
+            self._eval_task = self._bars.add_task(self._eval_label, total=1, rate="", eta="-")
+
+    def on_metric(self, done: int, total: int, entry: str) -> None:
+        """Metric ``entry`` starts; ``done`` of ``total`` are finished. The ETA assumes the metrics
+        left take as long on average as those done (the first metric pays for the encoding)."""
+        now = time.perf_counter()
+        elapsed = now - self._eval_started
+        eta = elapsed / done * (total - done) if done else None
+        if self._bars is not None:
+            self._bars.update(
+                self._eval_task,
+                description=f"{self._eval_label} {entry}",
+                total=total,
+                completed=done,
+                rate=f"{done}/{total} metrics",
+                eta=format_duration(eta),
+            )
+        elif now - self._eval_last_print >= self.interval or done == 0:
+            self._eval_last_print = now
+            self.console.print(
+                f"[{time.strftime('%H:%M:%S')}] {self._eval_label}: {entry} ({done} of {total} metrics "
+                f"done, {format_duration(elapsed)} so far, ETA {format_duration(eta)})",
+                highlight=False,
+            )
+
+    def end_evaluation(self) -> None:
+        if self._bars is not None:
+            self._bars.remove_task(self._eval_task)
+
     def run_done(self, spec: RunSpec, record) -> None:
         self.done_runs += 1
         timing = record.timing or {}

@@ -346,3 +346,14 @@ def test_a_signal_during_evaluation_is_acknowledged_the_record_written_and_the_e
     monkeypatch.setattr(execute, "evaluate_run", real)
     code, output = invoke("run", "--suite", toy_suite(steps=6), "--models", "vae,beta_vae", "--out", out)
     assert code == 0 and len(records(out)) == 2
+
+
+def test_evaluation_shows_its_progress_in_plain_lines_off_a_terminal(toy_suite, tmp_path):
+    """The current metric, how many are done and an ETA, while the run is scored (not a silent process)."""
+    out = tmp_path / "out"
+    code, output = invoke(
+        "run", "--suite", toy_suite(steps=4), "--models", "vae", "--out", out, "--progress-interval", "0"
+    )
+    assert code == 0, output
+    assert "vae seed 0: evaluating: mig (0 of 3 metrics done" in output
+    assert "metrics done" in output and "ETA" in output
