@@ -71,6 +71,7 @@ class Difference:
     source: str = ""  # the reference file the value comes from
 
     def to_dict(self) -> dict[str, Any]:
+        """The difference as a record's JSON (several values as a list)."""
         return {
             "group": self.group,
             "key": self.key,
@@ -91,6 +92,7 @@ class ProtocolDiff:
 
     @property
     def matches(self) -> bool:
+        """Whether the runs follow the reference in every setting (additions aside)."""
         return not self.deviations
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +148,7 @@ class Reference:
     evaluation: Mapping[str, Any] = field(default_factory=dict)
 
     def steps_of(self, model: str) -> int:
+        """The reference's number of training steps for ``model``."""
         return self.models.get(model, {}).get("training", {}).get("steps", self.training["steps"]["value"])
 
 
@@ -209,6 +212,8 @@ def compare_run(
     """Every deviation and addition of one run against ``reference`` (default: the study).
 
     Args:
+        spec: the run.
+        reference: the study to compare with (None: ``unsupervised_study_v1``).
         ran: what a record's provenance says actually ran, for choices the spec leaves to the
             machine: ``precision`` (resolved) and ``dataset_source`` (the source used).
     """
@@ -320,10 +325,14 @@ def compare_runs(
     *,
     ran: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ProtocolDiff:
-    """The deviations and additions of a set of runs (a suite, a table): each run's, merged (one
-    entry per setting, listing the values the runs used), plus the seeds.
+    """The deviations and additions of a set of runs, merged per setting, plus the seeds.
+
+    For a suite or a table: each run's differences, merged into one entry per setting that lists the
+    values the runs used.
 
     Args:
+        specs: the runs (a suite, a table).
+        reference: the study to compare with (None: ``unsupervised_study_v1``).
         ran: run id -> what its record says ran (see ``compare_run``).
     """
     ref = reference or load_reference()

@@ -77,8 +77,11 @@ def library_versions() -> dict[str, str]:
 
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:
-    """The host: platform, CPU model, cores (all and usable), torch's threads, and the GPU when
-    ``device`` is a CUDA device. For speed reports; records keep the same facts in their provenance."""
+    """The host's platform, CPU, cores, torch threads and GPU, as a dict for speed reports.
+
+    Cores are counted all and usable; the GPU is given when ``device`` is a CUDA device. Records keep
+    the same facts in their provenance.
+    """
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
         "platform": platform.platform(),
