@@ -128,7 +128,7 @@ def test_fetch_refuses_a_download_with_the_wrong_checksum(
 
 
 def test_verify_does_not_build_a_cache_that_is_not_there(tiny_dsprites, data_root):
-    """Verifying 3D Shapes must not silently write GBs: with no cache built, verify says so and builds none."""
+    """Verify must not silently write GBs: with no cache built, it says so and builds none."""
     result = invoke("verify", "dsprites", "--source", "procedural")
     assert result.exit_code == 0, result.output
     assert "there is none to verify" in result.output and "vaebench data prepare dsprites" in result.output

@@ -86,9 +86,12 @@ def test_one_pack_size_rule():
 
 
 def test_a_forced_sweeps_promise_is_struck_in_the_file_and_a_live_one_is_not_called_interrupted(tmp_path):
-    """Two processes forcing the same runs strike each other's runs in the one promise file, so none is
+    """Concurrent forced sweeps strike each other's runs; a live promise is not called interrupted.
+
+    Two processes forcing the same runs strike each other's runs in the one promise file, so none is
     left stale; a promise whose writer still runs is a concurrent sweep, one whose writer is gone an
-    interrupted one."""
+    interrupted one.
+    """
     import json
     import os
 
@@ -127,7 +130,7 @@ def test_sacct_errors_of_a_cluster_without_accounting_are_said_once_not_at_every
     try:
         for call in range(3):  # as submitit logs it at each poll
             log.warning(
-                f"Call #{call} - Bypassing sacct error Command '['sacct']' returned 1, status may be inaccurate."
+                f"Call #{call} - Bypassing sacct error Command '['sacct']' returned 1, status may be inaccurate."  # noqa: E501 (submitit's words)
             )
         assert quiet.dropped == 3 and len(said) == 1 and "squeue" in said[0]
         assert quiet.filter(logging.makeLogRecord({"msg": "another warning"}))  # others pass
