@@ -1,0 +1,1 @@
+"""The benchmark: datasets, the runner, the report and the ``vaebench`` command line."""

@@ -65,6 +65,7 @@ DEFAULT_OUT = Path(os.environ.get("VAEBENCH_OUT") or "vaebench-results")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``message`` as an error and exit with ``code`` (2: bad input)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
@@ -85,8 +86,11 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _echo_listing(rows) -> None:
-    """``name  description`` lines, the descriptions aligned past the longest name, as plain text
-    (docstrings' reStructuredText ``literals`` lose their backticks)."""
+    """Format ``name  description`` lines as plain text, descriptions aligned.
+
+    The descriptions start past the longest name; docstrings' reStructuredText ``literals`` lose their
+    backticks.
+    """
     rows = list(rows)
     width = max((len(name) for name, _ in rows), default=0)
     for name, text in rows:
@@ -132,6 +136,8 @@ def list_datasets_cmd() -> None:
 
 # -- run / plan / status ------------------------------------------------------------
 class Device(str, Enum):
+    """The ``--device`` choices: auto (CUDA when available), cpu or cuda."""
+
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -457,6 +463,8 @@ def plot(
 
 
 class ExportFormat(str, Enum):
+    """The ``vaebench export --format`` choices."""
+
     csv = "csv"
     parquet = "parquet"
     json = "json"
@@ -489,8 +497,11 @@ def analyze(
     suite: SuiteOption = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the pairwise intervals.")] = 2000,
 ) -> None:
-    """The study's analyses (metric agreement, variance shares, pairwise tests, mean vs sampled
-    representation, unsupervised model selection) into OUT/analysis/<suite>/."""
+    """Write the study's analyses into OUT/analysis/<suite>/.
+
+    Metric agreement, variance shares, pairwise tests, mean vs sampled representation, unsupervised
+    model selection.
+    """
     from benchmarks.report import write_analysis
 
     if n_boot < 100:
@@ -554,8 +565,11 @@ app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at th
 
 
 def main() -> None:
-    """The ``vaebench`` command: bad input exits 2 with its message (each command's ``fail``); any
-    other exception is a bug, so its traceback is printed with a line asking for a report, exit 1."""
+    """Run the ``vaebench`` command: bad input exits 2, a bug prints its traceback and exits 1.
+
+    Bad input exits 2 with its message (each command's ``fail``); any other exception is a bug, so its
+    traceback is printed with a line asking for a report.
+    """
     try:
         app()
     except Exception:  # typer's own exits are SystemExit, which passes through

@@ -171,7 +171,8 @@ def mig_chen(
     """Chen et al.'s MIG from Gaussian posteriors on the factor grid (key ``mig_chen``).
 
     Args:
-        mean, logvar: ``(N, n_codes)`` posterior means and log-variances of every grid point.
+        mean: ``(N, n_codes)`` posterior means of every grid point.
+        logvar: ``(N, n_codes)`` posterior log-variances of the same points.
         factors: ``(N, n_factors)`` factor values of those points: a product grid (the full
             one, or a thinned one such as every 4th position), each combination once.
         factor_sizes: number of values of each factor in the data set (for validation).

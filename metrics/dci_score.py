@@ -174,8 +174,10 @@ def dci(
     """DCI with dlib's gradient-boosted trees (keys ``dci_*``; informativeness is an accuracy).
 
     Args:
-        codes_train, factors_train: ``(N, n_codes)`` float, ``(N, n_factors)`` int; >= 2 codes, >= 2 factors.
-        codes_test, factors_test: held-out points for ``dci_informativeness_test``.
+        codes_train: ``(N, n_codes)`` float training codes, >= 2 codes.
+        factors_train: ``(N, n_factors)`` int factors of the same points, >= 2 factors.
+        codes_test: ``(M, n_codes)`` held-out codes for ``dci_informativeness_test``.
+        factors_test: ``(M, n_factors)`` their factors.
         rng: seeds the trees' tie-breaking (one seed per factor; dlib uses the global RNG); both
             implementations give the same trees for the same seed.
         n_jobs: threads: over each stage's per-class trees (presorted), over factors (sklearn).

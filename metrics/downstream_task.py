@@ -170,8 +170,10 @@ def downstream_task_scores(
     """Per-factor train and test accuracies ``(n_factors,)``, one classifier per factor (dlib: _compute_loss).
 
     Args:
-        codes_train, factors_train: ``(N, n_codes)`` float, ``(N, n_factors)`` int.
-        codes_test, factors_test: ``(M, n_codes)``, ``(M, n_factors)``.
+        codes_train: ``(N, n_codes)`` float training codes.
+        factors_train: ``(N, n_factors)`` int factors of the same points.
+        codes_test: ``(M, n_codes)`` test codes.
+        factors_test: ``(M, n_factors)`` their factors.
         predictor: ``"logistic_regression_cv"`` or ``"gradient_boosting_classifier"``.
         classifier_rng: the trees' tie-breaking stream (dlib: numpy's global RNG), advanced fit after fit.
         implementation: trees grown by ``"presorted"`` (metrics.exact_gbt) or ``"sklearn"``.
@@ -254,7 +256,8 @@ def downstream_task(
     """dlib's ``compute_downstream_task``: per train size, accuracies of one classifier per factor.
 
     Args:
-        sampler, encode: the data set and observations -> codes ``(n, n_codes)``.
+        sampler: the ground-truth data set.
+        encode: observations -> codes ``(n, n_codes)``.
         rng: draws, for each size in order, ``n`` train points then ``n_test`` test points.
         predictor: dlib's ``logistic_regression_cv`` or ``gradient_boosting_classifier``.
         train_sizes: dlib's ``num_train`` list (study: 10, 100, 1000, 10000).
@@ -263,7 +266,9 @@ def downstream_task(
         per_factor: also return the per-factor accuracies (dlib does).
         classifier_rng: the trees' stream (dlib: numpy's global RNG); None seeds one from
             ``rng`` once every point is drawn.
-        implementation, tie_order, n_jobs: how the trees are grown (see :func:`downstream_task_scores`).
+        implementation: trees grown by ``"presorted"`` or ``"sklearn"`` (see :func:`downstream_task_scores`).
+        tie_order: exact_gbt's order of summing tied values (see :func:`downstream_task_scores`).
+        n_jobs: threads for a stage's per-class trees (presorted only).
 
     Returns ``{downstream_<lr|gbt>_<n>_<key>: float}`` in dlib's order of keys (see the module docstring).
     """

@@ -607,8 +607,9 @@ def fit_gradient_boosting(
         x_train: (N, F) features (cast to float32, as scikit-learn does).
         y_train: (N,) labels with at least two distinct values.
         x_test: (M, F) features to predict.
-        n_stages, learning_rate, max_depth: scikit-learn's ``n_estimators``,
-            ``learning_rate``, ``max_depth`` (defaults 100, 0.1, 3).
+        n_stages: scikit-learn's ``n_estimators`` (default 100).
+        learning_rate: scikit-learn's ``learning_rate`` (default 0.1).
+        max_depth: scikit-learn's ``max_depth`` (default 3).
         random_state: as scikit-learn's: seeds the order in which each node visits the
             features, which decides between exactly tied splits. The same seed gives the
             same trees as ``GradientBoostingClassifier(random_state=random_state)``.

@@ -172,17 +172,20 @@ def fairness(
     """Unfairness (Locatello et al. 2019, Sec. 4): TV of one factor's predictions under do() on another.
 
     Args:
-        sampler, encode: the data set and observations -> codes ``(n, n_codes)``; >= 2 factors.
+        sampler: the ground-truth data set, >= 2 factors.
+        encode: observations -> codes ``(n, n_codes)``.
         rng: draws the ``n_train`` training points, then for each (predicted i, sensitive j != i)
             in order ``n_test_per_class`` factor vectors to intervene on (dlib's order).
-        n_train, n_test_per_class: dlib's ``num_train`` (study 10000) and
-            ``num_test_points_per_class`` (study 100).
+        n_train: dlib's ``num_train`` (study 10000).
+        n_test_per_class: dlib's ``num_test_points_per_class`` (study 100).
         batch_size: points per ``encode`` call (dlib: 16).
         predictor: ``"gradient_boosting_classifier"`` (the study's) or ``"logistic_regression_cv"``.
         per_factor: also return dlib's per-factor keys.
         classifier_rng: the trees' stream (dlib: numpy's global RNG); None seeds one from ``rng``
             after all points are drawn.
-        implementation, tie_order, n_jobs: how the trees are grown (metrics.downstream_task).
+        implementation: trees grown by ``"presorted"`` or ``"sklearn"`` (metrics.downstream_task).
+        tie_order: exact_gbt's order of summing tied values (metrics.downstream_task).
+        n_jobs: threads for a stage's per-class trees (presorted only).
 
     Keys ``fairness_{mean,max}_<aggregate>`` (lower is fairer; see the module docstring).
     A predicted factor with a single training value (dlib's classifier raises): its row is NaN,

@@ -240,7 +240,9 @@ def beta_vae_score(
         sampler: the ground-truth data set.
         encode: observations -> codes ``(n, n_codes)``.
         rng: all randomness; train points are drawn first, then eval points (dlib's order).
-        batch_size, n_train, n_eval: dlib's study values by default.
+        batch_size: pairs averaged into one training point (study: 64).
+        n_train: training points of the classifier (study: 10000).
+        n_eval: evaluation points (study: 5000).
         encode_batch_size: observations per ``encode`` call (None: dlib's ``batch_size``).
 
     Keys ``beta_vae_train_accuracy``, ``beta_vae_eval_accuracy`` (chance: 1/n_factors).
@@ -425,7 +427,10 @@ def factor_vae_score(
         sampler: the ground-truth data set.
         encode: observations -> codes ``(n, n_codes)``.
         rng: all randomness, consumed in dlib's order (variances, train votes, eval votes).
-        batch_size, n_train, n_eval, n_variance_estimate: dlib's study values by default.
+        batch_size: observations per vote, all sharing one fixed factor (study: 64).
+        n_train: training votes (study: 10000).
+        n_eval: evaluation votes (study: 5000).
+        n_variance_estimate: points for the codes' global variances (study: 10000).
         threshold: prune codes whose global standard deviation is below it (study: 0.05;
             dlib's function default 0.0 lets a dead code collect the votes through 0/0).
         encode_batch_size: observations per ``encode`` call (None: dlib's ``batch_size``).

@@ -91,8 +91,10 @@ def modularity_explicitness(
     """Modularity (train) and explicitness (train and test), dlib's definitions.
 
     Args:
-        codes_train, factors_train: ``(N, n_codes)`` float, ``(N, n_factors)`` int, >= 2 factors.
-        codes_test, factors_test: held-out points for ``explicitness_test``.
+        codes_train: ``(N, n_codes)`` float training codes.
+        factors_train: ``(N, n_factors)`` int factors of the same points, >= 2 factors.
+        codes_test: ``(M, n_codes)`` held-out codes for ``explicitness_test``.
+        factors_test: ``(M, n_factors)`` their factors.
         n_bins: histogram bins per code for the MI (the studies use 20).
         n_jobs: threads for the per-factor classifiers (same result for any value).
 

@@ -298,6 +298,7 @@ def evaluate_metric(
         encode_posterior: observations -> (mean, logvar), for ``posterior_grid`` metrics.
         dataset: the dataset's registered name, whose ``dataset_settings`` apply (Chen et al.'s
             MIG leaves out dSprites' shape); default: the sampler's ``name``, if it has one.
+        **overrides: single settings that replace the metric's and the dataset's.
 
     The settings are, each overriding the one before: the metric's ``settings``, the
     dataset's ``dataset_settings``, then ``overrides``. This is the one place they meet:

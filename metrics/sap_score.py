@@ -107,9 +107,11 @@ def sap(
     """SAP score (key ``sap``); the study's discrete mode by default.
 
     Args:
-        codes_train, factors_train: ``(N, n_codes)`` float and ``(N, n_factors)`` int, at least 2 codes.
-        codes_test, factors_test: held-out points (the discrete mode scores on them; the
+        codes_train: ``(N, n_codes)`` float training codes, at least 2 codes.
+        factors_train: ``(N, n_factors)`` int factors of the same points.
+        codes_test: ``(M, n_codes)`` held-out codes (the discrete mode scores on them; the
             continuous mode ignores them, as dlib).
+        factors_test: ``(M, n_factors)`` their factors.
         continuous_factors: False: 1-D linear SVM test accuracies (the studies); True:
             squared correlations (dlib's unit tests).
         n_jobs: threads for the independent 1-D SVM fits (same result for any value).

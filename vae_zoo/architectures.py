@@ -43,8 +43,10 @@ def _deconv_stack(channels: list[int], kernel: int = 4) -> list[nn.Module]:
 
 
 def _dense_to_feature_map(latent_dim: int, channels: int) -> list[nn.Module]:
-    """The Locatello et al. 2019 decoder's input: dense 256, dense 4*4*channels (ReLU after each),
-    reshaped to (B, channels, 4, 4); shared by ``locatello`` and ``dlib_conv``."""
+    """The Locatello et al. 2019 decoder's input layers, shared by ``locatello`` and ``dlib_conv``.
+
+    Dense 256, dense 4*4*channels (ReLU after each), reshaped to (B, channels, 4, 4).
+    """
     return [
         nn.Linear(latent_dim, 256), nn.ReLU(),
         nn.Linear(256, channels * 4 * 4), nn.ReLU(),
@@ -117,8 +119,11 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def tf_same_conv(c_in: int, c_out: int, kernel: int, stride: int, size: int) -> list[nn.Module]:
-    """A Conv2d over a (size x size) input padded as TF's "same": symmetric padding in the
-    convolution, an explicit ZeroPad2d (more on the bottom/right) when the split is uneven."""
+    """A Conv2d with TensorFlow's "same" padding over a (size x size) input.
+
+    Symmetric padding in the convolution, and an explicit ZeroPad2d (more on the bottom/right) when
+    the split is uneven.
+    """
     before, after = tf_same_padding(size, kernel, stride)
     if before == after:
         return [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=before)]
@@ -146,13 +151,15 @@ class GaussianHeads(nn.Module):
         self.log_var = nn.Linear(features, latent_dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, F)`` -> means and log-variances concatenated, ``(B, 2 * latent_dim)``."""
         return torch.cat([self.means(h), self.log_var(h)], dim=1)
 
 
 @register_architecture("dlib_conv")
 def dlib_conv(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
-    """The network that trained Locatello et al. 2019's study: disentanglement_lib's
-    ``conv_encoder`` / ``deconv_decoder`` (methods/shared/architectures.py).
+    """The network that trained Locatello et al. 2019's study (disentanglement_lib's).
+
+    disentanglement_lib's ``conv_encoder`` / ``deconv_decoder`` (methods/shared/architectures.py).
 
     It differs from ``locatello`` (the paper's Table 1) in the encoder's third and
     fourth convolutions, which are 2x2 (stride 2, TF "same": no padding), not 4x4
@@ -187,8 +194,11 @@ def dlib_conv(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
 
 @register_architecture("mlp")
 def mlp(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
-    """Chen et al. 2018 (beta-TCVAE), Appendix, dSprites MLP: 4096-1200-1200 encoder,
-    1200-1200-1200 tanh decoder (their ``MLPEncoder`` / ``MLPDecoder``)."""
+    """Chen et al. 2018 (beta-TCVAE)'s dSprites MLP encoder and decoder.
+
+    From their Appendix: 4096-1200-1200 encoder, 1200-1200-1200 tanh decoder (their ``MLPEncoder`` /
+    ``MLPDecoder``).
+    """
     pixels = in_channels * IMAGE_SIZE * IMAGE_SIZE
     encoder = nn.Sequential(
         nn.Flatten(),

@@ -79,8 +79,9 @@ def previous_path(path: str | os.PathLike) -> Path:
 def save_checkpoint(
     model: VAE, path: str | os.PathLike, *, keep_previous: bool = False, **extra: Any
 ) -> Path:
-    """Write the model's registered name, config and weights (plus ``extra``) atomically, with the
-    hash of its content.
+    """Write the model's name, config and weights atomically, with its content hash.
+
+    The name is the registered one; ``extra`` is stored beside the weights.
 
     Through ``vaebench.atomic``, so an interrupted save never leaves a
     half-written checkpoint under ``path``. ``keep_previous``: first move the
@@ -146,6 +147,7 @@ def read_checkpoint_or_previous(
 
 
 def model_from_payload(payload: dict[str, Any]) -> VAE:
+    """The model a loaded checkpoint payload describes, built through the registry, weights loaded."""
     model = MODELS.get(payload["model"])(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model

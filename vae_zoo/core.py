@@ -162,8 +162,10 @@ class VAE(nn.Module):
         self.nll = LIKELIHOODS.get(config.likelihood)
 
     def initialise(self, module: nn.Module) -> None:
-        """Re-initialise ``module``'s layers as ``config.init`` says (a variant calls it on
-        networks of its own, e.g. FactorVAE's discriminator)."""
+        """Re-initialise ``module``'s layers as ``config.init`` says.
+
+        A variant calls it on networks of its own, e.g. FactorVAE's discriminator.
+        """
         INITIALISERS.get(self.config.init)(module)
 
     @classmethod
@@ -290,7 +292,12 @@ class VAE(nn.Module):
         per run on that run's slice of a batched encode/decode.
 
         Args:
-            x: (B, C, 64, 64) images in [0, 1]; mean, logvar, z: (B, D); logits: (B, C, 64, 64).
+            x: (B, C, 64, 64) images in [0, 1].
+            mean: (B, D) posterior means.
+            logvar: (B, D) posterior log-variances.
+            z: (B, D) the reparameterised samples.
+            logits: (B, C, 64, 64) the decoder's output.
+            step: the training step (for annealed terms).
         """
         reconstruction = self.nll(logits, x).mean()
         kl = gaussian_kl(mean, logvar)  # (B,)
@@ -331,4 +338,5 @@ class VAE(nn.Module):
         return self.encode(x)[0]
 
     def extra_repr(self) -> str:
+        """The config, in the module's printed form."""
         return f"config={self.config}"

@@ -84,8 +84,9 @@ def mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) 
 
 
 def chen_mss_log_importance_weights(batch_size: int, dataset_size: int, device=None) -> torch.Tensor:
-    """The (B, B) log-weights of Chen et al.'s code (rtqichen/beta-tcvae, vae_quant.py,
-    ``_log_importance_weight_matrix``), reproduced for comparison.
+    """The (B, B) log-weights of Chen et al.'s code, reproduced for comparison.
+
+    From rtqichen/beta-tcvae, vae_quant.py, ``_log_importance_weight_matrix``.
 
     It fills the flattened matrix with stride M + 1 = B, which walks down a
     column, not the diagonal (stride B + 1): 1/N in column 0 and the stratum

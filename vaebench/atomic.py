@@ -29,8 +29,11 @@ def default_file_mode() -> int:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A unique temporary path beside ``path`` to fill (by name: a memory map, a download); on a clean
-    exit it is fsynced, given the ordinary mode and renamed onto ``path``, on an error removed."""
+    """A unique temporary path beside ``path``, renamed onto it on a clean exit.
+
+    To fill by name (a memory map, a download); on a clean exit it is fsynced, given the ordinary mode
+    and renamed onto ``path``, on an error removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,6 +60,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; the path written."""
     return atomic_write(path, lambda f: f.write(data))
 
 

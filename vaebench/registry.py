@@ -99,8 +99,11 @@ class Registry(Generic[T]):
 
     # -- lookup ---------------------------------------------------------------
     def get(self, name: str) -> T:
-        """The object registered as ``name``; raises UnknownNameError listing close names, or
-        PluginError saying why a plug-in of that name could not be registered."""
+        """The object registered as ``name``; raises UnknownNameError or PluginError.
+
+        UnknownNameError lists close names; PluginError says why a plug-in of that name could not be
+        registered.
+        """
         if name not in self._entries:
             self._load()
         try:
@@ -131,6 +134,7 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def items(self) -> list[tuple[str, T]]:
+        """(name, object) for every registered name, sorted by name."""
         return [(n, self._entries[n]) for n in self.names()]
 
     # -- lazy loading ---------------------------------------------------------
@@ -150,8 +154,10 @@ class Registry(Generic[T]):
             self._loading = False
 
     def _load_plugin(self, ep) -> None:
-        """Register one entry point; a broken or colliding plug-in is refused with a warning
-        that names it (and what it collides with), and ``get`` of its name says why."""
+        """Register one entry point; a broken or colliding plug-in is refused with a warning.
+
+        The warning names the plug-in (and what it collides with), and ``get`` of its name says why.
+        """
         source = f"plug-in {ep.value} (entry point {ep.name!r} of {self.group!r})"
         try:
             obj = ep.load()  # a plug-in that registers itself by decorator does so here

@@ -93,14 +93,17 @@ class FlatCache:
 
     @property
     def array_path(self) -> Path:
+        """The cache's ``.npy`` array file."""
         return self.directory / f"{self.stem}.npy"
 
     @property
     def manifest_path(self) -> Path:
+        """The cache's JSON manifest (format, shape, identity and content hash)."""
         return self.directory / f"{self.stem}.json"
 
     @property
     def lock_path(self) -> Path:
+        """The lock file that serialises building this cache across processes."""
         return self.directory / f"{self.stem}.lock"
 
     def _expected(self) -> dict:
@@ -301,9 +304,11 @@ class CacheReader:
 
     @property
     def num_images(self) -> int:
+        """The number of images (rows) in the cache."""
         return self.shape[0]
 
     def close(self) -> None:
+        """Close the memory map now rather than at garbage collection."""
         self._finalizer()
 
     def raw(self, indices: np.ndarray) -> np.ndarray:

@@ -151,6 +151,7 @@ def file_digests(path: Path, algorithm: str, *, progress: bool = True) -> tuple[
 
 
 def chunk_count(size: int) -> int:
+    """The number of ``HASH_CHUNK``-byte chunks of a file of ``size`` bytes (at least 1)."""
     return max(1, -(-size // HASH_CHUNK))
 
 
@@ -296,4 +297,5 @@ def write_stamp(path: Path, verified: Checksum, cache_dir: Path, chunks: list[st
 
 
 def write_json_atomic(path: Path, record: dict) -> None:
+    """Write ``record`` as sorted, indented JSON, atomically."""
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

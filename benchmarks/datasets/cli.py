@@ -223,9 +223,12 @@ def verify(
     ] = 64,
     seed: Annotated[int, typer.Option(help="which images to compare")] = 0,
 ) -> None:
-    """Re-check a dataset: the official file's checksum, every chunk of the cache against its content hash,
-    and (procedural) re-rendered samples against the cache. A corrupt cache is marked invalid; a cache
-    not yet built is not built (``prepare`` does that)."""
+    """Re-check a dataset's official file and cache, building nothing.
+
+    The official file's checksum, every chunk of the cache against its content hash, and (procedural)
+    re-rendered samples against the cache. A corrupt cache is marked invalid; a cache not yet built is
+    not built (``prepare`` does that).
+    """
     with _friendly_errors():
         ds = _dataset(name, source, root)
         found = ds.find_official_file()

@@ -90,6 +90,7 @@ class TrainingImages:
             self.image_shape = tuple(reader.shape[1:])
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at ``indices`` ``(B,)``: float32 ``(B, C, H, W)`` in [0, 1] on ``self.device``."""
         if self.images_u8 is not None:
             return sample_batch(self.images_u8, indices)
         index = indices.to("cpu", torch.int64).numpy()
@@ -141,10 +142,12 @@ class GroundTruthDataset:
     # -- declared structure -----------------------------------------------------
     @cached_property
     def grid(self) -> FactorGrid:
+        """The factor grid: names, sizes and the flat index mapping."""
         return FactorGrid(self.factor_names, self.factor_sizes)
 
     @property
     def num_factors(self) -> int:
+        """The number of ground-truth factors."""
         return len(self.factor_sizes)
 
     def __len__(self) -> int:
@@ -260,6 +263,7 @@ class GroundTruthDataset:
 
     @staticmethod
     def from_worker_spec(spec: tuple[type[GroundTruthDataset], tuple[int, ...]]) -> GroundTruthDataset:
+        """Rebuild a dataset in a worker process from ``worker_spec()`` (class and grid sizes)."""
         cls, sizes = spec
         dataset = cls(progress=False)
         dataset.factor_sizes = tuple(sizes)  # the grid the parent asked for (tests shrink it)
@@ -268,6 +272,7 @@ class GroundTruthDataset:
     # -- sources and caches (how a source is prepared: ``sources.PREPARERS``) ----
     @property
     def cache_dir(self) -> Path:
+        """The directory of this dataset's caches, under its root."""
         return self.root / "cache"
 
     @property
@@ -354,6 +359,7 @@ def output_target(out: np.ndarray) -> str | np.ndarray:
 
 
 def open_output(target: str | np.ndarray) -> np.ndarray:
+    """A worker's ``output_target``: the ``.npy`` memory-mapped for writing, or the array itself."""
     return np.load(target, mmap_mode="r+") if isinstance(target, str) else target
 
 

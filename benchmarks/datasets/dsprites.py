@@ -239,6 +239,7 @@ class DSprites(GroundTruthDataset):
     generator_version = "1"
 
     def factor_values(self) -> tuple[np.ndarray, ...]:
+        """The official files' values: shape 1-3, scale 0.5-1, orientation 0-2 pi, positions 0-1."""
         shape, scale, orientation, pos_x, pos_y = self.factor_sizes
         return (
             np.arange(1, shape + 1, dtype=np.float64),  # 1 square, 2 ellipse, 3 heart

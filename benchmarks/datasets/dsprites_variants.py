@@ -98,9 +98,11 @@ class DSpritesVariant(DSprites):
         return twin
 
     def official_cache(self, official) -> FlatCache:
+        """The plain dSprites' cache built from its official file (the sprites these images colour)."""
         return self.sprites().official_cache(official)
 
     def procedural_cache(self) -> FlatCache:
+        """The plain dSprites' cache built procedurally."""
         return self.sprites().procedural_cache()
 
     # -- the transform ------------------------------------------------------------
@@ -109,9 +111,11 @@ class DSpritesVariant(DSprites):
         raise NotImplementedError
 
     def draw_torch(self, n: int, generator: torch.Generator, like: torch.Tensor):
+        """The random draws for ``n`` observations from a torch ``generator``, on ``like``'s device."""
         raise NotImplementedError
 
     def draw_numpy(self, n: int, rng: np.random.Generator | np.random.RandomState):
+        """The same draws as ``draw_torch`` from a numpy generator, in dlib's order of draws."""
         raise NotImplementedError
 
     def observation_noise(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -144,12 +148,15 @@ class ColorDSprites(DSpritesVariant):
     name = "color_dsprites"
 
     def observe(self, sprites: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+        """Sprites ``(n, 1, H, W)`` coloured by ``colours`` ``(n, 3)``."""
         return colour_sprites(sprites, colours)
 
     def draw_torch(self, n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+        """One colour per observation, uniform in [0.5, 1] per channel: ``(n, 3)``."""
         return torch_uniform(generator, 0.5, 1.0, (n, 3), like)  # (n, 3)
 
     def draw_numpy(self, n: int, rng) -> torch.Tensor:
+        """One colour per observation from a numpy generator, as dlib draws it: ``(n, 3)``."""
         return torch.from_numpy(numpy_uniform(rng, 0.5, 1.0, (n, 3))).float()  # (n, 3)
 
 
@@ -163,12 +170,15 @@ class NoisyDSprites(DSpritesVariant):
     name = "noisy_dsprites"
 
     def observe(self, sprites: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sprites ``(n, 1, H, W)`` in white on the background ``noise`` ``(n, 3, H, W)``."""
         return noisy_sprites(sprites, noise)
 
     def draw_torch(self, n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+        """A background uniform in [0, 1] per pixel and channel: ``(n, 3, H, W)``."""
         return torch_uniform(generator, 0.0, 1.0, (n, *self.observation_shape), like)  # (n, 3, 64, 64)
 
     def draw_numpy(self, n: int, rng) -> torch.Tensor:
+        """The background from a numpy generator in dlib's (n, H, W, C) order, as ``(n, 3, H, W)``."""
         _, h, w = self.observation_shape
         noise = numpy_uniform(rng, 0.0, 1.0, (n, h, w, 3))  # dlib's (n, H, W, C) order of draws
         return torch.from_numpy(noise.transpose(0, 3, 1, 2).astype(np.float32))  # (n, 3, H, W)

@@ -56,6 +56,7 @@ class FactorGrid:
 
     @property
     def num_factors(self) -> int:
+        """The number of factors."""
         return len(self.sizes)
 
     def __repr__(self) -> str:

@@ -88,6 +88,7 @@ class NpzMember:
 
     @staticmethod
     def keys(path: Path) -> list[str]:
+        """The arrays a ``.npz`` file holds, by name; DatasetFileError when it is not a readable zip."""
         try:
             with zipfile.ZipFile(path) as zf:
                 return [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
@@ -110,11 +111,13 @@ class NpzMember:
             yield start, np.frombuffer(raw, dtype=self.dtype).reshape(n, *self.shape[1:])
 
     def read(self) -> np.ndarray:
+        """The whole member as one array of its stored shape and dtype."""
         return (
             np.concatenate([rows for _, rows in self.iter_rows()]) if self.shape[0] else np.empty(self.shape)
         )
 
     def close(self) -> None:
+        """Close the member and its zip file."""
         self._file.close()
         self._zip.close()
 

@@ -28,6 +28,7 @@ class OfficialOnlyDataset(GroundTruthDataset):
         return tuple(np.arange(size, dtype=np.float64) for size in self.factor_sizes)
 
     def missing_official_message(self) -> str:
+        """Where to put the official file(s), and that there is no procedural fallback."""
         official = self.official_files[0]
         files = ", ".join(str(self.root / name) for name in official.files)
         where = official.url if not official.companions else official.url.rsplit("/", 1)[0] + "/"
@@ -37,4 +38,5 @@ class OfficialOnlyDataset(GroundTruthDataset):
         )
 
     def render(self, factors: np.ndarray) -> np.ndarray:
+        """Refuse: these images exist only in the official files."""
         raise NotImplementedError(f"{self.name} has no procedural generator; only its official files hold it")

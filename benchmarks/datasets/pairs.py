@@ -119,6 +119,7 @@ class PairSampler:
         self.grid, self.k, self.semantics = grid, k, semantics
 
     def __call__(self, first: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the second image of each pair: (second flat indices ``(B,)``, changed factors ``(B,)``)."""
         seed = int(torch.randint(0, 2**32, (1,), generator=generator, device=generator.device).item())
         factors = self.grid.indices_to_factors(first.cpu().numpy())  # (B, F)
         second, changed = resample_factors(

@@ -137,11 +137,13 @@ class ScreamDSprites(DSpritesVariant):
         return load_painting(path)
 
     def prepare(self, *, rebuild: bool = False) -> ScreamDSprites:
+        """Prepare the sprites' cache and check that the painting is there (fails saying where to get it)."""
         super().prepare(rebuild=rebuild)
         self.painting()  # fail here, saying where to get it, rather than at the first batch
         return self
 
     def observe(self, sprites: torch.Tensor, draws) -> torch.Tensor:
+        """Sprites ``(n, 1, 64, 64)`` on painting patches at the drawn offsets, colour-shifted."""
         rows, cols, shifts = draws
         patches = crop_patches(self.painting(sprites.device), rows, cols)  # (n, 3, 64, 64)
         return scream_sprites(sprites, patches, shifts)
@@ -151,12 +153,14 @@ class ScreamDSprites(DSpritesVariant):
         return height - PATCH, width - PATCH  # randint's exclusive bounds, as dlib
 
     def draw_torch(self, n: int, generator: torch.Generator, like: torch.Tensor):
+        """The patches' row and column offsets ``(n,)`` and colour shifts ``(n, 3)``, from torch."""
         rows_high, cols_high = self._offset_ranges()
         rows = torch.randint(0, rows_high, (n,), generator=generator, device=generator.device)
         cols = torch.randint(0, cols_high, (n,), generator=generator, device=generator.device)
         return rows, cols, torch_uniform(generator, 0.0, 1.0, (n, 3), like)
 
     def draw_numpy(self, n: int, rng):
+        """The same draws from a numpy generator, in dlib's order: row, column, shift per observation."""
         rows_high, cols_high = self._offset_ranges()
         rows, cols, shifts = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 3))
         for i in range(n):  # dlib's order: row, column, then the colour shift, observation by observation

@@ -97,6 +97,7 @@ class Shapes3D(GroundTruthDataset):
     scene: Scene = SCENE
 
     def factor_values(self) -> tuple[np.ndarray, ...]:
+        """Floor, wall and object hues 0-0.9 in tenths, scale 0.75-1.25, shape index, angle in degrees."""
         floor, wall, obj, scale, shape, orientation = self.factor_sizes
         return (
             np.arange(floor) / floor,  # hues 0.0, 0.1, ... 0.9

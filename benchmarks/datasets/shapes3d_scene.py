@@ -345,6 +345,7 @@ def trace(scales: Tensor, shape: str, azimuths: Tensor, scene: Scene = SCENE) ->
         scales: ``(G,)`` object scale factors (official values, 0.75-1.25).
         shape: a key of ``OBJECT_SHAPES``.
         azimuths: ``(G,)`` camera orbit angles in radians.
+        scene: the room, camera and lights (default: the official scene, ``SCENE``).
     """
     dtype = torch.float32
     obj = OBJECT_SHAPES[shape]

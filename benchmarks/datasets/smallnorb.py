@@ -185,7 +185,7 @@ def _convert(path: Path, dataset: GroundTruthDataset, out: np.ndarray, progress:
 
 @register_dataset("smallnorb")
 class SmallNORB(OfficialOnlyDataset):
-    """smallNORB: category 5, elevation 9, azimuth 18, lighting 6 (instance drawn per observation); 1x64x64"""
+    """smallNORB: category 5, elevation 9, azimuth 18, lighting 6 (instance random); 1x64x64."""
 
     name = "smallnorb"
     factor_names = ("category", "elevation", "azimuth", "lighting")
@@ -220,6 +220,7 @@ class SmallNORB(OfficialOnlyDataset):
         return FactorGrid(self.factor_names, self.factor_sizes)
 
     def factor_values(self) -> tuple[np.ndarray, ...]:
+        """Category index, elevation 30-70 and azimuth 0-340 in degrees, lighting index."""
         category, elevation, azimuth, lighting = self.factor_sizes
         return (
             np.arange(category, dtype=np.float64),  # animal, human, airplane, truck, car

@@ -82,16 +82,20 @@ class OfficialFile:
 
     @property
     def checksum(self) -> Checksum:
+        """The expected checksum of the main file."""
         return self.checksum_of(self.filename)
 
     @property
     def files(self) -> tuple[str, ...]:
+        """The main file and its companions, by name."""
         return (self.filename, *self.companions)
 
     def url_of(self, filename: str) -> str:
+        """Where ``filename`` is downloaded from (companions sit beside the main file's URL)."""
         return self.url if filename == self.filename else f"{self.url.rsplit('/', 1)[0]}/{filename}"
 
     def checksum_of(self, filename: str) -> Checksum:
+        """The expected checksum of ``filename``; DatasetFileError when none is known."""
         try:
             return KNOWN_CHECKSUMS[filename]
         except KeyError:

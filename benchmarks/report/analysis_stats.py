@@ -209,9 +209,11 @@ class WinProbability:
 def pairwise_win_probability(
     a: Sequence[float], b: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
 ) -> WinProbability:
-    """P(X_a > X_b) + P(X_a = X_b) / 2 over all pairs of runs, its percentile bootstrap interval
-    (``n_boot`` resamples of each group, with replacement, independently) and a two-sided
-    Mann-Whitney U test.
+    """Win probability of group a over group b, its bootstrap interval and a Mann-Whitney U test.
+
+    The win probability is P(X_a > X_b) + P(X_a = X_b) / 2 over all pairs of runs; its interval is a
+    percentile bootstrap (``n_boot`` resamples of each group, with replacement, independently); the U
+    test is two-sided.
 
     The point estimate is the Mann-Whitney U of ``a`` over n_a n_b (the probability of
     superiority, or common-language effect size).
@@ -269,9 +271,11 @@ def pairwise_comparisons(
     alpha: float = 0.05,
     min_seeds: int = MIN_SEEDS,
 ) -> pd.DataFrame:
-    """Every ordered pair of models (A, B) on one dataset's runs: the win probability of A over B
-    pooled over seeds and hyperparameters, its bootstrap interval, the Mann-Whitney p-value,
-    Holm's adjusted p-value over the unordered pairs, and ``significant`` (adjusted p < alpha).
+    """Pairwise win probabilities and Holm-adjusted tests of every ordered pair of models on one dataset.
+
+    For each ordered pair (A, B) on one dataset's runs: the win probability of A over B pooled over
+    seeds and hyperparameters, its bootstrap interval, the Mann-Whitney p-value, Holm's adjusted
+    p-value over the unordered pairs, and ``significant`` (adjusted p < alpha).
 
     Raises InsufficientData with fewer than 2 models or fewer than ``min_seeds`` seeds in some
     configuration.

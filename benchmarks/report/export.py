@@ -27,8 +27,11 @@ class MissingDependency(ImportError):
 
 
 def render_export(df: pd.DataFrame, fmt: str) -> bytes:
-    """The table in one of ``EXPORT_FORMATS``: CSV (empty cells where missing), Parquet (dtypes kept),
-    or JSON (a list of one object per run, null where missing)."""
+    """Serialise the table in one of ``EXPORT_FORMATS`` (CSV, Parquet or JSON).
+
+    CSV has empty cells where a value is missing, Parquet keeps the dtypes, JSON is a list of one
+    object per run with null where missing.
+    """
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     if fmt == "csv":

@@ -397,8 +397,10 @@ def _one_run_per_model(cells: list[_Config]) -> dict[str, pd.Series]:
 
 
 def _lines(cells: list[_Config]) -> dict[str, list[tuple[_Config, str]]]:
-    """One line per model (name "model (strength field)"), split further by any hyperparameter
-    that varies independently of the strength; each configuration with a short point label.
+    """Group the points into one line per model, split by independently varying hyperparameters.
+
+    A line is named "model (strength field)", split further by any hyperparameter that varies
+    independently of the strength; each configuration has a short point label.
 
     A hyperparameter set from the strength (DIP-VAE-I's lambda_d = 10 lambda_od) moves along
     the line and neither splits it nor appears in the point label.

@@ -380,9 +380,10 @@ def value_column(key: str) -> str:
 
 
 def value_keys(df: pd.DataFrame) -> list[str]:
-    """The values a table shows, as the records' flat keys: every metric key of ``df`` in table
-    order (the sampled representation's as ``sampled_<key>``), then the training terms that
-    have a value.
+    """The flat record keys a table shows: metrics in table order, then training terms.
+
+    Every metric key of ``df`` in table order (the sampled representation's as ``sampled_<key>``),
+    then the training terms that have a value.
     """
     keys = metric_keys(df) + [SAMPLED_KEY_PREFIX + k for k in metric_keys(df, SAMPLED_PREFIX)]
     terms = [t for t in TRAINING_TERMS if FINAL_PREFIX + t in df and df[FINAL_PREFIX + t].notna().any()]

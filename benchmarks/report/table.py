@@ -351,8 +351,11 @@ def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
 
 
 def study_protocol_note(records: list[RunRecord]) -> str:
-    """Every deviation of the runs from disentanglement_lib's unsupervised_study_v1, computed from
-    their full specs and from what their provenance says ran (``protocol.compare_runs``)."""
+    """Every deviation of the runs from disentanglement_lib's unsupervised_study_v1.
+
+    Computed from their full specs and from what their provenance says ran
+    (``protocol.compare_runs``).
+    """
     specs, ran, unknown = [], {}, []
     for record in records:
         try:

@@ -87,6 +87,7 @@ class Backend:
         self.console = console or Console()
 
     def check(self) -> None:
+        """Refuse cluster options given to a backend that does not accept them (BackendError)."""
         refused = [n for n in self.options.given(CLUSTER_OPTIONS) if n not in self.accepts]
         if refused:
             flags = ", ".join(option_flag(n) for n in refused)
@@ -95,9 +96,11 @@ class Backend:
             )
 
     def pack_size(self) -> int:
+        """The number of runs this backend trains together in one pack."""
         raise NotImplementedError
 
     def run(self, specs, out_dir: Path) -> SweepResult:
+        """Train the owed runs of ``specs`` into ``out_dir``; what was completed, skipped and failed."""
         raise NotImplementedError
 
 
@@ -119,12 +122,14 @@ class LocalBackend(Backend):
         self.device: torch.device = resolve_device(options.device)
 
     def pack_size(self) -> int:
+        """The pack size for this machine's device (``plan.pack_size``)."""
         o = self.options
         return pack_size(
             o.pack, self.device.type, device_pinned=o.device != "auto", sharded=o.shard is not None
         )
 
     def run(self, specs, out_dir: Path) -> SweepResult:
+        """Train ``specs`` here, pack by pack (``sweep.run_sweep``)."""
         o = self.options
         return run_sweep(
             specs,

@@ -24,6 +24,7 @@ __all__ = ["claim_path", "try_claim", "Claim", "claim_holder"]
 
 
 def claim_path(out_dir: Path, suite: str, run_id: str) -> Path:
+    """The lock file of one run's claim: ``<out>/claims/<suite>/<run_id>.lock``."""
     return Path(out_dir) / "claims" / suite / f"{run_id}.lock"
 
 
@@ -34,6 +35,7 @@ class Claim:
         self._lock, self.note = lock, note
 
     def release(self) -> None:
+        """Remove the claim's note and release its lock."""
         self.note.unlink(missing_ok=True)
         self._lock.release()
 
@@ -69,8 +71,10 @@ def try_claim(out_dir: Path, suite: str, run_id: str, wait: float = CLAIM_WAIT_S
 
 
 def _slurm_job_id() -> str | None:
-    """The id squeue and ``slurm/<suite>/jobs.json`` know the task by: ``ARRAY_TASK`` for an array task
-    (whose own SLURM_JOB_ID is another number), else the job id."""
+    """The id squeue and ``slurm/<suite>/jobs.json`` know this SLURM task by.
+
+    ``ARRAY_TASK`` for an array task (whose own SLURM_JOB_ID is another number), else the job id.
+    """
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array and task:
         return f"{array}_{task}"

@@ -18,12 +18,15 @@ from benchmarks.runner.provenance import cpu_model
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device, else the CPU model."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 class DatasetCache:
-    """One dataset object and one ``TrainingImages`` per (name, source): read by index on the CPU,
-    a device-resident uint8 copy on CUDA."""
+    """One dataset object and one ``TrainingImages`` per (name, source), loaded once.
+
+    The images are read by index on the CPU, and kept as a device-resident uint8 copy on CUDA.
+    """
 
     def __init__(self, device: torch.device, console: Console | None = None):
         self.device = device
@@ -33,6 +36,7 @@ class DatasetCache:
         self._images: dict[tuple[str, str], TrainingImages] = {}
 
     def dataset(self, name: str, source: str) -> GroundTruthDataset:
+        """The dataset object for (name, source), loaded on first use."""
         key = (name, source)
         if key not in self._datasets:
             self._datasets[key] = load_dataset(name, source)

@@ -53,6 +53,7 @@ def print_todo(console: Console, todo: Sequence[RunSpec], device: torch.device) 
 
 
 def print_estimate(console: Console, seconds: dict[str, float]) -> None:
+    """Print the sweep's estimated time in minutes."""
     console.print(
         f"Estimated time: about {sum(seconds.values()) / 60:.1f} min "
         "(training from a few timed steps of each model, plus evaluation)."
@@ -108,8 +109,11 @@ def print_plan(
 
 
 def print_protocol(console: Console, specs: Sequence[RunSpec]) -> None:
-    """Every deviation of ``specs`` from the study, grouped, with both values and the study's source
-    (``protocol.compare_runs``), then the additions; "matches" only when nothing differs."""
+    """Describe every deviation of ``specs`` from the study, then the additions.
+
+    Deviations are grouped, with both values and the study's source (``protocol.compare_runs``);
+    "matches" only when nothing differs.
+    """
     diff = compare_runs(specs)
     ref = load_reference(diff.reference)
     if diff.matches:

@@ -54,6 +54,8 @@ TRIM_AFTER_IMAGES = 256
 
 @dataclass
 class Evaluation:
+    """What the evaluation of one run produced: scores, timings, the MI matrix and the figures' arrays."""
+
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     mi_matrix: dict[str, Any] | None = None
@@ -87,9 +89,11 @@ class IndexSampler:
         self.factor_sizes = tuple(dataset.factor_sizes)
 
     def sample_factors(self, n: int, rng) -> np.ndarray:
+        """``n`` factor draws ``(n, n_factors)`` from the dataset."""
         return self.dataset.sample_factors(n, rng)
 
     def sample_observations_from_factors(self, factors: np.ndarray, rng=None) -> np.ndarray:
+        """The flat grid indices ``(n,)`` of ``factors``, standing in for the images."""
         return self.dataset.grid.factors_to_indices(factors)  # (n,) int64
 
 
@@ -131,6 +135,7 @@ class CachedEncoder:
                 release_freed_memory()
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and logvar ``(n, D)`` float64 of the grid points ``indices``, encoded once each."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         self._fill(indices)
         codes = self.posterior[indices].astype(np.float64)  # (n, 2, D)
@@ -165,6 +170,7 @@ class ObservationEncoder:
 
     @torch.no_grad()
     def posterior_of(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and logvar ``(n, D)`` float64 of ``observations`` ``(n, C, H, W)``."""
         images = torch.from_numpy(np.asarray(observations))
         means, logvars = [], []
         for start in range(0, len(images), self.batch_size):
@@ -180,6 +186,7 @@ class ObservationEncoder:
         return np.concatenate(means), np.concatenate(logvars)
 
     def mean_of(self, observations: np.ndarray) -> np.ndarray:
+        """The posterior mean ``(n, D)`` of ``observations``."""
         return self.posterior_of(observations)[0]
 
     def sampled_of(self, observations: np.ndarray) -> np.ndarray:
@@ -194,8 +201,11 @@ REPRESENTATIONS = ("mean", "sampled")
 
 
 def metric_entry(entry: str) -> tuple[str, str]:
-    """A suite's metric entry -> (registered metric name, representation): ``"unsupervised@sampled"``
-    scores ``unsupervised`` on the sampled representation; a bare name scores the mean."""
+    """Split a suite's metric entry into (registered metric name, representation).
+
+    ``"unsupervised@sampled"`` scores ``unsupervised`` on the sampled representation; a bare name
+    scores the mean.
+    """
     name, _, representation = entry.partition("@")
     representation = representation or "mean"
     if representation not in REPRESENTATIONS:

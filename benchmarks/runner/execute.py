@@ -73,6 +73,8 @@ def record_of(
     """The record of a run: its training outcome (a result or a divergence) and its evaluation.
 
     Args:
+        spec: the run.
+        outcome: its training result, or the divergence that ended it.
         provenance: the training's (``provenance.run_provenance``).
         evaluation: the metrics of a finished run (None for a diverged one).
         eval_seconds: the wall time of the whole evaluation.
@@ -118,8 +120,9 @@ def score(
     earlier: RunRecord | None = None,
     progress: SweepProgress | None = None,
 ) -> tuple[RunRecord, dict[str, float]]:
-    """Evaluate a trained run (a diverged one is only described) and write its artifacts: its record,
-    and the scores this evaluation computed.
+    """Evaluate a trained run and write its artifacts (record and scores).
+
+    A diverged run is only described. The scores written are those this evaluation computed.
 
     ``metric_names`` scores a subset of the spec's metrics; ``earlier`` is the run's previous record,
     whose scores of other metrics (UDR's included) are kept beside the new ones; ``progress`` shows
@@ -149,8 +152,11 @@ def score(
 
 
 def blocked_datasets(specs: Sequence[RunSpec], data: DatasetCache) -> dict[tuple[str, str], str]:
-    """(dataset, source) -> why, for each dataset of ``specs`` whose official file is missing; the
-    others are prepared (once, before any training)."""
+    """Prepare the datasets of ``specs``; (dataset, source) -> why, for each that cannot be.
+
+    A dataset whose official file is missing is blocked; the others are prepared once, before any
+    training.
+    """
     blocked = {}
     for key in sorted({(s.dataset, s.dataset_source) for s in specs}):
         try:
@@ -210,8 +216,11 @@ def _claim(
 
 
 def _checkpoint_step(path: Path) -> int:
-    """The step the run resumes at, to say "resumed at step K": its newest checkpoint that verifies
-    (0 when none does; training then says why, ``train.Member.restore``)."""
+    """The step the run resumes at: its newest checkpoint that verifies, else 0.
+
+    For saying "resumed at step K"; when no checkpoint verifies, training says why
+    (``train.Member.restore``).
+    """
     try:
         return int(read_checkpoint_or_previous(path)[0].get("step", 0))
     except CheckpointError:
@@ -370,8 +379,11 @@ def _trained(model: VAE, record: RunRecord) -> TrainResult:
 def rescore(
     target: str, out_dir: Path, metrics: list[str] | None, device: torch.device
 ) -> tuple[Path, dict[str, float | None]]:
-    """`vaebench eval`: re-score a finished run from its checkpoint (all its metrics, or the named
-    ones) and rewrite its record and artifacts; (record path, the new scores)."""
+    """Re-score a finished run from its checkpoint and rewrite its record (``vaebench eval``).
+
+    All its metrics, or the named ones; its record and artifacts are rewritten. Returns (record path,
+    the new scores).
+    """
     out_dir = Path(out_dir)
     spec, _, payload = _finished_run(target, out_dir)
     for entry in metrics or []:

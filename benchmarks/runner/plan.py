@@ -183,6 +183,7 @@ class Pack:
 
     @property
     def pack_id(self) -> str:
+        """``pack-<12 hex>``: a hash of the pack's run ids, in order."""
         digest = hashlib.sha256("\n".join(r.run_id for r in self.runs).encode()).hexdigest()
         return f"pack-{digest[:12]}"
 
@@ -192,12 +193,15 @@ class Pack:
 
 @dataclass(frozen=True)
 class Plan:
+    """The packs to train, the pack size they were cut with, and the shard they belong to (if any)."""
+
     packs: tuple[Pack, ...]
     pack_size: int
     shard: tuple[int, int] | None = None
 
     @property
     def runs(self) -> list[RunSpec]:
+        """Every run of every pack, in training order."""
         return [run for pack in self.packs for run in pack.runs]
 
     def select_shard(self, index: int, count: int) -> Plan:

@@ -29,6 +29,7 @@ def format_rate(steps_per_second: float) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
+    """A duration as ``1h05m``, ``3m07s`` or ``42s``; ``-`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "-"
     seconds = int(round(seconds))
@@ -83,12 +84,14 @@ class SweepProgress:
         self.stop()
 
     def stop(self) -> None:
+        """Stop the progress bars (on a terminal)."""
         if self._bars is not None:
             self._bars.stop()
             self._bars = None
 
     # -- a pack ------------------------------------------------------------------
     def start_pack(self, pack: Sequence[RunSpec], start_steps: Sequence[int]) -> None:
+        """Start showing a pack; a run resuming from a checkpoint is said once."""
         self._pack = list(pack)
         self._steps = pack[0].training.steps
         self._start_steps = list(start_steps)
@@ -106,6 +109,7 @@ class SweepProgress:
             )
 
     def on_progress(self, index: int, done: int, total: int) -> None:
+        """Member ``index`` is at step ``done`` of ``total``: update the bars, or print now and then."""
         self._done[index] = done
         now = time.perf_counter()
         slowest = min(self._done)
@@ -133,6 +137,7 @@ class SweepProgress:
             )
 
     def end_pack(self) -> None:
+        """Remove the finished pack's bar."""
         if self._bars is not None:
             self._bars.remove_task(self._run_task)
 
@@ -146,8 +151,11 @@ class SweepProgress:
             self._eval_task = self._bars.add_task(self._eval_label, total=1, rate="", eta="-")
 
     def on_metric(self, done: int, total: int, entry: str) -> None:
-        """Metric ``entry`` starts; ``done`` of ``total`` are finished. The ETA assumes the metrics
-        left take as long on average as those done (the first metric pays for the encoding)."""
+        """Metric ``entry`` starts; ``done`` of ``total`` are finished.
+
+        The ETA assumes the metrics left take as long on average as those done (the first metric
+        pays for the encoding).
+        """
         now = time.perf_counter()
         elapsed = now - self._eval_started
         eta = elapsed / done * (total - done) if done else None
@@ -169,10 +177,12 @@ class SweepProgress:
             )
 
     def end_evaluation(self) -> None:
+        """The run's scoring ended: its bar goes."""
         if self._bars is not None:
             self._bars.remove_task(self._eval_task)
 
     def run_done(self, spec: RunSpec, record) -> None:
+        """Count a finished run and refine the sweep's ETA with its actual time against its estimate."""
         self.done_runs += 1
         timing = record.timing or {}
         actual = float(timing.get("train_seconds", 0.0)) + float(timing.get("eval_seconds", 0.0))

@@ -71,6 +71,7 @@ class Difference:
     source: str = ""  # the reference file the value comes from
 
     def to_dict(self) -> dict[str, Any]:
+        """The difference as a record's JSON (several values as a list)."""
         return {
             "group": self.group,
             "key": self.key,
@@ -91,6 +92,7 @@ class ProtocolDiff:
 
     @property
     def matches(self) -> bool:
+        """Whether the runs follow the reference in every setting (additions aside)."""
         return not self.deviations
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +148,7 @@ class Reference:
     evaluation: Mapping[str, Any] = field(default_factory=dict)
 
     def steps_of(self, model: str) -> int:
+        """The reference's number of training steps for ``model``."""
         return self.models.get(model, {}).get("training", {}).get("steps", self.training["steps"]["value"])
 
 
@@ -226,8 +229,11 @@ def compare_run(
 
 
 def _training_deviations(spec: RunSpec, ref: Reference, ran: Mapping[str, Any]) -> list[Difference]:
-    """Steps (the model's own count where the study has one), batch size, learning rate, optimiser,
-    precision (what ran, where the record says)."""
+    """The training settings that differ from the study's.
+
+    Steps (the model's own count where the study has one), batch size, learning rate, optimiser,
+    precision (what ran, where the record says).
+    """
     t, found = spec.training, []
     values = {
         "steps": t.steps,
@@ -248,8 +254,11 @@ def _training_deviations(spec: RunSpec, ref: Reference, ran: Mapping[str, Any]) 
 
 
 def _model_deviations(spec: RunSpec, ref: Reference) -> list[Difference]:
-    """The variant's full config (defaults included) against the study's shared values and its
-    model's grid, fixed values and ratios; a model or pairs the study did not have."""
+    """The model settings that differ from the study's.
+
+    The variant's full config (defaults included) against the study's shared values and its model's
+    grid, fixed values and ratios; a model or pairs the study did not have.
+    """
     config = spec.full_model_config()
     found = [
         Difference("model", key, config.get(key), entry["value"], entry["source"])
@@ -295,8 +304,11 @@ def _data_deviations(spec: RunSpec, ref: Reference, ran: Mapping[str, Any]) -> l
 
 
 def _evaluation_differences(spec: RunSpec, ref: Reference) -> tuple[list[Difference], list[Difference]]:
-    """(deviations, additions) of the scoring: the evaluation seed, each study metric's presence and
-    settings on each representation, and the metrics the study did not score."""
+    """The scoring's (deviations, additions).
+
+    The evaluation seed, each study metric's presence and settings on each representation, and the
+    metrics the study did not score.
+    """
     ev, found = ref.evaluation, []
     if spec.evaluation_seed != ev["evaluation_seed"]["value"]:
         seed = ev["evaluation_seed"]
@@ -339,10 +351,14 @@ def compare_runs(
     *,
     ran: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ProtocolDiff:
-    """The deviations and additions of a set of runs (a suite, a table): each run's, merged (one
-    entry per setting, listing the values the runs used), plus the seeds.
+    """The deviations and additions of a set of runs, merged per setting, plus the seeds.
+
+    For a suite or a table: each run's differences, merged into one entry per setting that lists the
+    values the runs used.
 
     Args:
+        specs: the runs (a suite, a table).
+        reference: the study to compare with (None: ``unsupervised_study_v1``).
         ran: run id -> what its record says ran (see ``compare_run``).
     """
     ref = reference or load_reference()

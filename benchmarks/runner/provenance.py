@@ -78,9 +78,11 @@ def library_versions() -> dict[str, str]:
 
 
 def blas() -> list[dict[str, Any]]:
-    """The BLAS libraries numpy and scikit-learn call, with the kernel each picked for this CPU
-    (threadpoolctl's ``internal_api``, ``version``, ``architecture``): logistic regression's lbfgs
-    fits, and so the downstream task's and fairness's last digits, depend on that kernel."""
+    """The BLAS libraries numpy and scikit-learn call, with the kernel each picked for this CPU.
+
+    From threadpoolctl: ``internal_api``, ``version``, ``architecture``. Logistic regression's lbfgs
+    fits, and so the downstream task's and fairness's last digits, depend on that kernel.
+    """
     return [
         {key: info.get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
         for info in threadpool_info()
@@ -89,8 +91,11 @@ def blas() -> list[dict[str, Any]]:
 
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:
-    """The host: platform, CPU model, cores (all and usable), torch's threads, and the GPU when
-    ``device`` is a CUDA device. For speed reports; records keep the same facts in their provenance."""
+    """The host's platform, CPU, cores, torch threads and GPU, as a dict for speed reports.
+
+    Cores are counted all and usable; the GPU is given when ``device`` is a CUDA device. Records keep
+    the same facts in their provenance.
+    """
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
         "platform": platform.platform(),

@@ -61,14 +61,17 @@ class RecordError(UserError, RuntimeError):
 
 
 def record_path(out_dir: Path, suite: str, run_id: str) -> Path:
+    """The record file of a run: ``<out>/runs/<suite>/<run_id>.json``."""
     return Path(out_dir) / "runs" / suite / f"{run_id}.json"
 
 
 def checkpoint_path(out_dir: Path, suite: str, run_id: str) -> Path:
+    """The checkpoint file of a run: ``<out>/checkpoints/<suite>/<run_id>.pt``."""
     return Path(out_dir) / "checkpoints" / suite / f"{run_id}.pt"
 
 
 def artifact_path(out_dir: Path, suite: str, run_id: str) -> Path:
+    """The artifact file of a run: ``<out>/artifacts/<suite>/<run_id>.npz``."""
     return Path(out_dir) / "artifacts" / suite / f"{run_id}.npz"
 
 
@@ -136,8 +139,11 @@ class RunRecord:
 
     @classmethod
     def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
-        """A record of ``spec``: identity, spec, strength and protocol filled from it (the protocol:
-        its diff against the study, with what the provenance says ran where the spec says "auto")."""
+        """A record of ``spec``, with identity, spec, strength and protocol filled from it.
+
+        The protocol is the spec's diff against the study, with what the provenance says ran where the
+        spec says "auto".
+        """
         provenance = fields.get("provenance") or {}
         ran = {
             key: value
@@ -160,13 +166,16 @@ class RunRecord:
 
     @property
     def run_spec(self) -> RunSpec:
+        """The run's spec, rebuilt from the record."""
         return RunSpec.from_dict(self.spec)
 
     @property
     def ok(self) -> bool:
+        """Whether the run finished and was evaluated."""
         return self.status == "ok"
 
     def to_json(self) -> str:
+        """The record's file contents: sorted, indented JSON."""
         fields = dataclasses.asdict(self)
         if fields["evaluation_provenance"] is None:  # a record of the older form keeps its bytes
             del fields["evaluation_provenance"]
@@ -235,9 +244,12 @@ def _is_number(value: Any) -> bool:
 
 
 def record_problem(record: RunRecord, path: Path | None = None) -> str | None:
-    """What is wrong with a record read from disk (a hand edit, a damaged file), naming the field; None
-    when nothing is: field types, a run id that is its spec's hash and its file's name, finite numbers,
-    metric values inside their declared bounds (``MetricSpec.bounds``), an MI matrix of numbers."""
+    """What is wrong with a record read from disk (a hand edit, a damaged file), naming the field.
+
+    None when nothing is. Checked: field types, a run id that is its spec's hash and its file's name,
+    finite numbers, metric values inside their declared bounds (``MetricSpec.bounds``), an MI matrix
+    of numbers.
+    """
     return _identity_problem(record, path) or _value_problem(record)
 
 
@@ -299,10 +311,12 @@ def _declared_bounds(metric_entries: dict) -> dict[str, tuple[float, float]]:
 
 
 def write_record(path: Path, record: RunRecord) -> None:
+    """Write ``record`` to ``path`` atomically."""
     atomic_write_text(path, record.to_json())
 
 
 def read_record(path: Path) -> RunRecord:
+    """The record at ``path``; RecordError saying why it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

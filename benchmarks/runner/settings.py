@@ -90,7 +90,9 @@ class RunTraining:
 
     @classmethod
     def fields(cls) -> list[str]:
+        """The names of the settings."""
         return [f.name for f in dataclasses.fields(cls)]
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict."""
         return dataclasses.asdict(self)

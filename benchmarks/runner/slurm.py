@@ -79,6 +79,7 @@ class PackTask:
     def __call__(self) -> dict:
         # Plug-ins registered by import (not by entry point) are known on the node as they were
         # where the plan was made.
+        """Run the pack on the node: train its owed runs; the sweep's result as a dict."""
         for module in self.modules:
             _import_definitions(module)
         specs = [RunSpec.from_dict(s) for s in self.specs]
@@ -138,6 +139,7 @@ def _import_definitions(module: str) -> None:
 
 
 def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
+    """The SLURM job ids submitted for ``suite``, as ``slurm/<suite>/jobs.json`` lists them."""
     path = Path(out_dir) / "slurm" / suite / "jobs.json"
     try:
         return json.loads(path.read_text())["job_ids"]
@@ -146,8 +148,11 @@ def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
 
 
 def slurm_job_states(job_ids: list[str]) -> dict[str, str]:
-    """job id -> state, from ``squeue`` (queued, running, and finished ones until the controller forgets them
-    after its MinJobAge, 300 s by default)."""
+    """Job id -> state, from ``squeue``.
+
+    Queued and running jobs, and finished ones until the controller forgets them after its MinJobAge
+    (300 s by default).
+    """
     if not job_ids or shutil.which("squeue") is None:
         return {}
     base = sorted({j.split("_")[0] for j in job_ids})
@@ -172,8 +177,11 @@ _SETTLE_SECONDS = 120.0
 
 @register_backend("slurm")
 class QuietSacct(logging.Filter):
-    """Drop submitit's "Bypassing sacct error" warning, which a cluster without job accounting repeats at
-    every poll; say once instead where the job states come from (squeue, which needs no accounting)."""
+    """A logging filter that drops submitit's repeated "Bypassing sacct error" warning.
+
+    A cluster without job accounting repeats that warning at every poll; this says once instead where
+    the job states come from (squeue, which needs no accounting).
+    """
 
     def __init__(self, say):
         super().__init__()
@@ -201,6 +209,7 @@ class SlurmBackend(Backend):
         super().__init__(options, console)
 
     def check(self) -> None:
+        """Refuse what SLURM cannot run: --shard, no submitit, no sbatch, bad resources."""
         super().check()
         if self.options.shard is not None:
             raise BackendError("--shard is for schedulers driven by hand; --backend slurm submits every pack")
@@ -224,8 +233,11 @@ class SlurmBackend(Backend):
         self._test_submission()
 
     def _test_submission(self) -> None:
-        """Ask sbatch (``--test-only``: nothing is submitted) whether the cluster takes the tasks' request,
-        so that a bad partition or more GPUs, CPUs or memory than a node has are refused up front."""
+        """Ask sbatch whether the cluster accepts the tasks' resource request, submitting nothing.
+
+        With ``--test-only``, so that a bad partition or more GPUs, CPUs or memory than a node has are
+        refused up front.
+        """
         o = self.options
         flags = [f"--time={o.timeout_min or DEFAULT_TIMEOUT_MIN}"]
         if o.partition:
@@ -248,14 +260,17 @@ class SlurmBackend(Backend):
 
     @property
     def job_device(self) -> str:
+        """The device the jobs train on: the one asked for, else cuda when GPUs are requested."""
         if self.options.device != "auto":
             return self.options.device
         return "cuda" if (self.options.gpus_per_job or 0) > 0 else "cpu"
 
     def pack_size(self) -> int:
+        """The pack size for the jobs' device."""
         return pack_size(self.options.pack, "cuda" if self.job_device.startswith("cuda") else "cpu")
 
     def run(self, specs, out_dir: Path):
+        """Submit one array task per pack and, unless --no-wait, follow the jobs to the end."""
         import submitit  # the optional extra (see the imports)
 
         o = self.options

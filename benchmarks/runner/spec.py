@@ -92,6 +92,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        """The spec of a record's ``spec`` dict; ValueError naming unknown fields."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -99,12 +100,15 @@ class RunSpec:
         return cls(**{k: v for k, v in data.items()})
 
     def replace(self, **changes: Any) -> RunSpec:
+        """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
     @property
     def run_id(self) -> str:
-        """``<model>-<12 hex>``: a hash of everything but the suite's name, so the same
-        experiment has the same id wherever it is listed."""
+        """The run's id, ``<model>-<12 hex>``: a hash of its spec without the suite's name.
+
+        So the same experiment has the same id wherever it is listed.
+        """
         payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.model}-{digest[:12]}"

@@ -92,6 +92,8 @@ def run_states(
     """run_id -> ``RunState`` of each run, read from ``out_dir``.
 
     Args:
+        specs: the runs.
+        out_dir: the output directory holding their records and claims.
         force: every run is owed (``--force``).
         retry_failed: runs recorded as failed are owed (``--retry-failed``).
         forced: the run ids a ``ForcedSweep`` still owes; the others are due nothing.
@@ -180,8 +182,10 @@ class ForcedSweep:
                 self._write(set(promise["owed"]) - {run_id})
 
     def settle(self) -> None:
-        """After the sweep: strike the runs recorded since the promise began by any process (those
-        another process was training when this one reached them)."""
+        """After the sweep, strike from the promise the runs recorded since it began.
+
+        By any process: those another process was training when this one reached them.
+        """
         with self._lock():
             promise = self._read()
             if promise is None:
@@ -261,6 +265,7 @@ class SweepResult:
         self.blocked.update(other.blocked)
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data (a SLURM task's return value)."""
         return {
             "completed": self.completed,
             "skipped": self.skipped,
@@ -274,6 +279,7 @@ class SweepResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepResult:
+        """The result that ``to_dict`` wrote."""
         return cls(
             completed=list(data["completed"]),
             skipped=list(data["skipped"]),

@@ -39,8 +39,11 @@ def _planned(out_dir: Path, suite: str | None) -> tuple[list[str], dict[str, lis
 
 
 def suite_status(out_dir: Path, suite: str | None = None) -> list[dict]:
-    """One row per suite: runs, ok, failed, claimed, pending, unreadable (why each record could not be
-    read), claims (run_id -> holder), jobs (state -> n)."""
+    """One row per suite counting its runs by state, with unreadable records, claims and jobs.
+
+    Columns: runs, ok, failed, claimed, pending, unreadable (why each record could not be read),
+    claims (run_id -> holder), jobs (state -> n).
+    """
     out_dir = Path(out_dir)
     names, planned = _planned(out_dir, suite)
     rows = []

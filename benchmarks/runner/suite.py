@@ -84,8 +84,10 @@ class SuiteError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """The suite's ``[training]`` fields that build each run's model (they go into its model config);
-    the loop's fields are a ``RunTraining``."""
+    """The suite's ``[training]`` fields that go into each run's model config.
+
+    They build each run's model; the loop's fields are a ``RunTraining``.
+    """
 
     architecture: str = "locatello"
     latent_dim: int = 10
@@ -117,6 +119,8 @@ def _training(values: dict[str, Any], where: str) -> RunTraining:
 
 @dataclass(frozen=True)
 class Suite:
+    """A parsed suite: datasets, seeds, model grids, training, network and metric settings."""
+
     name: str
     description: str
     path: str
@@ -420,8 +424,10 @@ def expand_suite(suite: Suite) -> list[RunSpec]:
 
 
 def _pairs_of(suite: Suite, model: str, dataset: str, dataset_cls) -> dict[str, Any] | None:
-    """The pair settings of a pair variant's runs on ``dataset``, checked against its factor grid;
-    None for a variant that trains on single observations."""
+    """The pair settings of a pair variant's runs on ``dataset``; None for single-view variants.
+
+    Checked against the dataset's factor grid. A single-view variant trains on single observations.
+    """
     if get_model(model).views == 1:
         return None
     sizes = tuple(dataset_cls.factor_sizes)

@@ -1,5 +1,6 @@
-"""The training loop and its two networks: K >= 1 runs trained together, each ending with the numbers
-it would have alone.
+"""The training loop and its two networks: K >= 1 runs trained together.
+
+Each run ends with the numbers it would have alone.
 
 A single run is a pack of one. Per step, every run draws from its own
 ``torch.Generator``, in this order: its batch indices, the dataset's
@@ -136,6 +137,8 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """A trained run: the model, its loss curve and final terms, and how long training took."""
+
     model: VAE
     curve: dict[str, list[float]]
     final: dict[str, float]
@@ -167,8 +170,11 @@ def resolve_device(device: str) -> torch.device:
 
 
 def make_optimizers(model: VAE, learning_rate: float, device: torch.device, optimizer: str = "adam"):
-    """The named optimiser (``settings.OPTIMIZERS``) for the ELBO's parameters, and the variant's
-    auxiliary optimiser (FactorVAE's discriminator) whose parameters the ELBO does not train."""
+    """The ELBO's optimiser and the variant's auxiliary one (FactorVAE's discriminator), if any.
+
+    The ELBO's is the named optimiser (``settings.OPTIMIZERS``); the auxiliary one trains the
+    parameters the ELBO does not train.
+    """
     aux = model.make_auxiliary_optimizer()
     aux_ids = {id(p) for g in aux.param_groups for p in g["params"]} if aux is not None else set()
     params = [p for p in model.parameters() if id(p) not in aux_ids]
@@ -201,8 +207,10 @@ class Member:
 
     @classmethod
     def build(cls, index: int, spec: RunSpec, device: torch.device, checkpoint: Path | None) -> Member:
-        """The run's model, optimisers and generator, initialised from its seed and restored from its
-        checkpoint."""
+        """Build the run's model, optimisers and generator from its seed and its checkpoint.
+
+        Initialised from the seed, then restored from the checkpoint.
+        """
         torch.manual_seed(spec.seed)  # weight initialisation
         model = create_model(spec.model, **spec.model_config).to(device)
         optimizer, aux_optimizer = make_optimizers(
@@ -214,9 +222,12 @@ class Member:
         return member
 
     def restore(self, device: torch.device) -> None:
-        """Load a partial run from the newest checkpoint that verifies (its own content hash): the
-        run's checkpoint, else the previous one kept beside it; when none does, set them aside and
-        start from step 0. Each fallback is said in a warning; nothing trains on a damaged file."""
+        """Restore a partial run from the newest checkpoint that verifies, else start from step 0.
+
+        A checkpoint verifies against its own content hash: the run's checkpoint, else the previous
+        one kept beside it; when none does, they are set aside. Each fallback is said in a warning;
+        nothing trains on a damaged file.
+        """
         if self.checkpoint is None or not (
             self.checkpoint.exists() or previous_path(self.checkpoint).exists()
         ):
@@ -262,9 +273,12 @@ class Member:
         self.start_step, self.window, self.resumed_from = state["step"], window, used
 
     def diverged(self, exc: Diverged) -> Diverged:
-        """``exc``, and when it came in the first log window after a resume, the checkpoint resumed
-        from is suspect: it is set aside (``.suspect``) so that ``--retry-failed`` does not reuse it,
-        and the reason says so."""
+        """``exc``, with the resumed checkpoint set aside when it failed right after a resume.
+
+        When ``exc`` came in the first log window after a resume, the checkpoint resumed from is
+        suspect: it is set aside (``.suspect``) so that ``--retry-failed`` does not reuse it, and the
+        reason says so.
+        """
         if self.resumed_from is None or exc.step >= self.start_step + self.spec.training.log_every:
             return exc
         suspect = self.resumed_from.with_name(f"{self.resumed_from.name}.suspect")
@@ -309,6 +323,7 @@ class Member:
             _close_window(window, step + 1)
 
     def result(self, steps: int, seconds: float, precision: str) -> TrainResult:
+        """The trained run's result, with its throughput in images per second."""
         done = steps - self.start_step
         self.model.eval()
         curve = self.window.curve if self.window is not None else {}
@@ -326,8 +341,9 @@ class Member:
 
 
 class Network(Protocol):
-    """What the training loop needs of a network over the members of one pack (an extension point:
-    ``SingleNetwork`` and ``StackedNetwork`` are the two built in).
+    """The protocol of a network over the members of one pack (an extension point).
+
+    What the training loop needs of it; ``SingleNetwork`` and ``StackedNetwork`` are the two built in.
 
     A network is built as ``network_type(members, device)`` and owns the members' weights while it
     trains them; ``write_back(k)`` returns member k's weights and optimiser state to its own model
@@ -345,9 +361,11 @@ class Network(Protocol):
         device: torch.device,
         changed: torch.Tensor | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        """One optimisation step of every member on x (K, B, C, H, W) and noise (K, B, D) -- for pair
-        variants (K, B, 2, C, H, W), (K, B, 2, D) and the changed factors (K, B); per member, the
-        scalars it logs."""
+        """One optimisation step of every member; per member, the scalars it logs.
+
+        On x (K, B, C, H, W) and noise (K, B, D); for pair variants x (K, B, 2, C, H, W), noise
+        (K, B, 2, D) and the changed factors (K, B).
+        """
         ...
 
     def write_back(self, k: int) -> None:
@@ -372,8 +390,11 @@ class SingleNetwork:
         device,
         changed: torch.Tensor | None = None,
     ) -> list[dict]:
-        """One optimisation step on x (1, B, C, H, W) and noise (1, B, D) (pairs: (1, B, 2, ...) and
-        the changed factors (1, B)); the logged scalars."""
+        """One optimisation step of the single member; the logged scalars.
+
+        On x (1, B, C, H, W) and noise (1, B, D); for pair variants (1, B, 2, ...) and the changed
+        factors (1, B).
+        """
         m = self.member
         changed_factor = None if changed is None else changed[0]
         with _autocast(precision, device):
@@ -452,13 +473,15 @@ class StackedNetwork:
                 }
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor, step: int, changed: torch.Tensor | None = None):
-        """``VAE.forward`` for every member at once: one vmapped encode and decode, then each
-        member's own ``assemble_loss`` on its slice.
+        """``VAE.forward`` for every member at once, vmapped over the pack.
+
+        One vmapped encode and decode, then each member's own ``assemble_loss`` on its slice.
 
         Args:
             x: (K, B, C, 64, 64) float images in [0, 1], one batch per member; for pair
                 variants (K, B, 2, C, 64, 64), pooled by each member's ``pool_views``.
             noise: (K, B, D) reparameterisation noise from each member's generator ((K, B, 2, D)).
+            step: the training step (annealed terms depend on it).
             changed: (K, B) the changed factor of each pair, or None.
         """
         views = self.members[0].model.views
@@ -513,6 +536,7 @@ def train_runs(
         specs: the runs; more than one must share ``plan.pack_key`` (one that cannot be
             packed trains alone).
         images: the training images (``GroundTruthDataset.training_images``).
+        device: where the pack trains.
         checkpoints: one path per run (None: do not checkpoint). A run resumes from its own;
             runs resumed at different steps train in consecutive packs, one per start step.
         observation_noise: the dataset's per-observation randomness, ``(batch, generator) -> batch``.
@@ -594,8 +618,9 @@ def draw_inputs(
     observation_noise: Callable | None = None,
     pair_sampler: PairDraw | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One step's random inputs: the batches (K, B, C, H, W), the reparameterisation noise (K, B, D)
-    and, for pair variants, the changed factors (K, B) (else None).
+    """One step's random inputs: batches, reparameterisation noise and, for pairs, changed factors.
+
+    The batches are (K, B, C, H, W), the noise (K, B, D), and the changed factors (K, B) (else None).
 
     A pair variant's batch is (K, B, 2, C, H, W) and its noise (K, B, 2, D): B pairs, the
     first image of each drawn as a single one is, the second by ``pair_sampler``. Each

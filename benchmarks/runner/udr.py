@@ -140,7 +140,8 @@ def score_suite_udr(
         out_dir: the output directory holding runs/, artifacts/ and (maybe) checkpoints/.
         suite: the suite whose records to score.
         correlation: ``"lasso"`` (dlib's default) or ``"spearman"``.
-        filter_low_kl, kl_filter_threshold: dlib's UDR settings (True, 0.01).
+        filter_low_kl: leave out latents whose KL is below ``kl_filter_threshold`` (dlib: True).
+        kl_filter_threshold: the KL below which a latent is left out (dlib: 0.01).
         device: where a run without cached encodings is encoded from its checkpoint.
 
     A group with fewer than two encoded runs is not scored (its runs are reported missing).

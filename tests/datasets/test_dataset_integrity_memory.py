@@ -35,8 +35,11 @@ def test_a_short_dsprites_run_stays_under_1_5_gb(data_root):
 
 @pytest.mark.slow
 def test_the_whole_smoke_suite_stays_under_1_5_gb(data_root):
-    """Training and evaluation as `vaebench run --suite smoke` does them, dataset generation included:
-    the peak is in the evaluation (the encoder's batches of activations, the metrics' samples)."""
+    """The smoke suite's peak memory, dataset generation included, is in the evaluation.
+
+    Training and evaluation as `vaebench run --suite smoke` does them; the peak comes from the
+    encoder's batches of activations and the metrics' samples.
+    """
     run = perf_memory.run_suite("smoke")
     assert run["runs"] == 2, run
     assert run["peak_rss_mb"] < 1500, run

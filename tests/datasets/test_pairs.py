@@ -28,8 +28,11 @@ DYNAMICS = _cases("dynamics__*.json")
 
 @pytest.mark.parametrize("case", DYNAMICS, ids=lambda p: p.stem)
 def test_dlib_semantics_replay_dlibs_simple_dynamics(case):
-    """With dlib's generators (its RandomState, and the global one it never seeded, here seeded as
-    the fixture says), every pair, count and label equals what ``simple_dynamics`` produced."""
+    """Every pair, count and label equals what dlib's ``simple_dynamics`` produced.
+
+    With dlib's generators: its RandomState, and the global one it never seeded, here seeded as the
+    fixture says.
+    """
     meta = json.loads(case.read_text())
     expected = np.load(case.with_suffix(".npz"))
     sizes, k = meta["factor_sizes"], meta["dynamics_k"]

@@ -246,8 +246,11 @@ def test_the_same_seed_gives_the_same_numbers_with_deterministic_algorithms(imag
 
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_the_spread_of_the_same_seed_in_the_default_mode_is_stated(images_u8, precision):
-    """The runner does not turn deterministic algorithms on: some cuDNN backward kernels sum with
-    atomics, so two identical runs may differ in the last bits, and Adam carries that along."""
+    """Two identical GPU runs may differ in the last bits: determinism is not forced.
+
+    The runner does not turn deterministic algorithms on: some cuDNN backward kernels sum with
+    atomics, and Adam carries the difference along.
+    """
     images = on(images_u8, GPU)
     s = spec(6, steps=2 * STEPS, precision=precision)
     with deterministic(False):
@@ -369,9 +372,12 @@ def test_a_compiled_step_takes_the_eager_steps(images_u8):
 # -- resuming on the other device -------------------------------------------------------------------
 @pytest.mark.parametrize("first, then", [("cuda", "cpu"), ("cpu", "cuda")])
 def test_a_run_resumes_on_the_other_device_and_finishes(images_u8, tmp_path, first, then):
-    """The checkpoint loads on the other device and the run finishes. The windows closed before
-    the interruption are the uninterrupted run's; after it the other device's arithmetic (and, as
-    its generator is another kind, possibly its draws) differs, so the end is compared loosely."""
+    """A checkpoint resumes on the other device and the run finishes.
+
+    The windows closed before the interruption are the uninterrupted run's; after it the other
+    device's arithmetic (and, as its generator is another kind, possibly its draws) differs, so the
+    end is compared loosely.
+    """
     devices = {"cuda": GPU, "cpu": CPU}
     a, b = devices[first], devices[then]
     s = spec(10, steps=3 * LOG * 2, checkpoint_every=LOG)

@@ -85,8 +85,11 @@ def evaluate(name, rep, seed=0, rng_type=np.random.RandomState):
 
 
 def expected_keys(spec):
-    """The keys for the fast settings: ``spec.keys``, or the function's ``output_keys(**settings)`` where
-    the keys name a setting (the downstream task's train sizes); those must be declared keys too."""
+    """The output keys a metric declares for the fast settings.
+
+    ``spec.keys``, or the function's ``output_keys(**settings)`` where the keys name a setting (the
+    downstream task's train sizes); those must be declared keys too.
+    """
     output_keys = getattr(spec.function, "output_keys", None)
     if output_keys is None:
         return list(spec.keys)

@@ -265,8 +265,11 @@ def test_directions_and_headers_come_from_the_registry():
 
 @pytest.fixture
 def toy_metric(monkeypatch):
-    """A metric registered for one test only: its outputs ``toy_score`` (labelled, a headline score
-    ranked before every built-in one) and ``toy_count`` (no label, no direction)."""
+    """Register a toy metric for one test only.
+
+    Its outputs: ``toy_score`` (labelled, a headline score ranked before every built-in one) and
+    ``toy_count`` (no label, no direction).
+    """
     METRICS.names()  # load the built-in metrics before the registry is copied
     monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))  # restored after the test
 

@@ -1,5 +1,8 @@
-"""A damaged checkpoint is never trained on: the previous one is used, or the run restarts, and a run
-that fails right after resuming sets the checkpoint aside so that a retry does not reuse it."""
+"""A damaged checkpoint is never trained on.
+
+The previous one is used, or the run restarts; a run that fails right after resuming sets the
+checkpoint aside so that a retry does not reuse it.
+"""
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ def images():
     """``TrainingImages`` over 64 random rectangles, (64, 1, 64, 64) uint8: images a VAE can learn from.
 
     (Pure noise images are a poor test: with nothing to learn, the gradients are noise
-    and trajectories bifurcate within tens of steps.)"""
+    and trajectories bifurcate within tens of steps.)
+    """
     g = torch.Generator().manual_seed(0)
     out = torch.zeros(64, 1, 64, 64, dtype=torch.uint8)
     for i in range(64):
@@ -147,8 +148,10 @@ def assert_same_run(alone, packed, s, *, params_tol):
 
 
 def assert_same_curve(alone, packed, rtol, atol=None):
-    """Every logged term at every step to ``rtol`` relative (or ``atol``, default ``rtol``, nats for
-    terms near zero)."""
+    """Assert that every logged term agrees at every step, within tolerance.
+
+    To ``rtol`` relative, or ``atol`` (default ``rtol``) nats for terms near zero.
+    """
     assert alone.keys() == packed.keys()
     for name in alone:
         torch.testing.assert_close(
@@ -256,7 +259,8 @@ def test_packed_runs_equal_their_alone_runs(tmp_path, images):
     """Different seeds, hyperparameters and variants in one pack; each compared with ``train_run``.
 
     Both are stopped after 20 steps (tight comparison of weights and Adam state), then resumed
-    to 100 (comparison of the whole loss curve)."""
+    to 100 (comparison of the whole loss curve).
+    """
     specs = [
         spec("beta_vae", 0, steps=100, beta=4.0),
         spec("beta_vae", 1, steps=100, beta=1.0),
@@ -388,13 +392,15 @@ def test_pair_variants_are_packed_only_with_pair_variants_of_the_same_pairs():
     [(("group_vae_labels", "mlvae_labels"), 1e-4), (("group_vae_argmax", "mlvae_argmax"), None)],
 )
 def test_packed_pair_runs_equal_their_alone_runs_and_resume_exactly(tmp_path, images, models, params_tol):
-    """The labelled variants' weights agree as the others' do. The adaptive ones choose their shared
-    dimensions by a threshold, and near initialisation a pair's per-dimension KLs are all close: the
-    grouped convolutions' last-bit differences flip a dimension now and then (measured: weights 1e-6
-    apart after 5 steps, then a jump to 0.5-3% of the distance moved), a discontinuity no tolerance
-    on weights survives; their loss curves still agree to 1e-6. (The labelled ones bifurcate as the
-    module docstring says the unsupervised ones can: measured 5e-7 here, and 1e-3 for ML-VAE with
-    labels at seed 1 and beta 2.)"""
+    """The labelled variants' packed weights agree with the unpacked ones.
+
+    They agree as the others' do. The adaptive ones choose their shared dimensions by a threshold, and
+    near initialisation a pair's per-dimension KLs are all close: the grouped convolutions' last-bit
+    differences flip a dimension now and then (measured: weights 1e-6 apart after 5 steps, then a jump
+    to 0.5-3% of the distance moved), a discontinuity no tolerance on weights survives; their loss
+    curves still agree to 1e-6. (The labelled ones bifurcate as the module docstring says the
+    unsupervised ones can: measured 5e-7 here, and 1e-3 for ML-VAE with labels at seed 1 and beta 2.)
+    """
     specs = [
         spec(models[0], 0, steps=20, beta=2.0).replace(pairs={"k": 1, "semantics": "dlib"}),
         spec(models[1], 1, steps=20, beta=8.0).replace(pairs={"k": 1, "semantics": "dlib"}),

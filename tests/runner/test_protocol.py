@@ -1,5 +1,8 @@
-"""The paper suite trains what disentanglement_lib's unsupervised_study_v1 trained, and every
-difference of a run from the study is computed from its full spec and listed."""
+"""The paper suite trains what unsupervised_study_v1 trained; every difference is listed.
+
+The study is disentanglement_lib's; every difference of a run from it is computed from the run's full
+spec.
+"""
 
 import collections
 

@@ -1,5 +1,7 @@
-"""Records are read defensively: a damaged or hand-edited record is reported with its field and skipped
-by every command that reads records; nothing crashes on it."""
+"""Damaged or hand-edited records are reported with their field and skipped, never crash.
+
+Every command that reads records skips them; nothing crashes on one.
+"""
 
 from __future__ import annotations
 

@@ -79,8 +79,11 @@ def _run_cli(*args, env=None):
 @pytest.mark.slow  # trains through subprocesses
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_run_resumes_to_the_record_of_an_uninterrupted_run(toy_suite, tmp_path, sig):
-    """The process signals itself at step 25 (after the checkpoints of steps 10 and 20), a point the run
-    reaches deterministically; the rerun resumes from a checkpoint and ends with the reference's record."""
+    """A run killed at a deterministic step resumes from its checkpoint to the reference's record.
+
+    The process signals itself at step 25, after the checkpoints of steps 10 and 20; the rerun resumes
+    from a checkpoint and ends with the reference's record.
+    """
     suite = toy_suite(steps=80)
     args = ("run", "--suite", suite, "--models", "vae", "--device", "cpu")
     reference = _run_cli(*args, "--out", tmp_path / "ref")
@@ -321,8 +324,11 @@ def test_the_plan_estimates_evaluation_from_the_images_the_metrics_encode():
 def test_a_signal_during_evaluation_is_acknowledged_the_record_written_and_the_exit_130(
     toy_suite, tmp_path, monkeypatch
 ):
-    """The first SIGTERM arrives while a run is being scored: vaebench says so at once, the run
-    finishes its record, the next run is not started, and the command exits 130 saying which."""
+    """A SIGTERM during scoring lets the run finish its record, then stops the sweep with exit 130.
+
+    vaebench says so at once, the run finishes its record, the next run is not started, and the
+    command exits 130 saying which.
+    """
     import os
     import signal
 

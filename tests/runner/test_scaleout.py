@@ -226,8 +226,11 @@ def test_slurm_writes_the_records_of_a_local_run(toy_suite, slurm_cluster, tmp_p
 def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
     slurm_cluster, tmp_path, cancel_jobs
 ):
-    """The smoke suite: `--suite smoke --backend slurm` vs a local run (several minutes on 2 CPUs:
-    every metric on dSprites)."""
+    """The smoke suite on the SLURM backend records what a local run records.
+
+    `--suite smoke --backend slurm` against a local run: several minutes on 2 CPUs (every metric on
+    dSprites).
+    """
     local_out, slurm_out = tmp_path / "local", tmp_path / "slurm"
     cancel_jobs.append(slurm_out)
     args = ("run", "--suite", "smoke", "--device", "cpu")
@@ -247,9 +250,12 @@ def test_the_smoke_suite_through_slurm_writes_the_records_of_a_local_run(
 def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupted_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
-    """--no-wait prints the job and returns; status shows it; SIGUSR2 (SLURM's preemption warning,
-    as submitit's ``job._interrupt()`` sends it) once the run has checkpointed makes submitit
-    checkpoint and requeue the task, which resumes from the checkpoint."""
+    """A --no-wait SLURM task preempted after its checkpoint requeues and resumes from it.
+
+    --no-wait prints the job and returns; status shows it; SIGUSR2 (SLURM's preemption warning, as
+    submitit's ``job._interrupt()`` sends it) once the run has checkpointed makes submitit checkpoint
+    and requeue the task.
+    """
     suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="vae = [{}]")
     (run_id,) = suite_run_ids(suite)
     out = tmp_path / "slurm"
@@ -302,9 +308,12 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
 def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     toy_suite, slurm_cluster, tmp_path, cancel_jobs
 ):
-    """Without --no-wait the command follows the jobs: a task preempted and requeued mid-run is not
-    taken for finished (submitit counts REQUEUED, PENDING and PREEMPTED as incomplete), and the
-    command returns once the requeued task has resumed and recorded the run."""
+    """A waiting SLURM run follows a preempted, requeued task until it records the run.
+
+    Without --no-wait, a task preempted and requeued mid-run is not taken for finished (submitit
+    counts REQUEUED, PENDING and PREEMPTED as incomplete); the command returns once the requeued task
+    has resumed and recorded the run.
+    """
     suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="vae = [{}]")
     (run_id,) = suite_run_ids(suite)
     out = tmp_path / "slurm"

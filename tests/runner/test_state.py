@@ -86,9 +86,12 @@ def test_one_pack_size_rule():
 
 
 def test_a_forced_sweeps_promise_is_struck_in_the_file_and_a_live_one_is_not_called_interrupted(tmp_path):
-    """Two processes forcing the same runs strike each other's runs in the one promise file, so none is
+    """Concurrent forced sweeps strike each other's runs; a live promise is not called interrupted.
+
+    Two processes forcing the same runs strike each other's runs in the one promise file, so none is
     left stale; a promise whose writer still runs is a concurrent sweep, one whose writer is gone an
-    interrupted one."""
+    interrupted one.
+    """
     import json
     import os
 

@@ -47,7 +47,8 @@ def _wait_for_checkpoint(out: Path, timeout: float = 120) -> None:
 def test_sigint_during_a_force_sweep_then_the_same_command_resumes(toy_suite, tmp_path):
     """--force discards old checkpoints once; the rerun of the interrupted forced sweep resumes it.
 
-    The forced sweep sends itself SIGINT at step 25, after its own checkpoints of steps 10 and 20."""
+    The forced sweep sends itself SIGINT at step 25, after its own checkpoints of steps 10 and 20.
+    """
     suite = toy_suite(steps=80)
     args = ("run", "--suite", suite, "--models", "vae", "--device", "cpu", "--force")
     reference = _cli(*args, "--out", tmp_path / "ref")

@@ -25,8 +25,10 @@ def _model(seed: int):
 
 
 def _damage(path, value: float) -> None:
-    """Overwrite 1,024 float32 weights inside the file, in place: same size, same structure (as a bad
-    disk or a stray write would)."""
+    """Corrupt 1,024 float32 weights of a checkpoint file in place.
+
+    Same size, same structure, as a bad disk or a stray write would leave it.
+    """
     with zipfile.ZipFile(path) as archive:  # torch.save's format: tensors are stored, uncompressed
         info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
     with open(path, "r+b") as f:

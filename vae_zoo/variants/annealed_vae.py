@@ -1,3 +1,5 @@
+"""AnnealedVAE (Burgess et al. 2018): the KL pushed towards a capacity that grows with the step."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, ConfigError, Terms, non_negative
@@ -35,6 +37,7 @@ class AnnealedVAE(VAE):
     strength_field = "c_max"
 
     def regularizer(self, terms: Terms):
+        """gamma * |KL - C(step)|; logs the KL and the capacity."""
         kl = terms.kl.mean()
         c = capacity(terms.step, self.config.c_max, self.config.ramp_steps)
         return self.config.gamma * (kl - c).abs(), {"kl": kl, "capacity": kl.new_tensor(c)}

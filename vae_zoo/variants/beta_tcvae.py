@@ -1,3 +1,5 @@
+"""beta-TCVAE (Chen et al. 2018): the KL decomposed into MI, total correlation and dimension-wise KL."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, ConfigError, Terms, non_negative
@@ -43,6 +45,7 @@ class BetaTCVAE(VAE):
     strength_field = "beta"
 
     def regularizer(self, terms: Terms):
+        """The weighted decomposition of the KL (Chen et al. eq. 4) and its logged terms."""
         if self.config.dataset_size is None:
             raise ConfigError(
                 "beta_tcvae needs config.dataset_size (the number of training images) for log q(z)"

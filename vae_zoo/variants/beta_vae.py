@@ -1,3 +1,5 @@
+"""beta-VAE (Higgins et al. 2017): the KL weighted by beta."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, Terms, non_negative
@@ -20,5 +22,6 @@ class BetaVAE(VAE):
     strength_field = "beta"
 
     def regularizer(self, terms: Terms):
+        """beta times the mean analytic KL; logs the KL."""
         kl = terms.kl.mean()
         return self.config.beta * kl, {"kl": kl}

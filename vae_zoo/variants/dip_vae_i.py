@@ -1,3 +1,5 @@
+"""DIP-VAE-I (Kumar et al. 2018): a penalty on the covariance of the posterior means."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, Terms, non_negative
@@ -22,6 +24,7 @@ class DIPVAEI(VAE):
     strength_field = "lambda_od"
 
     def regularizer(self, terms: Terms):
+        """KL + the DIP penalty on Cov[posterior mean]; logs both."""
         kl = terms.kl.mean()
         dip = dip_penalty(covariance(terms.mean), self.config.lambda_od, self.config.lambda_d)  # (D, D) -> ()
         return kl + dip, {"kl": kl, "dip": dip}

@@ -1,3 +1,5 @@
+"""DIP-VAE-II (Kumar et al. 2018): a penalty on the covariance of the aggregate posterior."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, Terms, non_negative
@@ -22,6 +24,7 @@ class DIPVAEII(VAE):
     strength_field = "lambda_od"
 
     def regularizer(self, terms: Terms):
+        """KL + the DIP penalty on Cov_q(z)[z]; logs both."""
         kl = terms.kl.mean()
         # Cov_q(z)[z] = E_x[diag(exp(logvar))] + Cov_x[mean]   (law of total covariance), (D, D)
         cov_z = covariance(terms.mean) + terms.logvar.exp().mean(dim=0).diag_embed()

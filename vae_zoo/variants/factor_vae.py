@@ -1,3 +1,5 @@
+"""FactorVAE (Kim & Mnih 2018): total correlation estimated by a discriminator."""
+
 from dataclasses import dataclass
 
 import torch
@@ -9,8 +11,11 @@ from vae_zoo.registry import register_model
 
 
 def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Sequential:
-    """Kim & Mnih 2018, Appendix: 6 dense layers of 1000 with leaky ReLU (0.2), 2 logits
-    [from q(z), from prod_d q(z_d)]; disentanglement_lib's ``fc_discriminator`` is the same."""
+    """FactorVAE's discriminator (Kim & Mnih 2018, Appendix).
+
+    6 dense layers of 1000 with leaky ReLU (0.2), 2 logits [from q(z), from prod_d q(z_d)];
+    disentanglement_lib's ``fc_discriminator`` is the same.
+    """
     blocks: list[nn.Module] = []
     width = latent_dim
     for _ in range(layers):
@@ -56,6 +61,7 @@ class FactorVAE(VAE):
         self.initialise(self.discriminator)
 
     def regularizer(self, terms: Terms):
+        """KL + gamma * TC, TC from the discriminator's logits (density-ratio trick); logs both."""
         kl = terms.kl.mean()
         logits = self.discriminator(terms.z)  # (B, 2)
         # Density-ratio trick: log D(z) - log(1 - D(z)) = logit_0 - logit_1 estimates log q(z)/prod q(z_d).
@@ -63,11 +69,13 @@ class FactorVAE(VAE):
         return kl + self.config.gamma * tc, {"kl": kl, "tc": tc}
 
     def make_auxiliary_optimizer(self):
+        """Adam for the discriminator (Kim & Mnih's betas 0.5, 0.9)."""
         return torch.optim.Adam(
             self.discriminator.parameters(), lr=self.config.discriminator_lr, betas=(0.5, 0.9)
         )
 
     def auxiliary_loss(self, output: VAEOutput, generator=None):
+        """The discriminator's loss on real codes against dimension-permuted ones (encoder detached)."""
         z = output.z.detach()  # (B, D): the discriminator must not move the encoder
         real = self.discriminator(z)  # (B, 2)
         permuted = self.discriminator(permute_dims(z, generator))  # (B, 2)

@@ -1,3 +1,5 @@
+"""Ada-GVAE (Locatello et al. 2020): weakly supervised pairs, shared dimensions found by KL."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, ConfigError, Terms, non_negative
@@ -7,9 +9,11 @@ from vae_zoo.registry import register_model
 
 @register_model("group_vae_argmax")
 class GroupVAEArgmax(VAE):
-    """Ada-GVAE (Locatello et al. 2020, eqs. 4-6): pairs share the dimensions whose KL between
-    the two posteriors is below the midpoint of its range, averaged as GroupVAE averages;
-    loss = reconstruction + beta * KL of the pooled posteriors, per image of the pair.
+    """Ada-GVAE (Locatello et al. 2020, eqs. 4-6).
+
+    Pairs share the dimensions whose KL between the two posteriors is below the midpoint of its range,
+    averaged as GroupVAE averages; loss = reconstruction + beta * KL of the pooled posteriors, per
+    image of the pair.
 
     ``all_equal`` (``losses.ALL_EQUAL_ROWS``) decides the pairs whose per-dimension KLs are all
     equal: "average" shares every dimension (disentanglement_lib on a CPU), "keep" none (its
@@ -35,11 +39,14 @@ class GroupVAEArgmax(VAE):
     views = 2
 
     def shared_dimensions(self, mean, logvar, changed_factor):
+        """The dimensions whose KL between the pair's posteriors is below the midpoint: ``(B, D)`` bool."""
         return adaptive_shared_mask(pair_kl(mean, logvar), self.config.all_equal)
 
     def average_posteriors(self, mean, logvar):
+        """GroupVAE's average of the pair's posteriors (arithmetic means of mean and variance)."""
         return group_average(mean, logvar)
 
     def regularizer(self, terms: Terms):
+        """beta times the mean KL of the pooled posteriors; logs the KL."""
         kl = terms.kl.mean()
         return self.config.beta * kl, {"kl": kl}

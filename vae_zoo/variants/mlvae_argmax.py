@@ -1,3 +1,5 @@
+"""Ada-ML-VAE (Locatello et al. 2020): weakly supervised pairs, shared dimensions found by KL."""
+
 from dataclasses import dataclass
 
 from vae_zoo.core import VAE, ConfigError, Terms, non_negative
@@ -7,10 +9,11 @@ from vae_zoo.registry import register_model
 
 @register_model("mlvae_argmax")
 class MLVaeArgmax(VAE):
-    """Ada-ML-VAE (Locatello et al. 2020, eqs. 4-6): pairs share the dimensions whose KL between
-    the two posteriors is below the midpoint of its range, aggregated as ML-VAE does (the
-    product-of-experts mean, the harmonic mean of the variances); loss = reconstruction +
-    beta * KL of the pooled posteriors, per image of the pair.
+    """Ada-ML-VAE (Locatello et al. 2020, eqs. 4-6).
+
+    Pairs share the dimensions whose KL between the two posteriors is below the midpoint of its range,
+    aggregated as ML-VAE does (the product-of-experts mean, the harmonic mean of the variances); loss
+    = reconstruction + beta * KL of the pooled posteriors, per image of the pair.
 
     ``all_equal`` (``losses.ALL_EQUAL_ROWS``) decides the pairs whose per-dimension KLs are all
     equal: "average" shares every dimension (disentanglement_lib on a CPU), "keep" none (its
@@ -36,11 +39,14 @@ class MLVaeArgmax(VAE):
     views = 2
 
     def shared_dimensions(self, mean, logvar, changed_factor):
+        """The dimensions whose KL between the pair's posteriors is below the midpoint: ``(B, D)`` bool."""
         return adaptive_shared_mask(pair_kl(mean, logvar), self.config.all_equal)
 
     def average_posteriors(self, mean, logvar):
+        """ML-VAE's product of experts of the pair's posteriors."""
         return ml_average(mean, logvar)
 
     def regularizer(self, terms: Terms):
+        """beta times the mean KL of the pooled posteriors; logs the KL."""
         kl = terms.kl.mean()
         return self.config.beta * kl, {"kl": kl}

@@ -1,3 +1,5 @@
+"""The plain VAE (Kingma & Welling 2014): the base class's ELBO, registered as ``vae``."""
+
 from vae_zoo.core import VAE
 from vae_zoo.registry import register_model
 

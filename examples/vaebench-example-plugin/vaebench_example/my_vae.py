@@ -16,5 +16,6 @@ class MyVAE(VAE):
     def regularizer(self, terms):
         # terms.kl: (B,) analytic KL per sample, summed over latent dims
         # terms.mean, terms.logvar, terms.z: (B, latent_dim); terms.step: int
+        """gamma times the mean analytic KL; logs the KL."""
         kl = terms.kl.mean()
         return self.config.gamma * kl, {"kl": kl}
