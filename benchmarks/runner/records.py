@@ -32,9 +32,13 @@ from vaebench.atomic import atomic_write_text
 SCHEMA = "vaebench.run/2"
 READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
 STATUSES = ("ok", "failed")
+#: What a record describes: a run the runner trained, or a representation trained elsewhere and scored
+#: by `vaebench score` (``benchmarks.score``: no training fields, its spec names the encoder).
+KINDS = ("trained", "external")
 
 __all__ = [
     "SCHEMA",
+    "KINDS",
     "RecordError",
     "RunRecord",
     "cpu_model",
@@ -103,6 +107,9 @@ class RunRecord:
         timing: ``{"train_seconds", "eval_seconds", "images_per_second", "resumed_from_step"}``.
         provenance: code and library versions, machine, device, precision, dataset (with its
             content hash), creation time; see ``provenance``.
+        kind: "trained" (the runner's) or "external" (``benchmarks.score``: a representation
+            trained elsewhere; its spec is not a ``RunSpec``, and it has no training fields).
+            Written only when not "trained", so a trained run's record reads as before.
     """
 
     run_id: str
@@ -122,10 +129,13 @@ class RunRecord:
     timing: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
+    kind: str = "trained"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
 
     @classmethod
     def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
@@ -155,6 +165,11 @@ class RunRecord:
 
     @property
     def run_spec(self) -> RunSpec:
+        if self.kind != "trained":
+            raise RecordError(
+                f"run {self.run_id} is an {self.kind} representation scored by `vaebench score`: "
+                "it has no run spec, checkpoint or training; rescore it with `vaebench score --force`"
+            )
         return RunSpec.from_dict(self.spec)
 
     @property
@@ -162,7 +177,10 @@ class RunRecord:
         return self.status == "ok"
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(dataclasses.asdict(self)), indent=1, sort_keys=True) + "\n"
+        fields = dataclasses.asdict(self)
+        if fields["kind"] == "trained":  # the default is left out: trained records read as before
+            del fields["kind"]
+        return json.dumps(_jsonable(fields), indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, path: Path | None = None) -> RunRecord:
