@@ -602,6 +602,7 @@ def score(
     layout: str | None = None,
     device: str = "cpu",
     force: bool = False,
+    settings: str | None = None,
 ) -> dict[str, float]:
     """Score a representation from a notebook: ``vaebench.score(encode, dataset="dsprites")``.
 
@@ -611,7 +612,7 @@ def score(
             a ``(mean, logvar)`` pair); see the module docstring.
         dataset: a registered dataset name.
         metrics: "study" or "fast" (every per-run metric at those settings), or a list of metric
-            entries (``"mig"``, ``"dci"``, ``"mig_chen"``, ``"factor_vae@sampled"``) at study settings.
+            entries (``"mig"``, ``"dci"``, ``"mig_chen"``, ``"factor_vae@sampled"``) at ``settings``.
         seed: the evaluation seed (every metric's ``RandomState(seed)``).
         out: an output directory: the record is written under ``out/runs/<suite>/``.
         suite: take the metrics and their settings from this suite instead (and record there).
@@ -619,6 +620,7 @@ def score(
         layout: "channels_first" (default) or "channels_last" for a callable or module.
         device: where a module encodes ("cpu", "cuda").
         force: rescore even if ``out`` holds this record already.
+        settings: "study" (default) or "fast", for a list of ``metrics``.
 
     Returns:
         ``{metric key: score}`` (flat, as in the records: ``mig``, ``dci_disentanglement``, ...).
@@ -628,11 +630,13 @@ def score(
     device = resolve_device(device)
     representation = load_representation(encode, name=name, layout=layout, device=device)
     if isinstance(metrics, str):
-        chosen, settings = None, metrics
+        if settings is not None and settings != metrics:
+            raise ScoreError(
+                f"metrics={metrics!r} already names the settings; settings={settings!r} conflicts"
+            )
+        chosen, settings = None, (None if suite is not None else metrics)
     else:
-        chosen, settings = list(metrics), "study"
-    if suite is not None and isinstance(metrics, str):
-        settings = None
+        chosen, settings = list(metrics), settings or ("study" if suite is None else None)
     result = score_representation(
         representation,
         dataset,
