@@ -391,3 +391,28 @@ def test_a_codes_only_suite_leaves_the_posterior_metrics_out_and_says_why(factor
     assert result.record.metric_warnings["mig_chen"][0].startswith("not scored: needs the posterior")
     with pytest.raises(ScoreError, match="mig_chen: needs the posterior"):
         score_representation(load_representation(factors), "dsprites", metrics=["mig_chen"])
+
+
+def test_the_datasets_metric_settings_apply_as_for_the_runner(dsprites, factors):
+    """Chen et al.'s MIG leaves dSprites' shape out (``mig_chen_excluded_factors``), as the runner does."""
+    from benchmarks.runner.evaluate import CachedEncoder, IndexSampler
+    from metrics import evaluate_metric
+
+    mean = factors / np.asarray(dsprites.factor_sizes)
+    logvar = np.full_like(mean, np.log(0.01))
+    scored = _scores((mean, logvar), metrics=["mig_chen"]).metrics["mig_chen"]
+    lookup = CachedEncoder.precomputed(dsprites, mean, logvar)
+
+    def direct(**overrides):
+        return evaluate_metric(
+            "mig_chen",
+            IndexSampler(dsprites),
+            lookup.mean_of,
+            np.random.RandomState(0),
+            settings="fast",
+            encode_posterior=lookup.posterior_of,
+            **overrides,
+        )["mig_chen"]
+
+    assert dsprites.mig_chen_excluded_factors == (0,)
+    assert scored == direct(exclude_factors=(0,)) != direct()
