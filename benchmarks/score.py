@@ -70,6 +70,8 @@ __all__ = [
     "metric_entries",
     "needs_posterior",
     "check_codes",
+    "external_spec",
+    "external_run_id",
     "score_representation",
     "score",
 ]
@@ -195,11 +197,7 @@ class ModuleEncoder:
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.layout == "channels_last":
             x = x.permute(0, 2, 3, 1).contiguous()
-        output = self.module(x)
-        arrays = [output] if not isinstance(output, (tuple, list)) else list(output)
-        mean, logvar = _split_output(
-            tuple(arrays) if len(arrays) != 1 else arrays[0], len(x), f"encoder {self.name}"
-        )
+        mean, logvar = _split_output(self.module(x), len(x), f"encoder {self.name}")
         return torch.from_numpy(mean), None if logvar is None else torch.from_numpy(logvar)
 
 
@@ -269,64 +267,76 @@ def _load_codes(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     raise ScoreError(f"codes file {path} holds {', '.join(keys) or 'nothing'}; give 'mean' (and 'logvar')")
 
 
+def _codes(mean: Any, logvar: Any, name: str, source: str, sha256: str) -> Representation:
+    identity = {"kind": "codes", "source": source, "sha256": sha256}
+    return Representation("codes", name, identity, logvar is not None, mean=mean, logvar=logvar)
+
+
+def _codes_file(path: Path, name: str | None, layout: str | None, device: torch.device) -> Representation:
+    mean, logvar = _load_codes(path)
+    return _codes(mean, logvar, name or path.stem, path.name, _sha256(path))
+
+
+def _torchscript_file(
+    path: Path, name: str | None, layout: str | None, device: torch.device
+) -> Representation:
+    try:
+        module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, ValueError or its own
+        raise ScoreError(
+            f"{path} is not a TorchScript file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "save the encoder with torch.jit.trace(...) or torch.jit.script(...) and .save(path). "
+            "vaebench never unpickles a model (torch.load of a pickled nn.Module can run any code)"
+        ) from None
+    layout = _layout(layout)
+    identity = {"kind": "torchscript", "source": path.name, "sha256": _sha256(path), "layout": layout}
+    encoder = ModuleEncoder(module, layout, path.name, device)
+    return Representation("torchscript", name or path.stem, identity, encoder=encoder)
+
+
+#: A file's kind by its suffix; any other existing file without a colon is tried as TorchScript.
+FILE_KINDS = {
+    ".npy": _codes_file,
+    ".npz": _codes_file,
+    ".pt": _torchscript_file,
+    ".pth": _torchscript_file,
+    ".ts": _torchscript_file,
+}
+
+
+def _array_digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def load_representation(
     encoder: Any, *, name: str | None = None, layout: str | None = None, device: torch.device | str = "cpu"
 ) -> Representation:
-    """A CLI argument (path or ``module:function``) or a Python object as a ``Representation``.
+    """A CLI argument (a file, or ``module:function``) or a Python object as a ``Representation``.
 
     Objects: a ``torch.nn.Module`` (called on tensors), any other callable (on numpy arrays), an
     array of codes or a ``(mean, logvar)`` pair of arrays of every grid point.
     """
     device = torch.device(device)
+    qualified = None
     if isinstance(encoder, (str, Path)):
-        text = str(encoder)
-        path = Path(text)
+        text, path = str(encoder), Path(encoder)
         suffix = path.suffix.lower()
-        if suffix in (".npy", ".npz"):
+        if suffix == ".py":
+            raise ScoreError(f"encoder {text!r}: name the function too, as {text}:FUNCTION")
+        if suffix in FILE_KINDS or (path.is_file() and ":" not in path.name):
             if not path.is_file():
-                raise ScoreError(f"no codes file {path}")
-            mean, logvar = _load_codes(path)
-            identity = {"kind": "codes", "source": path.name, "sha256": _sha256(path)}
-            return Representation(
-                "codes", name or path.stem, identity, logvar is not None, mean=mean, logvar=logvar
-            )
-        if suffix in (".pt", ".pth", ".ts", ".jit") or (path.is_file() and ":" not in path.name):
-            if not path.is_file():
-                raise ScoreError(f"no TorchScript file {path}")
-            try:
-                module = torch.jit.load(str(path), map_location=device)
-            except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, ValueError or its own
-                raise ScoreError(
-                    f"{path} is not a TorchScript file "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                    "save the encoder with torch.jit.trace(...) or torch.jit.script(...) and .save(path). "
-                    "vaebench never unpickles a model (torch.load of a pickled nn.Module can run any code)"
-                ) from None
-            layout = _layout(layout)
-            identity = {"kind": "torchscript", "source": path.name, "sha256": _sha256(path), "layout": layout}
-            return Representation(
-                "torchscript",
-                name or path.stem,
-                identity,
-                encoder=ModuleEncoder(module, layout, path.name, device),
-            )
-        function, qualified = _import_callable(text)
-        encoder = function
-    else:
-        qualified = None
-    if isinstance(encoder, np.ndarray) or (
-        isinstance(encoder, tuple) and len(encoder) == 2 and all(isinstance(a, np.ndarray) for a in encoder)
-    ):
-        mean, logvar = encoder if isinstance(encoder, tuple) else (encoder, None)
-        digest = hashlib.sha256()
-        for array in (mean, logvar) if logvar is not None else (mean,):
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(array.tobytes())
-        identity = {"kind": "codes", "source": "array", "sha256": digest.hexdigest()}
-        return Representation(
-            "codes", name or "codes", identity, logvar is not None, mean=mean, logvar=logvar
-        )
+                raise ScoreError(f"no file {path}")
+            return FILE_KINDS.get(suffix, _torchscript_file)(path, name, layout, device)
+        encoder, qualified = _import_callable(text)
+    if isinstance(encoder, np.ndarray):
+        return _codes(encoder, None, name or "codes", "array", _array_digest(encoder))
+    if isinstance(encoder, tuple) and len(encoder) == 2 and all(isinstance(a, np.ndarray) for a in encoder):
+        return _codes(*encoder, name or "codes", "array", _array_digest(*encoder))
     if not callable(encoder):
         raise ScoreError(
             f"cannot score a {type(encoder).__name__}: give a callable, a module, a path or codes"
@@ -363,9 +373,9 @@ def metric_entries(
     evaluation seed)``.
 
     With a suite, its entries and settings (only ``metrics`` of them, if named; a metric it does not
-    list gets its ``settings`` defaults), its dataset source and evaluation seed. Without one, the named
-    ``metrics`` (default: every per-run metric) at ``settings`` ("fast" unless given), recorded
-    under ``EXTERNAL_SUITE``.
+    list gets the suite's ``metrics.settings`` defaults), its dataset source and evaluation seed.
+    Without one, the named ``metrics`` (default: every per-run metric) at ``settings`` ("fast" unless
+    given), recorded under ``EXTERNAL_SUITE``.
     """
     from benchmarks.runner.evaluate import metric_entry
     from benchmarks.runner.suite import load_suite, per_run_metrics
@@ -375,10 +385,11 @@ def metric_entries(
         raise ScoreError(f"settings must be 'fast' or 'study'; got {settings!r}")
     if suite is not None:
         loaded = load_suite(suite)
-        if settings is not None and settings != loaded.metric_settings and metrics is None:
+        if settings is not None and settings != loaded.metric_settings:
             raise ScoreError(
                 f"--settings {settings} conflicts with suite {loaded.name!r}, whose metrics use "
-                f"{loaded.metric_settings!r}; drop --settings, or name --metrics"
+                f"{loaded.metric_settings!r}: its records are compared at its settings. Drop --settings, "
+                "or drop --suite to score --metrics at other settings"
             )
         base, name = dict(loaded.metrics), loaded.name
         chosen_settings, source, seed = (

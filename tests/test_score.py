@@ -353,6 +353,10 @@ def test_bad_codes_files_exit_2_before_scoring(tmp_path, dsprites):
     assert code == 2 and "mig_chen: needs the posterior (mean, logvar)" in output
     code, output = invoke("score", tmp_path / "codes.npy", "--dataset", "dsprites", "--metrics", "udr_lasso")
     assert code == 2 and "vaebench udr" in output
+    code, output = invoke("score", tmp_path / "codes.npy", "--dataset", "dsprites", "--settings", "study")
+    assert code == 2 and "conflicts with suite 'quick'" in output
+    code, output = invoke("score", tmp_path / "codes.npy", "--dataset", "nodata", "--metrics", "mig")
+    assert code == 2 and "nodata" in output
     assert not out.exists()
 
 
