@@ -1,4 +1,4 @@
-"""The ``vaebench`` command line: list, data, run, table, plot, export, analyze, eval, udr.
+"""The ``vaebench`` command line: list, data, run, table, plot, export, analyze, eval, score, udr.
 
 Bad input exits with status 2 and a message naming the bad value and what
 would be accepted; a sweep with failed runs exits with status 1 and lists them;
@@ -34,6 +34,7 @@ from benchmarks.runner.status import suite_status
 from benchmarks.runner.suite import expand_suite, list_suites, load_suite, override_suite
 from benchmarks.runner.train import resolve_device
 from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
+from benchmarks.score import DEFAULT_SUITE, load_representation, score_representation
 from metrics import get_metric, list_metrics
 from vae_zoo import describe_model, get_model, list_models
 from vaebench.errors import BUG_REPORT, UserError
@@ -525,6 +526,86 @@ def eval_cmd(
     console.print(
         f"updated {path}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(updated.items()) if v is not None)
     )
+
+
+# -- score -----------------------------------------------------------------------
+class Layout(str, Enum):
+    """The image layout an external encoder takes."""
+
+    channels_first = "channels_first"
+    channels_last = "channels_last"
+
+
+class Settings(str, Enum):
+    """The metrics' settings when no suite gives them."""
+
+    fast = "fast"
+    study = "study"
+
+
+@app.command("score")
+def score_cmd(
+    encoder: Annotated[
+        str,
+        typer.Argument(
+            help="What to score: a TorchScript file (.pt), codes of every observation (.npy/.npz), "
+            "or a Python function as package.module:function or path/to/file.py:function."
+        ),
+    ],
+    dataset: Annotated[str, typer.Option(help="The dataset to score on (see `vaebench list datasets`).")],
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            help="Take the metrics, their settings and the evaluation seed from this suite "
+            "and record beside its runs (default: quick, unless --metrics is given)."
+        ),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated metric entries (mig, dci, mig_chen, factor_vae@sampled)."),
+    ] = None,
+    settings: Annotated[
+        Settings | None, typer.Option(help="Metric settings for --metrics without a suite (default: fast).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The label the tables show (default: the file's or function's name).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Evaluation seed (default: the suite's).")] = None,
+    device: Annotated[Device, typer.Option(help="Device for a TorchScript encoder.")] = Device.auto,
+    out: OutArg = DEFAULT_OUT,
+    force: Annotated[
+        bool, typer.Option(help="Rescore even if this encoder is recorded on this data.")
+    ] = False,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(help="Image layout the encoder takes: channels_first (default) or channels_last."),
+    ] = None,
+) -> None:
+    """Score a representation trained elsewhere, with the runner's evaluation, into OUT/runs/<suite>/."""
+    try:
+        chosen_device = resolve_device(device.value)
+        representation = load_representation(
+            encoder, name=name, layout=layout.value if layout else None, device=chosen_device
+        )
+        result = score_representation(
+            representation,
+            dataset,
+            suite=suite if suite is not None or metrics is not None else DEFAULT_SUITE,
+            metrics=_split(metrics),
+            settings=settings.value if settings else None,
+            seed=seed,
+            device=chosen_device,
+            out=out,
+            force=force,
+            on_progress=lambda message: err_console.print(escape(message), highlight=False),
+        )
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    for entry, reason in result.left_out.items():
+        err_console.print(f"[yellow]not scored:[/] {entry}: {escape(reason)}", highlight=False)
+    for key, value in result.metrics.items():
+        console.print(f"{key:<40} {value:.4f}", highlight=False)
+    console.print(f"{'already recorded' if result.skipped else 'wrote'} {result.path}", highlight=False)
 
 
 # -- udr -------------------------------------------------------------------------

@@ -97,9 +97,13 @@ def _suite(suite: str, df: pd.DataFrame, n_boot: int, alpha: float) -> tuple[lis
         return lines, figures
     for dataset in sorted(df["dataset"].astype(str).unique()):
         sub = df[df["dataset"] == dataset].reset_index(drop=True)
+        # Representations scored by `vaebench score` have no training seed: they join the analyses
+        # over runs, not those that need seed variation.
+        seeded = sub[sub["seed"].notna()].reset_index(drop=True)
         title = f"{suite} / {dataset}"
-        fewest = st.seeds_per_configuration(sub)
-        most = int(sub.groupby("config", observed=True).size().max())
+        trained = seeded if len(seeded) else sub
+        fewest = st.seeds_per_configuration(trained)
+        most = int(trained.groupby("config", observed=True).size().max())
         seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         lines += [
             "",
@@ -108,8 +112,14 @@ def _suite(suite: str, df: pd.DataFrame, n_boot: int, alpha: float) -> tuple[lis
             f"{len(sub)} runs, {sub['model'].nunique()} models, {sub['config'].nunique()} configurations, "
             f"{seeds} seed{'s' if most > 1 else ''} per configuration.",
         ]
+        if len(seeded) < len(sub):
+            lines[-1] += (
+                f" {len(sub) - len(seeded)} of the runs are representations trained elsewhere "
+                "(`vaebench score`, no training seed): they are left out of the analyses over seeds."
+            )
         for section in (_agreement, _variance, _pairwise, _representation, _selection):
-            text, fig = section(dataset, title, sub, n_boot=n_boot, alpha=alpha)
+            data = seeded if section in (_variance, _pairwise) else sub
+            text, fig = section(dataset, title, data, n_boot=n_boot, alpha=alpha)
             lines += [""] + text
             if fig is not None:
                 figures.append(fig)

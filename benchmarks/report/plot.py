@@ -139,6 +139,8 @@ def _suite_figures(out_dir: Path, runs: RunsFrame, folder: Path) -> list[Path]:
             ),
         }
         for model, run in chosen.items():
+            if runs.records[run["run_id"]].kind == "external":  # no decoder: nothing to traverse
+                continue
             figures[f"traversals_{dataset}_{model}"] = _traversals(out_dir, title, runs.suite, run)
         for stem, fig in sorted(figures.items()):
             if fig is None:

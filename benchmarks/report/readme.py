@@ -36,6 +36,9 @@ def results_section(out_dir: Path, suite: str) -> str:
     """Markdown: protocol, timing and one row per configuration (mean over its seeds)."""
     runs = read_runs(out_dir, suite)
     ok = runs.ok
+    # The section reports the suite's training: representations scored by `vaebench score` stay in the tables.
+    ok = ok[[runs.records[run_id].kind == "trained" for run_id in ok["run_id"]]]
+    trained = sum(record.kind == "trained" for record in runs.records.values())
     if ok.empty:
         raise UserError(f"no successful run records under {Path(out_dir) / 'runs' / suite}")
     records = [runs.records[run_id] for run_id in ok["run_id"]]
@@ -78,7 +81,7 @@ def results_section(out_dir: Path, suite: str) -> str:
         f"{first.spec['model_config']['architecture']} architecture, "
         f"seed(s) {', '.join(map(str, seeds))}"
         + (" (cells: mean ± std over seeds)" if len(seeds) > 1 else "")
-        + f", the suite's metric settings; {len(ok)} of {len(runs.frame)} "
+        + f", the suite's metric settings; {len(ok)} of {trained} "
         f"runs ok; {train_s / 60:.1f} min of training and {eval_s / 60:.1f} min of evaluation in total "
         f"on {device}, code {', '.join(commits)}"
         + (" (+: with uncommitted changes)." if any(c.endswith("+") for c in commits) else ".")

@@ -14,7 +14,7 @@ Columns, in this order (each group only where some record has the field):
 column                                dtype      what
 ====================================  =========  =====================================================
 ``run_id suite dataset model``        string     the record's names
-``seed``                              Int64      the spec's seed
+``seed``                              Int64      the spec's seed; NA for an external representation
 ``status``                            string     ``"ok"`` or ``"failed"``
 ``strength_field``                    string     the variant's regularisation strength (``beta``...)
 ``strength_value``                    float64    its value; NaN for a model without one
@@ -223,7 +223,7 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "suite": str(record.suite),
         "dataset": str(spec["dataset"]),
         "model": str(spec["model"]),
-        "seed": int(spec["seed"]),
+        "seed": None if spec["seed"] is None else int(spec["seed"]),  # None: external, no training seed
         "status": str(record.status),
         "strength_field": strength.get("field"),
         "strength_value": _number(strength.get("value")),

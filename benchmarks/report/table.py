@@ -273,7 +273,7 @@ def _protocol(runs: RunsFrame) -> list[tuple[str, str]]:
         (
             "Runs",
             f"{len(records)} records ({n_ok} ok, {len(records) - n_ok} failed); "
-            f"seeds {', '.join(str(s) for s in sorted(set(frame['seed'])))}; "
+            f"seeds {', '.join(str(s) for s in sorted(set(frame['seed'].dropna())))}; "
             f"datasets {', '.join(runs.datasets)}; models {', '.join(sorted(set(frame['model'])))}",
         ),
         (
@@ -357,7 +357,10 @@ def study_protocol_note(records: list[RunRecord]) -> str:
     (``protocol.compare_runs``).
     """
     specs, ran, unknown = [], {}, []
+    external = sorted({str(r.spec.get("model")) for r in records if r.kind == "external"})
     for record in records:
+        if record.kind == "external":  # trained elsewhere: no protocol of ours to compare
+            continue
         try:
             spec = RunSpec.from_dict(record.spec)
             spec.full_model_config()  # the variant must be installed to diff its full config
@@ -378,6 +381,11 @@ def study_protocol_note(records: list[RunRecord]) -> str:
     if unknown:
         missing = ", ".join(sorted(set(unknown)))
         text += f" Not compared: {len(unknown)} run(s) of models not installed here ({missing})."
+    if external:
+        text += (
+            f" Not compared: {', '.join(external)}, representation(s) trained elsewhere and scored by "
+            "`vaebench score` (same metrics and settings, no training of ours)."
+        )
     return text
 
 

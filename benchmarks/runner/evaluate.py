@@ -11,13 +11,19 @@ makes a whole evaluation cost about one pass over the distinct points it touches
 Datasets whose observations are random given the factors (``stochastic_observations``:
 colour, noise, painting patch, smallNORB's instance) get no cache: the metrics draw
 real observations from the dataset, as in dlib, and ``ObservationEncoder`` encodes them.
+
+The encoders take any object whose ``encode(x)`` maps a float32 batch ``(B, C, H, W)`` in [0, 1]
+on the device to ``(mean, logvar)``, each ``(B, D)``: a ``vae_zoo.VAE``, or a representation
+trained elsewhere (``benchmarks.score``), whose ``logvar`` may be None (codes only; the
+posterior metrics are then refused before scoring). ``evaluate_encoder`` scores such an object;
+``evaluate_run`` scores a trained run with it and adds what needs the decoder (traversals).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ __all__ = [
     "IndexSampler",
     "ObservationEncoder",
     "REPRESENTATIONS",
+    "evaluate_encoder",
     "evaluate_run",
     "metric_entry",
 ]
@@ -98,26 +105,44 @@ class IndexSampler:
 
 
 class CachedEncoder:
-    """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once."""
+    """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once.
+
+    ``model`` is anything with ``encode(x) -> (mean, logvar)`` (see the module docstring); a logvar of
+    None is kept as NaN. ``precomputed`` builds one from codes of every grid point, encoding nothing.
+    """
 
     def __init__(
         self,
-        model: VAE,
+        model: VAE | Any,
         dataset: GroundTruthDataset,
         device: torch.device,
         batch_size: int = 1024,
         eps_seed: int = 0,
     ):
         self.model, self.dataset, self.device, self.batch_size = model, dataset, device, batch_size
-        d = model.config.latent_dim
-        # (N, [mean, logvar], D) in the network's own precision (float32: half the memory of float64,
-        # the same values); read out as float64, as the metrics get them
-        dtype = torch.empty(0, dtype=next(model.parameters()).dtype).numpy().dtype
-        self.posterior = np.zeros((len(dataset), 2, d), dtype=dtype)
+        # (N, [mean, logvar], D) in the encoder's own precision (float32: half the memory of float64,
+        # the same values), allocated at the first batch; read out as float64, as the metrics get them
+        self.posterior: np.ndarray | None = None
         self.done = np.zeros(len(dataset), dtype=bool)
         self.encoded = 0
         self.eps: np.ndarray | None = None  # the sampled representation's noise, drawn on first use
         self.eps_seed = eps_seed
+
+    @classmethod
+    def precomputed(
+        cls,
+        dataset: GroundTruthDataset,
+        mean: np.ndarray,
+        logvar: np.ndarray | None = None,
+        eps_seed: int = 0,
+    ) -> CachedEncoder:
+        """Codes ``(N, D)`` of every grid point in the dataset's flat order: every lookup, no encoding."""
+        encoder = cls(None, dataset, torch.device("cpu"), eps_seed=eps_seed)
+        encoder.posterior = np.stack([mean, mean if logvar is None else logvar], axis=1)
+        if logvar is None:
+            encoder.posterior[:, 1] = np.nan
+        encoder.done[:] = True
+        return encoder
 
     @torch.no_grad()
     def _fill(self, indices: np.ndarray) -> None:
@@ -126,8 +151,11 @@ class CachedEncoder:
             chunk = todo[start : start + self.batch_size]
             x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
             mean, logvar = self.model.encode(x)
-            self.posterior[chunk, 0] = mean.cpu().numpy()
-            self.posterior[chunk, 1] = logvar.cpu().numpy()
+            mean = mean.cpu().numpy()
+            if self.posterior is None:
+                self.posterior = np.zeros((len(self.dataset), 2, mean.shape[1]), dtype=mean.dtype)
+            self.posterior[chunk, 0] = mean
+            self.posterior[chunk, 1] = np.nan if logvar is None else logvar.cpu().numpy()
             self.done[chunk] = True
             self.encoded += len(chunk)
             del x, mean, logvar
@@ -163,7 +191,7 @@ class ObservationEncoder:
     real observations from the dataset (as in dlib) and nothing is cached by index.
     """
 
-    def __init__(self, model: VAE, device: torch.device, batch_size: int = 1024, eps_seed: int = 0):
+    def __init__(self, model: VAE | Any, device: torch.device, batch_size: int = 1024, eps_seed: int = 0):
         self.model, self.device, self.batch_size = model, device, batch_size
         self.encoded = 0
         self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
@@ -177,7 +205,9 @@ class ObservationEncoder:
             x = images[start : start + self.batch_size].to(self.device)
             mean, logvar = self.model.encode(to_float(x) if x.dtype == torch.uint8 else x.float())
             means.append(mean.double().cpu().numpy())
-            logvars.append(logvar.double().cpu().numpy())
+            logvars.append(
+                np.full(means[-1].shape, np.nan) if logvar is None else logvar.double().cpu().numpy()
+            )
             n_batch = len(x)
             del x, mean, logvar
             if n_batch >= TRIM_AFTER_IMAGES:
@@ -213,35 +243,44 @@ def metric_entry(entry: str) -> tuple[str, str]:
     return name, representation
 
 
-def evaluate_run(
-    spec: RunSpec,
-    model: VAE,
+def evaluate_encoder(
+    model: VAE | Any,
     dataset: GroundTruthDataset,
     device: torch.device,
+    metrics: Mapping[str, Mapping[str, Any]],
+    evaluation_seed: int,
     metric_names: list[str] | None = None,
     on_metric: Callable[[int, int, str], None] | None = None,
-) -> Evaluation:
-    """Every metric of the spec (or the named subset), the MI matrix, and traversal images.
+    encoder: CachedEncoder | ObservationEncoder | None = None,
+) -> tuple[Evaluation, np.ndarray]:
+    """Every metric of ``metrics`` (or the named subset) and the MI matrix of ``model``.
+
+    ``metrics`` is a spec's (entry -> settings); ``model`` is anything with ``encode`` (see the module
+    docstring), or a ready ``encoder`` is given (``CachedEncoder.precomputed``). Returns the
+    evaluation and the summary sample's first mean (the traversals' reference point).
 
     An entry ``name@sampled`` scores the metric on codes drawn from the posterior
     (``mean + exp(logvar / 2) * eps``, eps from ``RandomState(evaluation_seed)``, drawn
     per point and fixed for the evaluation); its keys get the prefix ``sampled_``.
-    ``on_metric(done, total, entry)`` is called as each metric starts, for progress.
+    A dataset-supplied setting (``MetricSpec.dataset_settings``: Chen et al. drop dSprites'
+    shape) applies unless the entry's settings give it. ``on_metric(done, total, entry)`` is called
+    as each metric starts, for progress.
     """
-    model = model.to(device).eval()
-    if dataset.stochastic_observations:  # no fixed image per grid point: encode what the metrics draw
-        encoder, sampler = ObservationEncoder(model, device, eps_seed=spec.evaluation_seed), dataset
+    if encoder is not None:
+        sampler = IndexSampler(dataset)
+    elif dataset.stochastic_observations:  # no fixed image per grid point: encode what the metrics draw
+        encoder, sampler = ObservationEncoder(model, device, eps_seed=evaluation_seed), dataset
     else:
-        encoder = CachedEncoder(model, dataset, device, eps_seed=spec.evaluation_seed)
+        encoder = CachedEncoder(model, dataset, device, eps_seed=evaluation_seed)
         sampler = IndexSampler(dataset)
     result = Evaluation()
-    entries = metric_names if metric_names is not None else list(spec.metrics)
+    entries = metric_names if metric_names is not None else list(metrics)
     for done, entry in enumerate(entries):
         if on_metric is not None:  # progress: metric `entry` starts, `done` of len(entries) finished
             on_metric(done, len(entries), entry)
         name, representation = metric_entry(entry)
         metric = get_metric(name)
-        overrides = dict(spec.metrics.get(entry) or metric.settings("fast"))
+        overrides = dict(metrics.get(entry) or metric.settings("fast"))
         encode = encoder.mean_of if representation == "mean" else encoder.sampled_of
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # kept in the record, not lost in the log
@@ -250,7 +289,7 @@ def evaluate_run(
                 metric,
                 sampler,
                 encode,
-                np.random.RandomState(spec.evaluation_seed),
+                np.random.RandomState(evaluation_seed),
                 encode_posterior=encoder.posterior_of,
                 dataset=dataset.name,  # its settings of the metric (Chen et al. drop dSprites' shape)
                 **overrides,
@@ -263,13 +302,33 @@ def evaluate_run(
         result.metrics.update({f"{prefix}{k}": float(v) for k, v in scores.items()})
     result.counts["points_encoded"] = int(encoder.encoded)
 
-    rng = np.random.RandomState(spec.evaluation_seed)
+    rng = np.random.RandomState(evaluation_seed)
     factors = dataset.sample_factors(SUMMARY_POINTS, rng)
     mean, logvar = encoder.posterior_of(sampler.sample_observations_from_factors(factors, rng))
     mi = discrete_mutual_info(histogram_discretize(mean, 20), factors)  # (codes, factors), nats
     result.mi_matrix = {"codes_by_factors": mi.tolist(), "factor_names": list(dataset.factor_names)}
     result.kl_per_dim = (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
-    result.traversals = traversals(model, mean[0], device)
+    return result, mean[0]
+
+
+def evaluate_run(
+    spec: RunSpec,
+    model: VAE,
+    dataset: GroundTruthDataset,
+    device: torch.device,
+    metric_names: list[str] | None = None,
+    on_metric: Callable[[int, int, str], None] | None = None,
+) -> Evaluation:
+    """Every metric of the spec (or the named subset), the MI matrix, and traversal images.
+
+    ``evaluate_encoder`` on the model, then what needs its decoder (traversals) and the UDR encodings;
+    ``on_metric`` as there.
+    """
+    model = model.to(device).eval()
+    result, reference = evaluate_encoder(
+        model, dataset, device, spec.metrics, spec.evaluation_seed, metric_names, on_metric=on_metric
+    )
+    result.traversals = traversals(model, reference, device)
     observations = udr_points(dataset, UDR_POINTS, spec.evaluation_seed)
     result.udr_mean, result.udr_logvar = encode_udr(model, observations, device)
     return result

@@ -108,6 +108,37 @@ def record_of(
     )
 
 
+def external_record(
+    spec: dict,
+    run_id: str,
+    suite: str,
+    evaluation: Evaluation,
+    eval_seconds: float,
+    metric_warnings: dict,
+    device: torch.device,
+    dataset: dict,
+) -> RunRecord:
+    """The record of a representation trained elsewhere and scored by ``vaebench score``.
+
+    Kind "external": the spec names the encoder (``benchmarks.score.external_spec``), the training
+    fields stay empty, and the provenance is the scoring's own (code, libraries, machine, data).
+    """
+    return RunRecord(
+        run_id=run_id,
+        suite=suite,
+        status="ok",
+        spec=spec,
+        kind="external",
+        metrics=evaluation.metrics,
+        metric_seconds=evaluation.seconds,
+        metric_warnings=metric_warnings,
+        evaluation=evaluation.counts,
+        mi_matrix=evaluation.mi_matrix,
+        timing={"eval_seconds": eval_seconds},
+        provenance=run_provenance(str(device), device_name(device), None, dataset),
+    )
+
+
 def score(
     spec: RunSpec,
     outcome: TrainResult | Diverged,

@@ -36,9 +36,13 @@ READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
 STATUSES = ("ok", "failed")
 #: Fields whose null is a value (not "absent, take the default").
 _NULLABLE = ("strength", "mi_matrix", "failure", "evaluation_provenance")
+#: What a record describes: a run the runner trained, or a representation trained elsewhere and scored
+#: by `vaebench score` (``benchmarks.score``: no training fields, its spec names the encoder).
+KINDS = ("trained", "external")
 
 __all__ = [
     "SCHEMA",
+    "KINDS",
     "RecordError",
     "RunRecord",
     "atomic_write_text",
@@ -112,6 +116,9 @@ class RunRecord:
             (with its content hash), creation time; see ``provenance.run_provenance``.
         evaluation_provenance: the evaluation's own: code and library versions, device, date (see
             ``provenance.evaluation_provenance``); None in records written before it was kept.
+        kind: "trained" (the runner's) or "external" (``benchmarks.score``: a representation
+            trained elsewhere; its spec is not a ``RunSpec``, and it has no training fields).
+            Written only when not "trained", so a trained run's record reads as before.
     """
 
     run_id: str
@@ -132,10 +139,13 @@ class RunRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     evaluation_provenance: dict[str, Any] | None = None
     schema: str = SCHEMA
+    kind: str = "trained"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
 
     @classmethod
     def for_spec(cls, spec: RunSpec, *, status: str, **fields: Any) -> RunRecord:
@@ -167,6 +177,11 @@ class RunRecord:
     @property
     def run_spec(self) -> RunSpec:
         """The run's spec, rebuilt from the record."""
+        if self.kind != "trained":
+            raise RecordError(
+                f"run {self.run_id} is an {self.kind} representation scored by `vaebench score`: "
+                "it has no run spec, checkpoint or training; rescore it with `vaebench score --force`"
+            )
         return RunSpec.from_dict(self.spec)
 
     @property
@@ -179,6 +194,8 @@ class RunRecord:
         fields = dataclasses.asdict(self)
         if fields["evaluation_provenance"] is None:  # a record of the older form keeps its bytes
             del fields["evaluation_provenance"]
+        if fields["kind"] == "trained":  # the default is left out: trained records read as before
+            del fields["kind"]
         return json.dumps(_jsonable(fields), indent=1, sort_keys=True) + "\n"
 
     @classmethod
@@ -261,6 +278,8 @@ def _identity_problem(record: RunRecord, path: Path | None) -> str | None:
             return f"{name} must be {' or '.join(t.__name__ for t in types)}, not {type(value).__name__}"
     if path is not None and Path(path).stem != record.run_id:
         return f"run_id {record.run_id!r} is not its file's name {Path(path).name!r}"
+    if record.kind != "trained":  # a scored representation's id hashes its encoder and data, not a RunSpec
+        return None
     try:
         spec_id = RunSpec.from_dict(record.spec).run_id
     except (TypeError, ValueError, KeyError) as exc:

@@ -79,7 +79,7 @@ def group_runs(records: list[RunRecord]) -> list[list[RunRecord]]:
     """Ok runs grouped by their spec without the seed (same dataset, model, config, training, metrics)."""
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
-        if not record.ok:
+        if not record.ok or record.kind != "trained":  # an external representation has no seed group
             continue
         key = json.dumps({k: v for k, v in record.spec.items() if k != "seed"}, sort_keys=True, default=str)
         groups.setdefault(key, []).append(record)
