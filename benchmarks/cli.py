@@ -37,6 +37,7 @@ from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
 from metrics import get_metric, list_metrics
 from vae_zoo import describe_model, get_model, list_models
 from vaebench.errors import BUG_REPORT, UserError
+from vaebench.paths import check_component
 
 # The report (pandas, matplotlib) is imported by the commands that write it, so that training and
 # listing do not pay for it.
@@ -399,6 +400,11 @@ def _warnings_to_stderr():
 
 
 def _check_suite_records(out: Path, suite: str | None) -> None:
+    if suite is not None:
+        try:
+            check_component(suite, "--suite")  # it names directories under --out
+        except UserError as exc:
+            fail(str(exc))
     runs = out / "runs"
     if not runs.is_dir():
         fail(f"no run records under {runs}; run `vaebench run` first or pass --out")

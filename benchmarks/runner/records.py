@@ -29,6 +29,7 @@ from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scri
 from benchmarks.runner.spec import RunSpec
 from vaebench.atomic import atomic_write_text
 from vaebench.errors import UserError
+from vaebench.paths import check_component, path_under
 
 SCHEMA = "vaebench.run/2"
 READABLE_SCHEMAS = ("vaebench.run/1", SCHEMA)
@@ -45,6 +46,7 @@ __all__ = [
     "write_record",
     "read_record",
     "iter_records",
+    "run_file",
     "record_path",
     "checkpoint_path",
     "artifact_path",
@@ -59,16 +61,24 @@ class RecordError(UserError, RuntimeError):
         self.path = path
 
 
+def run_file(out_dir: Path, kind: str, suite: str, run_id: str, suffix: str) -> Path:
+    """``out_dir/kind/<suite>/<run_id><suffix>``: the one place a run's files are named, each name
+    checked to be one safe path component (``vaebench.paths``), so no file leaves ``out_dir``."""
+    check_component(suite, "suite name")
+    check_component(run_id, "run id")
+    return path_under(out_dir, kind, suite, f"{run_id}{suffix}")
+
+
 def record_path(out_dir: Path, suite: str, run_id: str) -> Path:
-    return Path(out_dir) / "runs" / suite / f"{run_id}.json"
+    return run_file(out_dir, "runs", suite, run_id, ".json")
 
 
 def checkpoint_path(out_dir: Path, suite: str, run_id: str) -> Path:
-    return Path(out_dir) / "checkpoints" / suite / f"{run_id}.pt"
+    return run_file(out_dir, "checkpoints", suite, run_id, ".pt")
 
 
 def artifact_path(out_dir: Path, suite: str, run_id: str) -> Path:
-    return Path(out_dir) / "artifacts" / suite / f"{run_id}.npz"
+    return run_file(out_dir, "artifacts", suite, run_id, ".npz")
 
 
 def _jsonable(value: Any) -> Any:

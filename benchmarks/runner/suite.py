@@ -58,6 +58,7 @@ from metrics import get_metric, list_metrics
 from vae_zoo import ConfigError, get_model
 from vae_zoo.initialisers import INITIALISERS
 from vaebench.errors import UserError
+from vaebench.paths import UnsafeNameError, check_component
 from vaebench.registry import UnknownNameError
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -181,6 +182,10 @@ def parse_suite(raw: dict[str, Any], where: str = "<suite>") -> Suite:
             f"{where}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known_top))}"
         )
     name = _require(raw, "name", str, where)
+    try:
+        check_component(name, "suite name")  # it names directories under --out
+    except UnsafeNameError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
     datasets = tuple(_require(raw, "datasets", list, where))
     for d in datasets:
         if d not in list_datasets():
