@@ -245,10 +245,13 @@ def verify(
             caches.append(ds.procedural_cache())
         built = [cache for cache in caches if cache.is_valid()]
         for cache in built:
-            with cache.lock():
-                mismatch = cache.check_content()
-                if mismatch is not None:
-                    cache.invalidate(str(mismatch))
+            mismatch = cache.check_content()  # no lock: a read-only data directory can be verified
+            if mismatch is not None:
+                with cache.lock():  # rechecked under the lock: a build may have just replaced it
+                    if cache.is_valid():
+                        mismatch = cache.check_content()
+                        if mismatch is not None:
+                            cache.invalidate(str(mismatch))
             if mismatch is not None:
                 raise DatasetFileError(
                     f"{mismatch}. The cache is marked invalid; `vaebench data prepare {ds.name}` "
