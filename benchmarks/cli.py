@@ -36,7 +36,7 @@ from benchmarks.runner.train import resolve_device
 from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
 from metrics import get_metric, list_metrics
 from vae_zoo import describe_model, get_model, list_models
-from vaebench.errors import BUG_REPORT, UserError
+from vaebench.errors import BUG_REPORT, EXIT_DISK_FULL, DiskFullError, UnwritableError, UserError
 from vaebench.paths import check_component
 
 # The report (pandas, matplotlib) is imported by the commands that write it, so that training and
@@ -44,7 +44,10 @@ from vaebench.paths import check_component
 
 app = typer.Typer(
     name="vaebench",
-    help="Disentanglement benchmarking: train the VAE zoo on ground-truth data, score it, tabulate it.",
+    help="Disentanglement benchmarking: train the VAE zoo on ground-truth data, score it, tabulate it.\n\n"
+    "Exit status: 0 done; 1 runs failed (or a bug, with its traceback); 2 bad input, before any work "
+    "(or a read-only directory); 3 no space left on the device (nothing recorded is lost: free space "
+    "and rerun the same command); 130 interrupted (rerun to resume).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -419,14 +422,21 @@ def _check_suite_records(out: Path, suite: str | None) -> None:
 SuiteOption = Annotated[str | None, typer.Option(help="Only this suite (default: every suite with records).")]
 
 
-def _regenerate(write, out: Path, suite: str | None) -> None:
-    """Run a report writer on the records, showing its warnings and the files it wrote."""
+#: What to do when --out is read-only, for the commands that write under it.
+COPY_OUT = "copy runs/ and artifacts/ to a writable directory and pass it as --out"
+
+
+def _regenerate(write, out: Path, suite: str | None, elsewhere: str = COPY_OUT) -> None:
+    """Run a report writer on the records, showing its warnings and the files it wrote; a read-only
+    --out exits 2 saying how to write ``elsewhere``."""
     _check_suite_records(out, suite)
     with _warnings_to_stderr():
         try:
             paths = write(out, suite)
         except FileNotFoundError as exc:
             fail(str(exc))
+        except UnwritableError as exc:
+            fail(f"{exc}. This command writes under --out {out}; {elsewhere}")
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -477,7 +487,7 @@ def export(
         except MissingDependency as exc:
             fail(str(exc))
 
-    _regenerate(write, out, suite)
+    _regenerate(write, out, suite, "pass --to FILE to write the export elsewhere")
 
 
 @app.command()
@@ -506,6 +516,8 @@ def eval_cmd(
     """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
         path, updated = rescore(target, out, _split(metrics), resolve_device(device.value))
+    except UnwritableError as exc:
+        fail(f"{exc}. eval updates the run's record and artifacts under --out {out}; {COPY_OUT}")
     except USER_ERRORS as exc:
         fail(str(exc))
     console.print(
@@ -551,10 +563,17 @@ app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at th
 
 
 def main() -> None:
-    """The ``vaebench`` command: bad input exits 2 with its message (each command's ``fail``); any
-    other exception is a bug, so its traceback is printed with a line asking for a report, exit 1."""
+    """The ``vaebench`` command: bad input exits 2 with its message (each command's ``fail``); a full
+    disk exits ``EXIT_DISK_FULL`` (3) saying so; any other exception is a bug, so its traceback is
+    printed with a line asking for a report, exit 1."""
     try:
         app()
+    except DiskFullError as exc:  # not a bug, not bad input: the same command resumes once there is space
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_DISK_FULL)
+    except UserError as exc:  # bad input a command did not catch itself (a read-only directory, say)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
     except Exception:  # typer's own exits are SystemExit, which passes through
         traceback.print_exc()
         err_console.print(f"[bold red]error:[/] {escape(BUG_REPORT)}", highlight=False)

@@ -27,8 +27,8 @@ from typing import Any
 from benchmarks.runner.protocol import compare_run
 from benchmarks.runner.provenance import cpu_model  # noqa: F401  (the perf scripts import it from here)
 from benchmarks.runner.spec import RunSpec
-from vaebench.atomic import atomic_write_text
-from vaebench.errors import UserError
+from vaebench.atomic import atomic_write_text, write_failure
+from vaebench.errors import DiskFullError, UserError
 from vaebench.paths import check_component, path_under
 
 SCHEMA = "vaebench.run/2"
@@ -245,12 +245,16 @@ def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> l
 
 
 def check_writable(out_dir: Path) -> None:
-    """Fail before any training if the output directory cannot be written (PermissionError)."""
+    """Fail before any training if the output directory cannot be written (PermissionError), or is
+    full (``DiskFullError``)."""
     out_dir = Path(out_dir)
+    probe = out_dir / "runs" / ".write_probe"
     try:
         (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-        probe = out_dir / "runs" / ".write_probe"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        failure = write_failure(exc, probe)
+        if isinstance(failure, DiskFullError):
+            raise failure from exc
         raise PermissionError(f"output directory {out_dir} is not writable: {exc}") from None

@@ -3,15 +3,23 @@ values that were only found bad after training."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import benchmarks.cli as cli
 from benchmarks.cli import app
 from benchmarks.runner.claims import try_claim
 from benchmarks.runner.records import record_path
+from vaebench.atomic import atomic_write_text
+from vaebench.errors import EXIT_DISK_FULL, UnwritableError
 from vaebench.paths import UnsafeNameError
 
 runner = CliRunner()
@@ -62,3 +70,69 @@ def test_releasing_a_claim_never_deletes_the_record(tmp_path):
     assert claim.note.name != record.name  # the note is <run_id>.claim.json, never a record's name
     claim.release()
     assert record.read_text() == "{}"
+
+
+# -- read-only and full disks -----------------------------------------------------------
+def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """``vaebench ARGS`` through ``cli.main`` (which maps errors to exit codes): code and output."""
+    monkeypatch.setattr(sys, "argv", ["vaebench", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "300")
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    captured = capsys.readouterr()
+    return exited.value.code, " ".join((captured.out + captured.err).split())
+
+
+def test_a_write_refused_by_the_file_system_is_an_unwritable_error_naming_the_path(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(UnwritableError, match="cannot write .*table.md: Read-only file system"):
+        atomic_write_text(tmp_path / "tables" / "table.md", "x")
+
+
+def test_the_read_only_commands_on_a_read_only_out_work_or_exit_2_naming_where_to_write(
+    toy_suite, tmp_path, mounts, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    assert invoke("run", "--suite", toy_suite(steps=10), "--models", "vae", "--out", out)[0] == 0
+    if not mounts.read_only(out):  # chmod would not stop root, and the tests run as root in CI
+        pytest.skip(f"a read-only --out needs a read-only bind mount: {mounts.why}")
+    before = {p: p.read_bytes() for p in files_under(out)}
+    run_id = next((out / "runs" / "toy").glob("*.json")).stem
+    assert _main(monkeypatch, capsys, "status", "--out", out)[0] == 0
+    for args in (["table"], ["plot"], ["export"], ["analyze", "--n-boot", "100"], ["eval", run_id]):
+        code, output = _main(monkeypatch, capsys, *args, "--out", out)
+        assert code in (0, 2) and "Traceback" not in output, (args, output)
+        if code == 2:
+            assert "Read-only file system" in output and str(out) in output, (args, output)
+            assert ("--to" if args == ["export"] else "--out") in output, (args, output)
+    code, output = _main(monkeypatch, capsys, "export", "--out", out, "--to", tmp_path / "all.csv")
+    assert code == 0 and (tmp_path / "all.csv").is_file(), output
+    assert {p: p.read_bytes() for p in files_under(out)} == before
+
+
+def test_a_full_disk_exits_with_its_own_code_and_message_and_the_rerun_resumes(
+    toy_suite, tmp_path, mounts, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    if not mounts.tmpfs(out, "24m"):
+        pytest.skip(f"a full disk needs a small tmpfs: {mounts.why}")
+    suite = toy_suite(steps=20)
+    code, output = _main(monkeypatch, capsys, "run", "--suite", suite, "--models", "vae", "--out", out)
+    assert code == 0, output
+    (first,) = (out / "runs" / "toy").glob("*.json")
+    recorded = first.read_bytes()
+    filler = out / "filler"
+    with open(filler, "wb") as f:  # leave ~1 MiB: less than a checkpoint (~6 MB)
+        f.write(b"\0" * (shutil.disk_usage(out).free - (1 << 20)))
+    code, output = _main(monkeypatch, capsys, "run", "--suite", suite, "--out", out)
+    assert code == EXIT_DISK_FULL == 3, output
+    assert f"no space left on {out}" in output and "nothing recorded was lost" in output, output
+    assert "free space and rerun" in output and "Traceback" not in output, output
+    assert first.read_bytes() == recorded
+    filler.unlink()
+    code, output = _main(monkeypatch, capsys, "run", "--suite", suite, "--out", out)
+    assert code == 0 and "1 run(s) already recorded" in output, output
+    assert len(list((out / "runs" / "toy").glob("*.json"))) == 2 and first.read_bytes() == recorded
