@@ -136,3 +136,51 @@ def test_a_full_disk_exits_with_its_own_code_and_message_and_the_rerun_resumes(
     code, output = _main(monkeypatch, capsys, "run", "--suite", suite, "--out", out)
     assert code == 0 and "1 run(s) already recorded" in output, output
     assert len(list((out / "runs" / "toy").glob("*.json"))) == 2 and first.read_bytes() == recorded
+
+
+# -- every value is validated before training -------------------------------------------
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("n_bins = -3", "n_bins = -3; it must be an integer >= 1"),
+        ("n_bins = 2.5", "n_bins = 2.5; it must be an integer >= 1"),
+        ('n_train = "many"', "n_train = 'many'; it must be an integer >= 1"),
+    ],
+)
+def test_a_bad_metric_setting_exits_2_before_any_training(toy_suite, tmp_path, command, setting, message):
+    suite = toy_suite(extra=f"\n[metrics.overrides.mig]\n{setting}\n")
+    out = tmp_path / "out"
+    code, output = invoke(command, "--suite", suite, "--out", out)
+    assert code == 2 and message in output and "metrics.overrides.mig" in output, output
+    assert files_under(out) == []
+
+
+def test_a_batch_larger_than_the_dataset_exits_2(toy_suite, tmp_path):
+    suite = toy_suite()
+    text = (
+        suite.read_text()
+        .replace('["toy_squares"]', '["dsprites"]')
+        .replace("batch_size = 8", "batch_size = 1000000")
+    )
+    suite.write_text(text)
+    code, output = invoke("plan", "--suite", suite, "--out", tmp_path / "out")
+    assert (
+        code == 2 and "batch_size = 1,000,000 is larger than dsprites, which has 737,280 images" in output
+    ), output
+
+
+def test_a_batch_that_needs_more_memory_than_the_machine_has_exits_2(toy_suite, tmp_path, monkeypatch):
+    import benchmarks.runner.suite as suite_module
+
+    monkeypatch.setattr(suite_module, "physical_memory", lambda: 8 << 30)
+    suite = toy_suite()
+    text = (
+        suite.read_text()
+        .replace('["toy_squares"]', '["dsprites"]')
+        .replace("batch_size = 8", "batch_size = 100000")
+    )
+    suite.write_text(text)
+    code, output = invoke("run", "--suite", suite, "--out", tmp_path / "out")
+    assert code == 2 and "batch_size = 100,000 on dsprites needs about 76 GiB" in output, output
+    assert "this machine's 8 GiB" in output and files_under(tmp_path / "out") == []
