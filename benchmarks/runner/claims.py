@@ -94,6 +94,9 @@ def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
         lock.acquire(timeout=0)
     except Timeout:  # held: the note says by whom
         pass
+    except OSError:  # a read-only output directory: the lock cannot be probed; a note says who held it
+        if not note_path(path).exists():
+            return None
     else:  # free: whatever note was there is stale
         note_path(path).unlink(missing_ok=True)
         lock.release()

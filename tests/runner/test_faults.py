@@ -18,6 +18,7 @@ import benchmarks.cli as cli
 from benchmarks.cli import app
 from benchmarks.runner.claims import try_claim
 from benchmarks.runner.records import record_path
+from benchmarks.runner.suite import expand_suite, load_suite
 from vaebench.atomic import atomic_write_text
 from vaebench.errors import EXIT_DISK_FULL, UnwritableError
 from vaebench.paths import UnsafeNameError
@@ -96,12 +97,16 @@ def test_the_read_only_commands_on_a_read_only_out_work_or_exit_2_naming_where_t
     toy_suite, tmp_path, mounts, monkeypatch, capsys
 ):
     out = tmp_path / "out"
-    assert invoke("run", "--suite", toy_suite(steps=10), "--models", "vae", "--out", out)[0] == 0
+    suite = toy_suite(steps=10)
+    assert invoke("run", "--suite", suite, "--models", "vae", "--out", out)[0] == 0
+    (pending,) = [s.run_id for s in expand_suite(load_suite(str(suite))) if s.model == "beta_vae"]
+    try_claim(out, "toy", pending).release()  # a claim once taken leaves its lock file
     if not mounts.read_only(out):  # chmod would not stop root, and the tests run as root in CI
         pytest.skip(f"a read-only --out needs a read-only bind mount: {mounts.why}")
     before = {p: p.read_bytes() for p in files_under(out)}
     run_id = next((out / "runs" / "toy").glob("*.json")).stem
-    assert _main(monkeypatch, capsys, "status", "--out", out)[0] == 0
+    code, output = _main(monkeypatch, capsys, "status", "--out", out, "--suite", suite)
+    assert code == 0 and "Traceback" not in output, output
     for args in (["table"], ["plot"], ["export"], ["analyze", "--n-boot", "100"], ["eval", run_id]):
         code, output = _main(monkeypatch, capsys, *args, "--out", out)
         assert code in (0, 2) and "Traceback" not in output, (args, output)
