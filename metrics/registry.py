@@ -148,7 +148,7 @@ PARAMETERS: Mapping[str, Parameter] = types.MappingProxyType(
         "n_points": _COUNT,
         "encode_batch_size": Parameter("int", minimum=1, optional=True),
         "grid_max_values": Parameter("int", minimum=1, optional=True),
-        "n_jobs": Parameter("int"),
+        "n_jobs": Parameter("int", optional=True),  # joblib: -1 every core, None its default
         "diff_quantile": Parameter("number", minimum=0, maximum=1),
         "threshold": Parameter("number", minimum=0),
         "kl_filter_threshold": Parameter("number", minimum=0),
