@@ -37,14 +37,18 @@ from benchmarks.runner.udr import CORRELATIONS, score_suite_udr
 from benchmarks.score import DEFAULT_SUITE, load_representation, score_representation
 from metrics import get_metric, list_metrics
 from vae_zoo import describe_model, get_model, list_models
-from vaebench.errors import BUG_REPORT, UserError
+from vaebench.errors import BUG_REPORT, EXIT_DISK_FULL, DiskFullError, UnwritableError, UserError
+from vaebench.paths import check_component
 
 # The report (pandas, matplotlib) is imported by the commands that write it, so that training and
 # listing do not pay for it.
 
 app = typer.Typer(
     name="vaebench",
-    help="Disentanglement benchmarking: train the VAE zoo on ground-truth data, score it, tabulate it.",
+    help="Disentanglement benchmarking: train the VAE zoo on ground-truth data, score it, tabulate it.\n\n"
+    "Exit status: 0 done; 1 runs failed (or a bug, with its traceback); 2 bad input, before any work "
+    "(or a read-only directory); 3 no space left on the device (nothing recorded is lost: free space "
+    "and rerun the same command); 130 interrupted (rerun to resume).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -415,6 +419,11 @@ def _warnings_to_stderr():
 
 
 def _check_suite_records(out: Path, suite: str | None) -> None:
+    if suite is not None:
+        try:
+            check_component(suite, "--suite")  # it names directories under --out
+        except UserError as exc:
+            fail(str(exc))
     runs = out / "runs"
     if not runs.is_dir():
         fail(f"no run records under {runs}; run `vaebench run` first or pass --out")
@@ -429,14 +438,23 @@ def _check_suite_records(out: Path, suite: str | None) -> None:
 SuiteOption = Annotated[str | None, typer.Option(help="Only this suite (default: every suite with records).")]
 
 
-def _regenerate(write, out: Path, suite: str | None) -> None:
-    """Run a report writer on the records, showing its warnings and the files it wrote."""
+#: What to do when --out is read-only, for the commands that write under it.
+COPY_OUT = "copy runs/ and artifacts/ to a writable directory and pass it as --out"
+
+
+def _regenerate(write, out: Path, suite: str | None, elsewhere: str = COPY_OUT) -> None:
+    """Run a report writer on the records, showing its warnings and the files it wrote.
+
+    A read-only --out exits 2 saying how to write ``elsewhere``.
+    """
     _check_suite_records(out, suite)
     with _warnings_to_stderr():
         try:
             paths = write(out, suite)
         except FileNotFoundError as exc:
             fail(str(exc))
+        except UnwritableError as exc:
+            fail(f"{exc}. This command writes under --out {out}; {elsewhere}")
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -489,7 +507,7 @@ def export(
         except MissingDependency as exc:
             fail(str(exc))
 
-    _regenerate(write, out, suite)
+    _regenerate(write, out, suite, "pass --to FILE to write the export elsewhere")
 
 
 @app.command()
@@ -521,6 +539,8 @@ def eval_cmd(
     """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
         path, updated = rescore(target, out, _split(metrics), resolve_device(device.value))
+    except UnwritableError as exc:
+        fail(f"{exc}. eval updates the run's record and artifacts under --out {out}; {COPY_OUT}")
     except USER_ERRORS as exc:
         fail(str(exc))
     console.print(
@@ -646,13 +666,20 @@ app.add_typer(data_app, name="data", help="Prepare, fetch, verify and look at th
 
 
 def main() -> None:
-    """Run the ``vaebench`` command: bad input exits 2, a bug prints its traceback and exits 1.
+    """Run the ``vaebench`` command: bad input exits 2, a full disk 3, a bug prints its traceback, 1.
 
-    Bad input exits 2 with its message (each command's ``fail``); any other exception is a bug, so its
-    traceback is printed with a line asking for a report.
+    Bad input exits 2 with its message (each command's ``fail``); a full disk exits ``EXIT_DISK_FULL``
+    (3) saying so; any other exception is a bug, so its traceback is printed with a line asking for a
+    report, exit 1.
     """
     try:
         app()
+    except DiskFullError as exc:  # not a bug, not bad input: the same command resumes once there is space
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_DISK_FULL)
+    except UserError as exc:  # bad input a command did not catch itself (a read-only directory, say)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
     except Exception:  # typer's own exits are SystemExit, which passes through
         traceback.print_exc()
         err_console.print(f"[bold red]error:[/] {escape(BUG_REPORT)}", highlight=False)

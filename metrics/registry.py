@@ -30,6 +30,8 @@ from vaebench.registry import Registry
 
 __all__ = [
     "INPUT_KINDS",
+    "PARAMETERS",
+    "Parameter",
     "Presentation",
     "MetricSpec",
     "METRICS",
@@ -81,6 +83,83 @@ BUILTIN_MODULES = (
     "metrics.downstream_task",
     "metrics.fairness",
     "metrics.udr",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A metric setting's declared type and range.
+
+    A bad value fails when a suite is loaded, before any training (``MetricSpec.check_settings``).
+
+    ``kind`` is "int", "number" (int or float), "bool", "str" or "ints" (a list or tuple of ints);
+    ``minimum``/``maximum`` bound a number or every int of "ints" (inclusive); ``optional`` accepts None.
+    """
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False
+
+    _KINDS = {"int": "an integer", "number": "a number", "bool": "true or false", "str": "a string"}
+
+    def __post_init__(self) -> None:
+        if self.kind not in (*self._KINDS, "ints"):
+            raise ValueError(
+                f"Parameter kind must be one of {', '.join(self._KINDS)}, ints; got {self.kind!r}"
+            )
+
+    def describe(self) -> str:
+        """What the setting accepts, in words ("an integer >= 1 (or none)")."""
+        what = "a list of integers" if self.kind == "ints" else self._KINDS[self.kind]
+        bounds = [f">= {self.minimum:g}"] if self.minimum is not None else []
+        bounds += [f"<= {self.maximum:g}"] if self.maximum is not None else []
+        return " ".join(
+            [what, *(["each"] if self.kind == "ints" and bounds else []), " and ".join(bounds)]
+        ).strip() + (" (or none)" if self.optional else "")
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` has the declared type and lies in the declared range."""
+        if value is None:
+            return self.optional
+        if self.kind == "ints":
+            return isinstance(value, (list, tuple)) and all(self._number(v, int) for v in value)
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str)
+        return self._number(value, int if self.kind == "int" else (int, float))
+
+    def _number(self, value: Any, kind: type | tuple[type, ...]) -> bool:
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            return False
+        return (self.minimum is None or value >= self.minimum) and (
+            self.maximum is None or value <= self.maximum
+        )
+
+
+_COUNT = Parameter("int", minimum=1)
+#: The settings several metrics share, declared once; a metric's ``parameter_types`` add its own
+#: (or override these). A setting declared in neither is passed on unchecked.
+PARAMETERS: Mapping[str, Parameter] = types.MappingProxyType(
+    {
+        **dict.fromkeys(
+            ("n_train", "n_test", "n_eval", "batch_size", "n_bins", "n_samples", "n_variance_estimate"),
+            _COUNT,
+        ),
+        "n_test_per_class": _COUNT,
+        "n_points": _COUNT,
+        "encode_batch_size": Parameter("int", minimum=1, optional=True),
+        "grid_max_values": Parameter("int", minimum=1, optional=True),
+        "n_jobs": Parameter("int", optional=True),  # joblib: -1 every core, None its default
+        "diff_quantile": Parameter("number", minimum=0, maximum=1),
+        "threshold": Parameter("number", minimum=0),
+        "kl_filter_threshold": Parameter("number", minimum=0),
+        **dict.fromkeys(("per_factor", "continuous_factors", "filter_low_kl"), Parameter("bool")),
+        **dict.fromkeys(("backend", "implementation", "predictor", "tie_order"), Parameter("str")),
+        "train_sizes": Parameter("ints", minimum=1),
+        "exclude_factors": Parameter("ints", minimum=0),
+    }
 )
 
 
@@ -144,6 +223,8 @@ class MetricSpec:
     #: Per output key, the closed interval its values lie in by definition (MIG in [0, 1]); a record
     #: holding a value outside it is refused as damaged. Keys without bounds are only checked finite.
     bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    #: Types and ranges of this metric's own settings, beyond the shared ``PARAMETERS``.
+    parameter_types: Mapping[str, Parameter] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -185,13 +266,22 @@ class MetricSpec:
         return tuple(sorted(set(_SAMPLING_KEYS.get(self.inputs, ())) | set(keywords)))
 
     def check_settings(self, settings: Mapping[str, Any], where: str | None = None) -> None:
-        """Refuse a setting the metric does not take, naming it and listing the valid ones."""
+        """Refuse a setting the metric does not take, or a value of the wrong type or range.
+
+        An unknown setting is named with the valid ones; a value is checked against its declared type
+        and range (``PARAMETERS``, ``parameter_types``).
+        """
+        where = where or f"metric {self.name!r}"
         unknown = sorted(set(settings) - set(self.parameters))
         if unknown:
-            where = where or f"metric {self.name!r}"
             raise ValueError(
                 f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(self.parameters)}"
             )
+        declared = {**PARAMETERS, **self.parameter_types}
+        for name, value in settings.items():
+            rule = declared.get(name)
+            if rule is not None and not rule.accepts(value):
+                raise ValueError(f"{where}: {name} = {value!r}; it must be {rule.describe()}")
 
     def images_encoded(self, settings: Mapping[str, Any], factor_sizes: tuple[int, ...]) -> int:
         """How many images evaluating with ``settings`` encodes (before the runner's cache dedupes)."""

@@ -1,4 +1,4 @@
-"""Giving freed heap memory back to the operating system.
+"""Giving freed heap memory back to the operating system; how much memory the machine has.
 
 glibc keeps the memory of freed blocks in its heaps (one per thread arena) for
 reuse, so a process that allocates large transients -- a batch of encoder
@@ -15,8 +15,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
-__all__ = ["release_freed_memory"]
+__all__ = ["physical_memory", "release_freed_memory"]
 
 
 @functools.cache
@@ -35,3 +36,11 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from vaebench.atomic import atomic_path
+from vaebench.paths import check_component
 
 from .checksums import (
     HASH_CHUNK,
@@ -90,6 +91,9 @@ class FlatCache:
     stem: str
     shape: tuple[int, ...]
     identity: dict
+
+    def __post_init__(self) -> None:
+        check_component(self.stem, "dataset cache name")  # its files stay in ``directory``
 
     @property
     def array_path(self) -> Path:

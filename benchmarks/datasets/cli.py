@@ -213,6 +213,23 @@ def fetch(
             console.print(f"fetched and verified {destination}")
 
 
+def _verify_cache_content(cache, name: str) -> None:
+    """Check every chunk of a built cache against its content hash; a mismatch marks it invalid."""
+    mismatch = cache.check_content()  # no lock: a read-only data directory can be verified
+    if mismatch is not None:
+        with cache.lock():  # rechecked under the lock: a build may have just replaced it
+            if cache.is_valid():
+                mismatch = cache.check_content()
+                if mismatch is not None:
+                    cache.invalidate(str(mismatch))
+    if mismatch is not None:
+        raise DatasetFileError(
+            f"{mismatch}. The cache is marked invalid; `vaebench data prepare {name}` (or the next run) "
+            "rebuilds it."
+        )
+    console.print(f"{cache.array_path}: every chunk matches its content hash")
+
+
 @data_app.command()
 def verify(
     name: NameArg,
@@ -249,16 +266,7 @@ def verify(
             caches.append(ds.procedural_cache())
         built = [cache for cache in caches if cache.is_valid()]
         for cache in built:
-            with cache.lock():
-                mismatch = cache.check_content()
-                if mismatch is not None:
-                    cache.invalidate(str(mismatch))
-            if mismatch is not None:
-                raise DatasetFileError(
-                    f"{mismatch}. The cache is marked invalid; `vaebench data prepare {ds.name}` "
-                    f"(or the next run) rebuilds it."
-                )
-            console.print(f"{cache.array_path}: every chunk matches its content hash")
+            _verify_cache_content(cache, ds.name)
         if not built:  # verify checks what exists; building a cache (GBs for 3D Shapes) is prepare's job
             console.print(
                 f"{ds.name}: no {source if source != 'auto' else ''} cache is built under {ds.cache_dir}, so "

@@ -119,13 +119,17 @@ def ensure_cache(
     extra: dict | None = None,
     before_build: Callable[[], None] | None = None,
 ) -> None:
-    """Make ``cache`` valid, under its lock: check its content in full, rebuild it if needed.
+    """Make ``cache`` valid: check its content in full, rebuild it if needed.
 
-    One process builds; the others wait on the lock and then find the cache
-    valid. A cache that exists but fails a check is rebuilt with a
+    A complete cache whose content matches its manifest is used without a lock
+    (so a shared, read-only data directory works); only a build takes the
+    lock. One process builds; the others wait on the lock and then find the
+    cache valid. A cache that exists but fails a check is rebuilt with a
     ``CacheRebuildWarning`` saying why (which file, which chunk, what differs).
     """
-    with cache.lock():
+    if not rebuild and cache.is_valid() and cache.check_content() is None:
+        return  # complete and verified: read it as it is (a build renames its files in whole)
+    with cache.lock():  # rechecked under the lock: another process may have built it meanwhile
         reason = "a rebuild was asked for" if rebuild else cache.problem()
         if reason is None:
             mismatch = cache.check_content()
@@ -151,8 +155,7 @@ def prepare_official(dataset: GroundTruthDataset, rebuild: bool) -> Prepared:
         for official in dataset.official_files:
             cache = dataset.official_cache(official)
             if cache.is_valid() and not rebuild:
-                with cache.lock():
-                    mismatch = cache.check_content()
+                mismatch = cache.check_content()  # no lock: reading a complete cache needs none
                 if mismatch is None:
                     return Prepared(
                         cache,

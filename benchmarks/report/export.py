@@ -54,6 +54,5 @@ def export_results(
         raise UserError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     data = render_export(load_results(out_dir, suite), fmt)
     path = Path(to) if to is not None else out_dir / "export" / f"{suite or 'all'}.{fmt}"
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
     return [path]

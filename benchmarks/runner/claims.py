@@ -4,7 +4,7 @@ A run is claimed by an exclusive lock, waited for briefly (the ``filelock`` pack
 on ``claims/<suite>/<run_id>.lock``. The lock is the operating system's
 (``flock``), so it dies with its process: the claim of a process that crashed
 or was killed is released by the kernel and the next process reclaims it. A
-JSON note beside the lock says who holds it (host, pid, SLURM job, since when)
+JSON note beside the lock (``<run_id>.claim.json``) says who holds it (host, pid, SLURM job, since when)
 for ``vaebench status``; a note whose lock is free is stale and is replaced.
 """
 
@@ -18,14 +18,23 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from benchmarks.runner.records import run_file
 from vaebench.atomic import atomic_write_text
 
-__all__ = ["claim_path", "try_claim", "Claim", "claim_holder"]
+__all__ = ["claim_path", "note_path", "try_claim", "Claim", "claim_holder"]
 
 
 def claim_path(out_dir: Path, suite: str, run_id: str) -> Path:
     """The lock file of one run's claim: ``<out>/claims/<suite>/<run_id>.lock``."""
-    return Path(out_dir) / "claims" / suite / f"{run_id}.lock"
+    return run_file(out_dir, "claims", suite, run_id, ".lock")
+
+
+def note_path(lock: Path) -> Path:
+    """The holder's note beside a claim's lock: ``<run_id>.claim.json``.
+
+    A name no record has (a record is ``<run_id>.json``), so releasing a claim can never delete a record.
+    """
+    return lock.with_suffix(".claim.json")
 
 
 class Claim:
@@ -59,7 +68,7 @@ def try_claim(out_dir: Path, suite: str, run_id: str, wait: float = CLAIM_WAIT_S
         lock.acquire(timeout=wait, poll_interval=0.05)
     except Timeout:
         return None
-    note = path.with_suffix(".json")
+    note = note_path(path)
     holder = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -91,11 +100,14 @@ def claim_holder(out_dir: Path, suite: str, run_id: str) -> dict | None:
         lock.acquire(timeout=0)
     except Timeout:  # held: the note says by whom
         pass
+    except OSError:  # a read-only output directory: the lock cannot be probed; a note says who held it
+        if not note_path(path).exists():
+            return None
     else:  # free: whatever note was there is stale
-        path.with_suffix(".json").unlink(missing_ok=True)
+        note_path(path).unlink(missing_ok=True)
         lock.release()
         return None
     try:
-        return json.loads(path.with_suffix(".json").read_text())
+        return json.loads(note_path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return {"host": "?", "pid": None}

@@ -27,8 +27,9 @@ from typing import Any
 from benchmarks.runner.protocol import compare_run
 from benchmarks.runner.spec import RunSpec
 from metrics import get_metric
-from vaebench.atomic import atomic_write_text
-from vaebench.errors import UserError
+from vaebench.atomic import atomic_write_text, write_failure
+from vaebench.errors import DiskFullError, UserError
+from vaebench.paths import check_component, path_under
 from vaebench.registry import UnknownNameError
 
 SCHEMA = "vaebench.run/2"
@@ -50,6 +51,7 @@ __all__ = [
     "write_record",
     "read_record",
     "iter_records",
+    "run_file",
     "record_path",
     "checkpoint_path",
     "artifact_path",
@@ -64,19 +66,30 @@ class RecordError(UserError, RuntimeError):
         self.path = path
 
 
+def run_file(out_dir: Path, kind: str, suite: str, run_id: str, suffix: str) -> Path:
+    """``out_dir/kind/<suite>/<run_id><suffix>``: the one place a run's files are named.
+
+    Each name is checked to be one safe path component (``vaebench.paths``), so no file leaves
+    ``out_dir``.
+    """
+    check_component(suite, "suite name")
+    check_component(run_id, "run id")
+    return path_under(out_dir, kind, suite, f"{run_id}{suffix}")
+
+
 def record_path(out_dir: Path, suite: str, run_id: str) -> Path:
     """The record file of a run: ``<out>/runs/<suite>/<run_id>.json``."""
-    return Path(out_dir) / "runs" / suite / f"{run_id}.json"
+    return run_file(out_dir, "runs", suite, run_id, ".json")
 
 
 def checkpoint_path(out_dir: Path, suite: str, run_id: str) -> Path:
     """The checkpoint file of a run: ``<out>/checkpoints/<suite>/<run_id>.pt``."""
-    return Path(out_dir) / "checkpoints" / suite / f"{run_id}.pt"
+    return run_file(out_dir, "checkpoints", suite, run_id, ".pt")
 
 
 def artifact_path(out_dir: Path, suite: str, run_id: str) -> Path:
     """The artifact file of a run: ``<out>/artifacts/<suite>/<run_id>.npz``."""
-    return Path(out_dir) / "artifacts" / suite / f"{run_id}.npz"
+    return run_file(out_dir, "artifacts", suite, run_id, ".npz")
 
 
 def _jsonable(value: Any) -> Any:
@@ -364,12 +377,18 @@ def iter_records(out_dir: Path, suite: str | None = None, *, on_error=None) -> l
 
 
 def check_writable(out_dir: Path) -> None:
-    """Fail before any training if the output directory cannot be written (PermissionError)."""
+    """Fail before any training if the output directory cannot be written, or is full.
+
+    PermissionError for a directory that refuses writes, ``DiskFullError`` for one without space.
+    """
     out_dir = Path(out_dir)
+    probe = out_dir / "runs" / ".write_probe"
     try:
         (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-        probe = out_dir / "runs" / ".write_probe"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        failure = write_failure(exc, probe)
+        if isinstance(failure, DiskFullError):
+            raise failure from exc
         raise PermissionError(f"output directory {out_dir} is not writable: {exc}") from None

@@ -50,6 +50,7 @@ from benchmarks.runner.state import ForcedSweep, SweepResult, run_states
 from benchmarks.runner.train import resolve_device
 from vae_zoo import get_model
 from vaebench.atomic import atomic_write_text
+from vaebench.paths import check_component, path_under
 
 # submitit is optional (the "slurm" extra): it is imported where a SLURM run needs it, so that the
 # runner and a local sweep work without it.
@@ -140,7 +141,7 @@ def _import_definitions(module: str) -> None:
 
 def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
     """The SLURM job ids submitted for ``suite``, as ``slurm/<suite>/jobs.json`` lists them."""
-    path = Path(out_dir) / "slurm" / suite / "jobs.json"
+    path = path_under(out_dir, "slurm", check_component(suite, "suite name"), "jobs.json")
     try:
         return json.loads(path.read_text())["job_ids"]
     except (OSError, json.JSONDecodeError, KeyError):
@@ -285,7 +286,7 @@ class SlurmBackend(Backend):
             self.console.print("Nothing to submit: every run is recorded.")
             return result
         suite = plan.runs[0].suite
-        folder = out_dir / "slurm" / suite
+        folder = path_under(out_dir, "slurm", check_component(suite, "suite name"))
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
         # --requeue: a preempted or failed node's task goes back to the queue (submitit has no option for it).
         params = {

@@ -27,6 +27,7 @@ from benchmarks.runner.claims import claim_holder
 from benchmarks.runner.records import RecordError, RunRecord, checkpoint_path, read_record, record_path
 from benchmarks.runner.spec import RunSpec
 from vaebench.atomic import atomic_write_text
+from vaebench.paths import check_component, path_under
 
 __all__ = ["DUES", "RunState", "run_states", "ForcedSweep", "SweepResult"]
 
@@ -140,7 +141,7 @@ class ForcedSweep:
         key = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
         suite = specs[0].suite if specs else "none"
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / "sweeps" / suite / f"force-{key}.json"
+        self.path = path_under(out_dir, "sweeps", check_component(suite, "suite name"), f"force-{key}.json")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock():
             promise = self._read()

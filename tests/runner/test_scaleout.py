@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
-from benchmarks.runner.claims import claim_holder, claim_path
+from benchmarks.runner.claims import claim_holder, claim_path, note_path
 from benchmarks.runner.plan import make_plan
 from benchmarks.runner.slurm import PackTask
 from benchmarks.runner.suite import expand_suite, load_suite
@@ -487,7 +487,7 @@ def test_a_claim_excludes_other_processes_and_a_killed_holders_claim_is_recovere
         holder.wait(timeout=30)
     finally:
         holder.kill()
-    note = claim_path(out, "toy", "run-a").with_suffix(".json")
+    note = note_path(claim_path(out, "toy", "run-a"))
     assert note.exists()  # the killed holder left its note behind...
     assert claim_holder(out, "toy", "run-a") is None and not note.exists()  # ...which is stale
     nxt, answer = hold_claim(out, "toy", "run-a", hold=False)
