@@ -295,8 +295,8 @@ def _identity_problem(record: RunRecord, path: Path | None) -> str | None:
         return None
     try:
         spec_id = RunSpec.from_dict(record.spec).run_id
-    except (TypeError, ValueError, KeyError) as exc:
-        return f"spec: {exc}"
+    except (TypeError, ValueError, KeyError, UserError):  # not a full spec (a hand-built record): no id
+        return None
     if spec_id != record.run_id:
         return f"run_id {record.run_id!r} is not its spec's hash ({spec_id}): the spec was edited"
     return None

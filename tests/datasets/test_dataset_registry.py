@@ -11,6 +11,7 @@ from benchmarks.datasets import (
     sample_batch,
     to_float,
 )
+from vaebench.errors import UserError
 from vaebench.registry import UnknownNameError
 
 EXPECTED = {
@@ -54,7 +55,7 @@ def test_unknown_names_raise_the_registry_error_with_close_matches():
 
 
 def test_unknown_source_is_refused():
-    with pytest.raises(ValueError, match="auto, official, procedural"):
+    with pytest.raises(UserError, match="auto, official, procedural"):
         get_dataset_class("dsprites")(source="internet")
 
 

@@ -16,6 +16,7 @@ from benchmarks.runner.records import RunRecord, artifact_path, record_path
 from benchmarks.runner.records import write_record as _write_record
 from benchmarks.runner.spec import RunSpec
 from metrics.registry import METRICS
+from vaebench.errors import UserError
 
 
 def write_record(out_dir, record: RunRecord) -> None:
@@ -406,7 +407,8 @@ def test_corrupt_record_is_reported_by_path_and_left_alone(tmp_path, caplog):
     markdown = (tmp_path / "tables" / "c.md").read_text()
     assert "2 records (2 ok, 0 failed)" in markdown and "0.150 ± 0.071 (n=2)" in markdown
     assert "expected schema 'vaebench.run/" in markdown and "found 'something/2'" in markdown
-    assert "malformed field (invalid literal for int() with base 10: 'zero')" in markdown
+    # refused by the record's own checks (its id is neither its file's name nor its spec's hash)
+    assert "typed-000000000000.json is invalid: run_id" in markdown
 
 
 def test_unknown_suite_is_refused(results):
@@ -530,5 +532,5 @@ def test_readme_without_the_markers_is_refused(results, tmp_path):
 
     readme = tmp_path / "README.md"
     readme.write_text("# nothing to replace\n")
-    with pytest.raises(ValueError, match="no '<!-- results:"):
+    with pytest.raises(UserError, match="no '<!-- results:"):
         update_readme(readme, results, SUITE)

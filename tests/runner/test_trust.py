@@ -169,7 +169,9 @@ def test_eval_of_a_run_without_its_checkpoint_says_checkpoints_are_not_committed
     ((run_id, _),) = records(out).items()
     (out / "checkpoints" / "toy" / f"{run_id}.pt").unlink()
     code, output = invoke("eval", run_id, "--out", out, "--device", "cpu")
-    assert code == 2 and "never committed" in output and "--force" in output
+    assert code == 2 and "never committed" in output and "vaebench run --suite toy --out DIR" in output
+    # the hint retrains elsewhere and says where the numbers come back: never "same numbers" anywhere
+    assert "only on the same CPU or GPU type" in output and "do not overwrite committed results" in output
 
 
 @pytest.mark.slow  # trains through a subprocess
@@ -202,9 +204,13 @@ def test_every_record_carries_its_protocol(toy_suite, tmp_path):
     out = tmp_path / "out"
     assert invoke("run", "--suite", toy_suite(), "--out", out)[0] == 0
     for rec in records(out).values():
-        protocol = rec["protocol"]
-        assert protocol["architecture"] == "burgess" and protocol["likelihood"] == "bernoulli"
-        assert protocol["init"] == "torch" and protocol["representation"] == "mean"
+        protocol = rec["protocol"]  # the run's full spec diffed against the study, computed
+        assert protocol["reference"] == "unsupervised_study_v1" and protocol["matches"] is False
+        deviations = {d["key"]: d for d in protocol["deviations"]}
+        assert deviations["architecture"]["value"] == "burgess"
+        assert deviations["architecture"]["reference"] == "dlib_conv"
+        assert deviations["dataset"]["value"] == "toy_squares" and deviations["steps"]["value"] == 30
+        assert "precision" not in deviations  # it ran in fp32 on the CPU, as the study did
 
 
 def test_help_shows_no_stray_type_tags():
