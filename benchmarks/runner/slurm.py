@@ -176,7 +176,6 @@ _LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SU
 _SETTLE_SECONDS = 120.0
 
 
-@register_backend("slurm")
 class QuietSacct(logging.Filter):
     """A logging filter that drops submitit's repeated "Bypassing sacct error" warning.
 
@@ -200,6 +199,7 @@ class QuietSacct(logging.Filter):
         return False
 
 
+@register_backend("slurm")
 class SlurmBackend(Backend):
     """A SLURM cluster through submitit: one array task per pack."""
 

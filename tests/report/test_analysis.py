@@ -170,10 +170,11 @@ def _study(tmp_path, suite="study", seeds=(0, 1, 2), sampled=True):
         for value in values:
             for seed in seeds:
                 base = {"vae": 0.1, "beta_vae": 0.3, "factor_vae": 0.5}[model] + 0.01 * (value or 0)
+                unit = lambda x: float(np.clip(x, 0.0, 1.0))  # noqa: E731  (these scores are defined on [0, 1])
                 metrics = {
-                    "mig": base + rng.normal(0, 0.03),
-                    "dci_disentanglement": base + rng.normal(0, 0.05),
-                    "sap": base / 2 + rng.normal(0, 0.02),
+                    "mig": unit(base + rng.normal(0, 0.03)),
+                    "dci_disentanglement": unit(base + rng.normal(0, 0.05)),
+                    "sap": unit(base / 2 + rng.normal(0, 0.02)),
                     "gaussian_total_correlation": 3.0 - base + rng.normal(0, 0.1),
                     "mutual_info_score": 0.5 - base / 3 + rng.normal(0, 0.05),
                 }

@@ -110,7 +110,7 @@ def test_sampled_representation_and_protocol_columns():
 def test_records_read_back_give_the_frame_of_the_records_written(tmp_path):
     written = []
     for seed in (0, 1):
-        mig = {"mig": 0.2 + seed}
+        mig = {"mig": 0.2 + 0.1 * seed}
         record = make_record("beta_vae", ("beta", 4.0), seed, mig, suite="r", final={"kl": 1.0})
         write_record(tmp_path, record)
         written.append(record)
@@ -145,7 +145,7 @@ def test_unreadable_and_malformed_records_are_skipped_with_their_path(tmp_path, 
         df = load_results(tmp_path, "c")
     assert len(df) == 1
     assert any("broken.json" in m for m in caplog.messages)
-    assert any("malformed field" in m for m in caplog.messages)
+    assert any("typed.json" in m and "is invalid" in m for m in caplog.messages)
     with pytest.raises(FileNotFoundError, match="nope"):
         load_results(tmp_path, "nope")
 

@@ -202,13 +202,17 @@ def test_corrupt_record_and_checkpoint_are_reported_and_never_overwritten(toy_su
     assert paths[0].read_text() == "{ truncated"
     code, output = invoke("table", "--out", out)
     assert paths[0].name in output
-    # a corrupt checkpoint of a run that still has to train
+    # a corrupt checkpoint of a run that still has to train: never trained on; kept aside, and the
+    # run restarts from step 0 saying why (the corrupt record above still makes the sweep exit 1)
     paths[1].unlink()
     ckpt = out / "checkpoints" / "toy" / f"{paths[1].stem}.pt"
     ckpt.write_bytes(b"garbage")
-    code, output = invoke("run", "--suite", toy_suite(), "--out", out)
-    assert code == 1 and ckpt.name in output
-    assert ckpt.read_bytes() == b"garbage"
+    ckpt.with_name(f"{ckpt.name}.previous").unlink(missing_ok=True)
+    with pytest.warns(UserWarning, match=rf"(?s){ckpt.name} is corrupt.*restarts from step 0"):
+        code, output = invoke("run", "--suite", toy_suite(), "--out", out)
+    assert code == 1
+    assert ckpt.with_name(f"{ckpt.name}.damaged").read_bytes() == b"garbage"
+    assert paths[1].exists()  # its record, from the restarted run
 
 
 def test_force_reruns_from_scratch(toy_suite, tmp_path):
