@@ -271,7 +271,7 @@ def test_the_reference_names_a_source_for_every_value_and_agrees_with_the_zoos_g
         assert {point[field] for point in get_model(model).study_grid} == values
 
 
-@pytest.mark.parametrize("suite", ["quick", "study-cpu"])
+@pytest.mark.parametrize("suite", ["quick", "study-cpu", "weak-cpu"])
 def test_a_committed_suite_keeps_the_run_ids_of_its_records(suite):
     """Adding options and metrics must not move the committed records' ids (a rerun would retrain)."""
     from pathlib import Path
