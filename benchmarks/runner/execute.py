@@ -252,6 +252,8 @@ def _checkpoint_step(path: Path) -> int:
     For saying "resumed at step K"; when no checkpoint verifies, training says why
     (``train.Member.restore``).
     """
+    if not path.exists():
+        return 0
     try:
         return int(read_checkpoint_or_previous(path)[0].get("step", 0))
     except CheckpointError:

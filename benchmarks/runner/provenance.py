@@ -83,11 +83,12 @@ def blas() -> list[dict[str, Any]]:
     From threadpoolctl: ``internal_api``, ``version``, ``architecture``. Logistic regression's lbfgs
     fits, and so the downstream task's and fairness's last digits, depend on that kernel.
     """
-    return [
+    found = [
         {key: info.get(key) for key in ("internal_api", "version", "architecture", "num_threads")}
         for info in threadpool_info()
         if info.get("user_api") == "blas"
     ]
+    return sorted(found, key=lambda lib: (str(lib["internal_api"]), str(lib["version"])))  # load order varies
 
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:

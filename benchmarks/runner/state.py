@@ -26,6 +26,7 @@ from filelock import FileLock
 from benchmarks.runner.claims import claim_holder
 from benchmarks.runner.records import RecordError, RunRecord, checkpoint_path, read_record, record_path
 from benchmarks.runner.spec import RunSpec
+from vae_zoo.checkpoint import previous_path
 from vaebench.atomic import atomic_write_text
 from vaebench.paths import check_component, path_under
 
@@ -153,7 +154,9 @@ class ForcedSweep:
             else:
                 self.owed, self.started = set(ids), time.time()
                 for spec in specs:
-                    checkpoint_path(out_dir, spec.suite, spec.run_id).unlink(missing_ok=True)
+                    checkpoint = checkpoint_path(out_dir, spec.suite, spec.run_id)
+                    checkpoint.unlink(missing_ok=True)
+                    previous_path(checkpoint).unlink(missing_ok=True)
             self._write(self.owed)
 
     def _lock(self) -> FileLock:

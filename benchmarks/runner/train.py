@@ -228,10 +228,8 @@ class Member:
         one kept beside it; when none does, they are set aside. Each fallback is said in a warning;
         nothing trains on a damaged file.
         """
-        if self.checkpoint is None or not (
-            self.checkpoint.exists() or previous_path(self.checkpoint).exists()
-        ):
-            return
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return  # no checkpoint (a previous one alone is a leftover, never resumed from)
         try:
             state, used, refused = read_checkpoint_or_previous(self.checkpoint, map_location=device)
         except CheckpointError as exc:
@@ -284,6 +282,9 @@ class Member:
         suspect = self.resumed_from.with_name(f"{self.resumed_from.name}.suspect")
         if self.resumed_from.exists():
             os.replace(self.resumed_from, suspect)
+        earlier = previous_path(self.checkpoint)
+        if not self.checkpoint.exists() and earlier.exists():  # the one before it becomes the run's
+            os.replace(earlier, self.checkpoint)
         return Diverged(
             exc.step,
             f"{exc.reason}, {exc.step - self.start_step + 1} step(s) after resuming from "
@@ -711,6 +712,8 @@ def _train_group(
     for k, member in enumerate(network.members):
         network.write_back(k)
         member.save(steps)  # the finished model, for `vaebench eval` and a crash during evaluation
+        if member.checkpoint is not None:  # finished: the one before it is no longer needed
+            previous_path(member.checkpoint).unlink(missing_ok=True)
         results[member.index] = member.result(steps, seconds, precision)
 
 
