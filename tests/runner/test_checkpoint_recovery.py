@@ -144,7 +144,8 @@ def test_a_run_that_diverges_right_after_resuming_sets_its_checkpoint_aside(imag
     (outcome,) = train_runs([spec()], images, CPU, [path])
     assert isinstance(outcome, Diverged)
     assert "after resuming from run.pt at step 10: that checkpoint is suspect" in outcome.reason
-    assert path.with_name("run.pt.suspect").exists() and not path.exists()
+    assert path.with_name("run.pt.suspect").exists()  # set aside; the checkpoint before it takes its place
+    assert read_checkpoint(path)["step"] == 8 and not previous_path(path).exists()
     (retried,) = train_runs([spec()], images, CPU, [path])  # --retry-failed: the previous checkpoint
     assert retried.resumed_from_step == 8
     assert torch.equal(flat(retried.model), flat(uninterrupted.model))
