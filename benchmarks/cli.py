@@ -26,6 +26,7 @@ from benchmarks.datasets import get_dataset_class, list_datasets
 from benchmarks.datasets.cli import data_app
 from benchmarks.runner.backends import BACKENDS, BackendError, BackendOptions, get_backend
 from benchmarks.runner.display import print_plan, print_protocol
+from benchmarks.runner.evaluator import resolve_evaluation
 from benchmarks.runner.execute import rescore
 from benchmarks.runner.plan import make_plan, pack_size, parse_shard
 from benchmarks.runner.records import check_writable
@@ -176,6 +177,21 @@ PackArg = Annotated[
     ),
 ]
 DeviceArg = Annotated[Device, typer.Option(help="Training device.")]
+FitJobsArg = Annotated[
+    int | None,
+    typer.Option(
+        help="Threads for a metric's independent fits (DCI's and the downstream task's trees, SAP, "
+        "modularity); no score depends on it (default: every core, or shared between --eval-workers)."
+    ),
+]
+ChannelsLastArg = Annotated[
+    bool,
+    typer.Option(
+        "--channels-last",
+        help="Encode in channels_last (about 1.3x faster on a CPU); the codes' last bits, and so possibly "
+        "the scores, differ from the default's. Recorded in the evaluation's provenance.",
+    ),
+]
 
 
 def _select(suite, models, datasets, seeds, steps, metrics, source):
@@ -250,11 +266,23 @@ def run(
     progress_interval: Annotated[
         float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
     ] = 30.0,
+    fit_jobs: FitJobsArg = None,
+    eval_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Score runs in N worker processes while the next pack trains (default: 2 on a GPU, "
+            "0 on a CPU: after each pack, in this process). The records are the same."
+        ),
+    ] = None,
+    channels_last: ChannelsLastArg = False,
 ) -> None:
     """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
     try:
         spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
         _positive("pack", pack)
+        _positive("fit-jobs", fit_jobs)
+        if eval_workers is not None and eval_workers < 0:
+            raise UserError(f"--eval-workers must be 0 or more; got {eval_workers}")
         options = BackendOptions(
             device=device.value,
             force=force,
@@ -262,6 +290,9 @@ def run(
             pack=pack,
             shard=parse_shard(shard) if shard is not None else None,
             progress_interval=progress_interval,
+            fit_jobs=fit_jobs,
+            eval_workers=eval_workers,
+            channels_last=channels_last,
             partition=partition,
             gpus_per_job=gpus_per_job,
             cpus_per_job=cpus_per_job,
@@ -535,10 +566,15 @@ def eval_cmd(
     metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics (default: the run's).")] = None,
     out: Annotated[Path, typer.Option(help="Output directory holding runs/ and checkpoints/.")] = DEFAULT_OUT,
     device: Annotated[Device, typer.Option(help="Device for encoding.")] = Device.auto,
+    fit_jobs: FitJobsArg = None,
+    channels_last: ChannelsLastArg = False,
 ) -> None:
     """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
-        path, updated = rescore(target, out, _split(metrics), resolve_device(device.value))
+        _positive("fit-jobs", fit_jobs)
+        resolved = resolve_device(device.value)
+        options = resolve_evaluation(resolved, fit_jobs, 0, channels_last)[0]
+        path, updated = rescore(target, out, _split(metrics), resolved, options)
     except UnwritableError as exc:
         fail(f"{exc}. eval updates the run's record and artifacts under --out {out}; {COPY_OUT}")
     except USER_ERRORS as exc:

@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from rich.console import Console
 
+from benchmarks.runner.evaluator import resolve_evaluation
 from benchmarks.runner.plan import pack_size
 from benchmarks.runner.state import SweepResult
 from benchmarks.runner.sweep import run_sweep
@@ -48,6 +49,9 @@ class BackendOptions:
     pack: int | None = None
     shard: tuple[int, int] | None = None
     progress_interval: float = 30.0
+    fit_jobs: int | None = None  # None: evaluator.resolve_evaluation's default for the device
+    eval_workers: int | None = None
+    channels_last: bool = False
     partition: str | None = None
     gpus_per_job: int | None = None
     cpus_per_job: int | None = None
@@ -131,6 +135,7 @@ class LocalBackend(Backend):
     def run(self, specs, out_dir: Path) -> SweepResult:
         """Train ``specs`` here, pack by pack (``sweep.run_sweep``)."""
         o = self.options
+        options, workers = resolve_evaluation(self.device, o.fit_jobs, o.eval_workers, o.channels_last)
         return run_sweep(
             specs,
             out_dir,
@@ -141,4 +146,6 @@ class LocalBackend(Backend):
             shard=o.shard,
             console=self.console,
             progress_interval=o.progress_interval,
+            options=options,
+            eval_workers=workers,
         )

@@ -30,7 +30,14 @@ from benchmarks.datasets.pairs import PairSampler
 from benchmarks.runner.claims import Claim, try_claim
 from benchmarks.runner.data import DatasetCache, device_name
 from benchmarks.runner.display import summary_line
-from benchmarks.runner.evaluate import Evaluation, evaluate_run, metric_entry
+from benchmarks.runner.evaluate import (
+    DEFAULT_OPTIONS,
+    Evaluation,
+    EvaluationOptions,
+    evaluate_run,
+    metric_entry,
+)
+from benchmarks.runner.evaluator import EvaluationJob, InlineEvaluator, PooledEvaluator
 from benchmarks.runner.progress import SweepProgress
 from benchmarks.runner.provenance import evaluation_provenance, run_provenance
 from benchmarks.runner.records import (
@@ -150,6 +157,7 @@ def score(
     metric_names: list[str] | None = None,
     earlier: RunRecord | None = None,
     progress: SweepProgress | None = None,
+    options: EvaluationOptions = DEFAULT_OPTIONS,
 ) -> tuple[RunRecord, dict[str, float]]:
     """Evaluate a trained run and write its artifacts (record and scores).
 
@@ -157,7 +165,8 @@ def score(
 
     ``metric_names`` scores a subset of the spec's metrics; ``earlier`` is the run's previous record,
     whose scores of other metrics (UDR's included) are kept beside the new ones; ``progress`` shows
-    the metric being computed, how many are done and an ETA.
+    the metric being computed, how many are done and an ETA; ``options``: how the evaluation runs
+    (recorded in its provenance).
     """
     if isinstance(outcome, Diverged):
         return record_of(spec, outcome, provenance), {}
@@ -166,7 +175,9 @@ def score(
         progress.start_evaluation(spec)
     try:
         on_metric = progress.on_metric if progress is not None else None
-        evaluation = evaluate_run(spec, outcome.model, dataset, device, metric_names, on_metric=on_metric)
+        evaluation = evaluate_run(
+            spec, outcome.model, dataset, device, metric_names, on_metric=on_metric, options=options
+        )
     finally:
         if progress is not None:
             progress.end_evaluation()
@@ -178,7 +189,7 @@ def score(
         evaluation.seconds = {**earlier.metric_seconds, **evaluation.seconds}
         evaluation.warnings = {**earlier.metric_warnings, **evaluation.warnings}
         evaluation.counts = {**earlier.evaluation, **evaluation.counts}
-    scored_by = evaluation_provenance(str(device), device_name(device))
+    scored_by = evaluation_provenance(str(device), device_name(device), options.to_dict())
     return record_of(spec, outcome, provenance, evaluation, eval_seconds, scored_by), scores
 
 
@@ -272,89 +283,126 @@ def run_pack(
     forced: ForcedSweep | None = None,
     stop: Sequence[int] = (),
     console: Console | None = None,
-) -> list[RunRecord]:
-    """Claim, train, evaluate and record one pack of compatible runs; the records written.
+    options: EvaluationOptions = DEFAULT_OPTIONS,
+    evaluator: InlineEvaluator | PooledEvaluator | None = None,
+) -> None:
+    """Claim, train, evaluate and record one pack of compatible runs.
 
-    What else happened is added to ``result``: runs completed or failed, left to another process,
+    What happened is added to ``result``: runs completed or failed, left to another process,
     recorded meanwhile, blocked on a missing official file, or whose checkpoint is unreadable.
     Training polls ``stop`` (a signal handler's list) and raises ``train.Interrupted`` once it is
-    non-empty, every unfinished run checkpointed.
+    non-empty, every unfinished run checkpointed. ``evaluator`` scores the trained runs (default:
+    here, at once, an ``InlineEvaluator``); a ``PooledEvaluator`` scores them in its workers and
+    writes their records when the caller collects them, each run's claim held until then.
     """
     console = console or Console()
+    evaluator = evaluator or InlineEvaluator()
     first = specs[0]
     blocked = blocked_datasets([first], data)
     if blocked:
         why = next(iter(blocked.values()))
         for spec in specs:
             result.blocked[spec.run_id] = why
-        return []
+        return
     claims, specs = _claim(specs, out_dir, retry_failed, forced, result, console)
+    held = dict(zip((s.run_id for s in specs), claims))
+    pack = _Pack(out_dir, device, data, progress, result, forced, console, options, evaluator, held)
     try:
-        return _train_and_record(specs, out_dir, device, data, progress, result, forced, stop, console)
+        pack.train_and_score(specs, stop)
     finally:
-        for claim in claims:
-            claim.release()
+        for run_id, claim in held.items():
+            if run_id not in evaluator.pending():  # a pending run's claim goes with its record
+                claim.release()
 
 
-def _train_and_record(
-    specs, out_dir, device, data, progress, result, forced, stop, console
-) -> list[RunRecord]:
-    if not specs:
-        return []
-    first = specs[0]
-    dataset = data.dataset(first.dataset, first.dataset_source)
-    images = data.training_images(first.dataset, first.dataset_source)
-    ckpts = [checkpoint_path(out_dir, s.suite, s.run_id) for s in specs]
-    try:
-        starts = [_checkpoint_step(c) for c in ckpts]
-    except CheckpointError as exc:
-        console.print(f"[red]skipping {', '.join(s.run_id for s in specs)}: {exc}")
-        result.unreadable.append(str(exc))
-        return []
-    progress.start_pack(specs, starts)
-    hook = _signal_hook()
+class _Pack:
+    """One pack's training and the hand-over of each trained run to the evaluator."""
 
-    def on_progress(index: int, done: int, total: int) -> None:
-        progress.on_progress(index, done, total)
-        if hook is not None:
-            hook(index, done, total)
+    def __init__(self, out_dir, device, data, progress, result, forced, console, options, evaluator, claims):
+        self.out_dir, self.device, self.data, self.progress = out_dir, device, data, progress
+        self.result, self.forced, self.console = result, forced, console
+        self.options, self.evaluator, self.claims = options, evaluator, claims
 
-    noise = dataset.observation_noise if getattr(dataset, "stochastic_observations", False) else None
-    pairs = None if specs[0].pairs is None else PairSampler(dataset.grid, **specs[0].pairs)
-    try:
-        outcomes = train_runs(
-            specs,
-            images,
-            device,
-            ckpts,
-            observation_noise=noise,
-            pair_sampler=pairs,
-            on_progress=on_progress,
-            should_stop=lambda: bool(stop),
-        )
-    except CheckpointError as exc:
-        console.print(f"[red]skipping {', '.join(s.run_id for s in specs)}: {exc}")
-        result.unreadable.append(str(exc))
-        progress.end_pack()
-        return []
-    progress.end_pack()
-    written = []
-    for spec, outcome in zip(specs, outcomes):
-        precision = resolve_precision(spec.training.precision, device)
-        provenance = run_provenance(str(device), data.device_name, precision, dataset.provenance())
-        record, _ = score(spec, outcome, provenance, dataset, device, out_dir, progress=progress)
-        write_record(record_path(out_dir, spec.suite, spec.run_id), record)
-        written.append(record)
-        if forced is not None:
-            forced.done(spec.run_id)
-        progress.run_done(spec, record)
+    def train_and_score(self, specs: Sequence[RunSpec], stop: Sequence[int]) -> None:
+        """Train ``specs`` together, then submit each run's evaluation (a diverged run is only described)."""
+        if not specs:
+            return
+        first = specs[0]
+        dataset = self.data.dataset(first.dataset, first.dataset_source)
+        images = self.data.training_images(first.dataset, first.dataset_source)
+        ckpts = [checkpoint_path(self.out_dir, s.suite, s.run_id) for s in specs]
+        try:
+            starts = [_checkpoint_step(c) for c in ckpts]
+        except CheckpointError as exc:
+            self._unreadable(specs, exc)
+            return
+        self.progress.start_pack(specs, starts)
+        hook = _signal_hook()
+
+        def on_progress(index: int, done: int, total: int) -> None:
+            self.progress.on_progress(index, done, total)
+            if hook is not None:
+                hook(index, done, total)
+
+        noise = dataset.observation_noise if getattr(dataset, "stochastic_observations", False) else None
+        pairs = None if first.pairs is None else PairSampler(dataset.grid, **first.pairs)
+        try:
+            outcomes = train_runs(
+                specs,
+                images,
+                self.device,
+                ckpts,
+                observation_noise=noise,
+                pair_sampler=pairs,
+                on_progress=on_progress,
+                should_stop=lambda: bool(stop),
+            )
+        except CheckpointError as exc:
+            self._unreadable(specs, exc)
+            self.progress.end_pack()
+            return
+        self.progress.end_pack()
+        for spec, outcome, ckpt in zip(specs, outcomes, ckpts):
+            self._submit(spec, outcome, ckpt, dataset)
+
+    def _unreadable(self, specs: Sequence[RunSpec], exc: CheckpointError) -> None:
+        self.console.print(f"[red]skipping {', '.join(s.run_id for s in specs)}: {exc}")
+        self.result.unreadable.append(str(exc))
+
+    def _submit(self, spec: RunSpec, outcome: TrainResult | Diverged, ckpt: Path, dataset) -> None:
+        precision = resolve_precision(spec.training.precision, self.device)
+        provenance = run_provenance(str(self.device), self.data.device_name, precision, dataset.provenance())
+
+        def evaluate() -> RunRecord:
+            return score(
+                spec, outcome, provenance, dataset, self.device, self.out_dir,
+                progress=self.progress, options=self.options,
+            )[0]  # fmt: skip
+
+        def finish(record: RunRecord) -> None:
+            self.record(spec, record)
+
+        if isinstance(outcome, Diverged):
+            finish(record_of(spec, outcome, provenance))
+            return
+        job = EvaluationJob.of(spec, ckpt, outcome, provenance, self.device, self.out_dir, self.options)
+        self.evaluator.submit(job, finish, evaluate=evaluate)
+
+    def record(self, spec: RunSpec, record: RunRecord) -> None:
+        """Write a scored (or diverged) run's record, count it, and let its claim go."""
+        write_record(record_path(self.out_dir, spec.suite, spec.run_id), record)
+        if self.forced is not None:
+            self.forced.done(spec.run_id)
+        self.progress.run_done(spec, record)
         if record.status == "failed":
-            result.failed.append((spec.run_id, record.failure["step"], record.failure["reason"]))
-            console.print(f"[red]FAILED[/] {spec.run_id} {spec.label()}: {record.failure['reason']}")
+            self.result.failed.append((spec.run_id, record.failure["step"], record.failure["reason"]))
+            self.console.print(f"[red]FAILED[/] {spec.run_id} {spec.label()}: {record.failure['reason']}")
         else:
-            result.completed.append(spec.run_id)
-            console.print(summary_line(spec, record))
-    return written
+            self.result.completed.append(spec.run_id)
+            self.console.print(summary_line(spec, record))
+        claim = self.claims.pop(spec.run_id, None)
+        if claim is not None and spec.run_id not in self.evaluator.pending():
+            claim.release()
 
 
 def _finished_run(target: str, out_dir: Path) -> tuple[RunSpec, Path, dict]:
@@ -410,12 +458,16 @@ def _trained(model: VAE, record: RunRecord) -> TrainResult:
 
 
 def rescore(
-    target: str, out_dir: Path, metrics: list[str] | None, device: torch.device
+    target: str,
+    out_dir: Path,
+    metrics: list[str] | None,
+    device: torch.device,
+    options: EvaluationOptions = DEFAULT_OPTIONS,
 ) -> tuple[Path, dict[str, float | None]]:
     """Re-score a finished run from its checkpoint and rewrite its record (``vaebench eval``).
 
     All its metrics, or the named ones; its record and artifacts are rewritten. Returns (record path,
-    the new scores).
+    the new scores). ``options``: how the evaluation runs.
     """
     out_dir = Path(out_dir)
     spec, _, payload = _finished_run(target, out_dir)
@@ -434,6 +486,7 @@ def rescore(
         out_dir,
         metric_names=metrics,
         earlier=earlier,
+        options=options,
     )
     write_record(path, record)
     return path, {k: (v if math.isfinite(v) else None) for k, v in scores.items()}

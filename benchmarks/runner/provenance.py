@@ -137,6 +137,15 @@ def run_provenance(device: str, device_name: str, precision: str, dataset: dict[
     }
 
 
-def evaluation_provenance(device: str, device_name: str) -> dict[str, Any]:
-    """An evaluation's own provenance: the code and libraries that scored, on which device, when."""
-    return {**code_provenance(), "blas": blas(), "device": device, "device_name": device_name}
+def evaluation_provenance(
+    device: str, device_name: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An evaluation's own provenance: the code and libraries that scored, on which device, when, how.
+
+    ``options``: ``evaluate.EvaluationOptions.to_dict()``, how it ran (threads of the fits, the
+    encoder's memory format).
+    """
+    out = {**code_provenance(), "blas": blas(), "device": device, "device_name": device_name}
+    if options is not None:
+        out["options"] = options
+    return out

@@ -19,8 +19,6 @@ for ``vaebench status``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import shutil
@@ -32,7 +30,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.datasets import get_dataset_class
 from benchmarks.runner.backends import (
     CLUSTER_OPTIONS,
     Backend,
@@ -41,14 +38,14 @@ from benchmarks.runner.backends import (
     register_backend,
 )
 from benchmarks.runner.data import DatasetCache
+from benchmarks.runner.evaluator import resolve_evaluation
 from benchmarks.runner.execute import run_pack
 from benchmarks.runner.plan import make_plan, pack_size
 from benchmarks.runner.progress import SweepProgress
 from benchmarks.runner.records import record_path
-from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.spec import RunSpec, definition_modules, import_definitions
 from benchmarks.runner.state import ForcedSweep, SweepResult, run_states
 from benchmarks.runner.train import resolve_device
-from vae_zoo import get_model
 from vaebench.atomic import atomic_write_text
 from vaebench.paths import check_component, path_under
 
@@ -72,17 +69,21 @@ class PackTask:
         force: bool,
         retry_failed: bool,
         modules: list[str],
+        fit_jobs: int | None = None,
+        channels_last: bool = False,
     ):
         self.out_dir, self.specs, self.device = out_dir, specs, device
         self.force, self.retry_failed = force, retry_failed
         self.modules = modules  # where the pack's models and datasets are defined
+        # How the evaluation runs, resolved on the node (its cores); one pack a task, so no workers.
+        self.fit_jobs, self.channels_last = fit_jobs, channels_last
 
     def __call__(self) -> dict:
         # Plug-ins registered by import (not by entry point) are known on the node as they were
         # where the plan was made.
         """Run the pack on the node: train its owed runs; the sweep's result as a dict."""
         for module in self.modules:
-            _import_definitions(module)
+            import_definitions(module)
         specs = [RunSpec.from_dict(s) for s in self.specs]
         out_dir, device = Path(self.out_dir), resolve_device(self.device)
         console = Console(file=sys.stdout, force_terminal=False, width=140)
@@ -102,6 +103,7 @@ class PackTask:
                 retry_failed=self.retry_failed,
                 forced=forced,
                 console=console,
+                options=resolve_evaluation(device, self.fit_jobs, 0, self.channels_last)[0],
             )
         return result.to_dict()
 
@@ -110,33 +112,6 @@ class PackTask:
         import submitit
 
         return submitit.helpers.DelayedSubmission(PackTask(**self.__dict__))
-
-
-def _definition_modules(spec) -> list[str]:
-    """Module names, or a file path for what the running script (``__main__``) defines itself."""
-    out = []
-    for cls in (get_model(spec.model), get_dataset_class(spec.dataset)):
-        module = sys.modules.get(cls.__module__)
-        if cls.__module__ == "__main__" and getattr(module, "__file__", None):
-            spec_name = getattr(getattr(module, "__spec__", None), "name", None)  # python -m pkg.mod
-            out.append(spec_name or str(Path(module.__file__).resolve()))
-        else:
-            out.append(cls.__module__)
-    return out
-
-
-def _import_definitions(module: str) -> None:
-    """Import a module by name, or a script by path (as its file's stem: its main block does not run)."""
-    if not module.endswith(".py"):
-        importlib.import_module(module)
-        return
-    name = Path(module).stem
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, module)
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[name] = loaded
-    spec.loader.exec_module(loaded)
 
 
 def submitted_jobs(out_dir: Path, suite: str) -> list[str]:
@@ -214,6 +189,12 @@ class SlurmBackend(Backend):
         super().check()
         if self.options.shard is not None:
             raise BackendError("--shard is for schedulers driven by hand; --backend slurm submits every pack")
+        if self.options.eval_workers:
+            raise BackendError(
+                "--eval-workers scores a pack while the next one trains in the same process; a SLURM "
+                "task trains one pack, so it scores in its own process (--array-parallelism runs tasks "
+                "side by side)"
+            )
         try:
             import submitit  # noqa: F401
         except ImportError:
@@ -312,7 +293,9 @@ class SlurmBackend(Backend):
                 self.job_device,
                 o.force,
                 o.retry_failed,
-                sorted({m for s in p for m in _definition_modules(s)}),
+                sorted({m for s in p for m in definition_modules(s)}),
+                o.fit_jobs,
+                o.channels_last,
             )
             for p in packs
         ]

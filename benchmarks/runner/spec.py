@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import importlib.util
 import json
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.runner.settings import RunTraining
 from vae_zoo import get_model
 
-__all__ = ["RunSpec", "RunTraining", "freeze", "thaw"]
+__all__ = ["RunSpec", "RunTraining", "definition_modules", "freeze", "import_definitions", "thaw"]
 
 
 def freeze(value: Any) -> Any:
@@ -138,3 +142,38 @@ class RunSpec:
         strength = self.strength
         hyper = f" {strength[0]}={strength[1]:g}" if strength else ""
         return f"{self.model}{hyper} seed {self.seed}"
+
+
+# -- where a run's model and dataset are defined, for another process (a SLURM task, a scoring worker) --
+
+
+def definition_modules(spec: RunSpec) -> list[str]:
+    """Module names, or a file path for what the running script (``__main__``) defines itself.
+
+    Another process imports them (``import_definitions``) to know a plug-in registered by import.
+    """
+    from benchmarks.datasets import get_dataset_class
+
+    out = []
+    for cls in (get_model(spec.model), get_dataset_class(spec.dataset)):
+        module = sys.modules.get(cls.__module__)
+        if cls.__module__ == "__main__" and getattr(module, "__file__", None):
+            spec_name = getattr(getattr(module, "__spec__", None), "name", None)  # python -m pkg.mod
+            out.append(spec_name or str(Path(module.__file__).resolve()))
+        else:
+            out.append(cls.__module__)
+    return out
+
+
+def import_definitions(module: str) -> None:
+    """Import a module by name, or a script by path (as its file's stem: its main block does not run)."""
+    if not module.endswith(".py"):
+        importlib.import_module(module)
+        return
+    name = Path(module).stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, module)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)

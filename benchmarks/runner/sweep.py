@@ -21,6 +21,8 @@ from rich.console import Console
 
 from benchmarks.runner.data import DatasetCache
 from benchmarks.runner.display import estimates, print_estimate, print_todo
+from benchmarks.runner.evaluate import DEFAULT_OPTIONS, EvaluationOptions
+from benchmarks.runner.evaluator import InlineEvaluator, PooledEvaluator
 from benchmarks.runner.execute import blocked_datasets, run_pack
 from benchmarks.runner.plan import make_plan
 from benchmarks.runner.progress import SweepProgress
@@ -72,6 +74,14 @@ def stop_on_signals(enabled: bool = True, console: Console | None = None) -> Ite
             signal.signal(sig, old)
 
 
+@contextmanager
+def _closing(evaluator: InlineEvaluator | PooledEvaluator) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        evaluator.close()
+
+
 def run_sweep(
     specs: list[RunSpec],
     out_dir: Path,
@@ -85,6 +95,8 @@ def run_sweep(
     data: DatasetCache | None = None,
     progress_interval: float = 30.0,
     estimate: bool = True,
+    options: EvaluationOptions = DEFAULT_OPTIONS,
+    eval_workers: int = 0,
 ) -> SweepResult:
     """Train and evaluate every run of the plan that is owed (``state.run_states``).
 
@@ -92,7 +104,9 @@ def run_sweep(
     which are otherwise reported again and make the exit code non-zero. Compatible runs
     train together in packs of up to ``pack`` (``plan.pack_size``); ``shard`` ``(i, n)`` runs
     the i-th of n disjoint slices of the plan. The caller has checked that ``out_dir`` is
-    writable (``records.check_writable``).
+    writable (``records.check_writable``). ``options``: how each evaluation runs;
+    ``eval_workers`` > 0 scores the runs in that many worker processes while the next pack trains
+    (``evaluator.PooledEvaluator``), 0 in this process after each pack.
     """
     console = console or Console()
     out_dir = Path(out_dir)
@@ -151,7 +165,13 @@ def run_sweep(
             "(--pack 1 turns it off)."
         )
     progress = SweepProgress(console, todo, seconds, interval=progress_interval)
-    with stop_on_signals(console=console) as stop, progress:
+    evaluator = PooledEvaluator(eval_workers) if eval_workers > 0 else InlineEvaluator()
+    if eval_workers > 0:
+        console.print(
+            f"Scoring in {eval_workers} worker process(es) while the next pack trains, "
+            f"{options.fit_jobs} fit thread(s) each (--eval-workers, --fit-jobs)."
+        )
+    with stop_on_signals(console=console) as stop, progress, _closing(evaluator):
         for group in todo_packs:
             if stop:  # a signal during the last pack's evaluation: said below
                 break
@@ -167,12 +187,16 @@ def run_sweep(
                     forced=forced,
                     stop=stop,
                     console=console,
+                    options=options,
+                    evaluator=evaluator,
                 )
+                evaluator.collect()
             except Interrupted as exc:
                 progress.stop()
                 console.print(f"[yellow]{exc}. Run the same command again to resume.")
                 result.interrupted = True
                 break
+        evaluator.drain()  # the runs still being scored write their records, also after a signal
         if stop and not result.interrupted:  # the signal came while a run was being evaluated
             progress.stop()
             console.print(

@@ -1,0 +1,115 @@
+"""How an evaluation runs (fit threads, memory format, worker processes) changes no recorded number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from benchmarks.cli import app
+from benchmarks.datasets import load_dataset
+from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, usable_cores
+from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
+from vae_zoo import create_model
+from vaebench.errors import UserError
+
+runner = CliRunner()
+# Every metric that takes n_jobs, at settings small enough for the toy dataset.
+FITTED = {
+    "dci": {"n_train": 300, "n_test": 150, "batch_size": 50},
+    "sap": {"n_train": 300, "n_test": 150, "batch_size": 50},
+    "modularity_explicitness": {"n_train": 300, "n_test": 150, "batch_size": 50},
+    "downstream_task_gbt": {"train_sizes": (50, 200), "n_test": 150, "batch_size": 50},
+}
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    return result.exit_code, " ".join(result.output.split())
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs" / "toy").glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    torch.manual_seed(0)
+    model = create_model("vae", architecture="burgess", latent_dim=4).eval()
+    return model, load_dataset("toy_squares", progress=False)
+
+
+def test_fit_threads_change_no_score(toy_model):
+    model, dataset = toy_model
+    one, _ = evaluate_encoder(model, dataset, torch.device("cpu"), FITTED, 0, options=EvaluationOptions(1))
+    two, _ = evaluate_encoder(model, dataset, torch.device("cpu"), FITTED, 0, options=EvaluationOptions(2))
+    assert one.metrics == two.metrics and len(one.metrics) > 10
+
+
+def test_channels_last_moves_the_codes_by_rounding_only(toy_model):
+    model, dataset = toy_model
+    metrics = {"mig": {"n_train": 300, "batch_size": 50}}
+    plain, _ = evaluate_encoder(model, dataset, torch.device("cpu"), metrics, 0)
+    last, _ = evaluate_encoder(
+        model.to(memory_format=torch.channels_last), dataset, torch.device("cpu"), metrics, 0,
+        options=EvaluationOptions(channels_last=True),
+    )  # fmt: skip
+    model.to(memory_format=torch.contiguous_format)
+    np.testing.assert_allclose(last.kl_per_dim, plain.kl_per_dim, rtol=1e-4, atol=1e-6)
+
+
+def test_options_pass_n_jobs_only_to_metrics_that_take_it_and_never_over_a_setting():
+    options = EvaluationOptions(fit_jobs=3)
+    assert options.metric_settings("dci", {"n_train": 10}) == {"n_train": 10, "n_jobs": 3}
+    assert options.metric_settings("dci", {"n_jobs": 1}) == {"n_jobs": 1}
+    assert options.metric_settings("mig", {"n_train": 10}) == {"n_train": 10}
+    assert EvaluationOptions().metric_settings("dci", {}) == {}
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(UserError, match="fit jobs must be a positive integer"):
+            EvaluationOptions(fit_jobs=bad)
+
+
+def test_the_defaults_share_the_cores_between_trainer_and_workers():
+    assert resolve_evaluation(torch.device("cpu"), None, None) == (EvaluationOptions(usable_cores()), 0)
+    options, workers = resolve_evaluation(torch.device("cuda"), None, None)
+    assert workers == CUDA_EVAL_WORKERS and options.fit_jobs == pooled_fit_jobs(CUDA_EVAL_WORKERS)
+    assert pooled_fit_jobs(2, cores=16) == 7 and pooled_fit_jobs(4, cores=2) == 1
+    assert resolve_evaluation(torch.device("cpu"), 3, 1, True) == (EvaluationOptions(3, True), 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fit-jobs", "0"], "--fit-jobs must be a positive integer; got 0"),
+        (["--eval-workers", "-1"], "--eval-workers must be 0 or more; got -1"),
+    ],
+)
+def test_bad_evaluation_options_exit_2_before_training(toy_suite, tmp_path, args, message):
+    code, output = invoke("run", "--suite", toy_suite(), "--out", tmp_path / "out", *args)
+    assert code == 2 and message in output, output
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_runs_scored_in_a_worker_while_the_next_pack_trains_are_recorded_as_scored_here(toy_suite, tmp_path):
+    """--eval-workers 1: two packs, the first scored in a spawned process; the records are the same."""
+    inline, pooled = tmp_path / "inline", tmp_path / "pooled"
+    code, output = invoke("run", "--suite", toy_suite(steps=6), "--out", inline, "--eval-workers", "0")
+    assert code == 0, output
+    code, output = invoke("run", "--suite", toy_suite(steps=6), "--out", pooled, "--eval-workers", "1")
+    assert code == 0 and "Scoring in 1 worker process(es) while the next pack trains" in output, output
+    a, b = records(inline), records(pooled)
+    assert a.keys() == b.keys() and len(a) == 2
+    for run_id in a:
+        for key in ("run_id", "spec", "status", "metrics", "curve", "final", "mi_matrix", "evaluation"):
+            assert a[run_id][key] == b[run_id][key], (run_id, key)
+        assert b[run_id]["evaluation_provenance"]["options"] == {"fit_jobs": 1, "channels_last": False}
+        artifacts = [np.load(d / "artifacts" / "toy" / f"{run_id}.npz") for d in (inline, pooled)]
+        np.testing.assert_array_equal(artifacts[0]["traversals"], artifacts[1]["traversals"])
+    # Every claim was let go once its record was written, and a rerun has nothing to do.
+    assert not list(pooled.rglob("*.claim.json"))
+    code, output = invoke("run", "--suite", toy_suite(steps=6), "--out", pooled, "--eval-workers", "1")
+    assert code == 0 and "Nothing to run" in output
