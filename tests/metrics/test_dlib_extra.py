@@ -159,7 +159,7 @@ def number(value) -> float:
 def cross_kernel_tolerance() -> dict[str, float]:
     """predictor -> the largest move of any key between two stored kernels, over every run of both metrics.
 
-    Measured: 0.01 for the logistic regressions (one training point in 100), 0 for the trees.
+    Measured: 0.1 for the logistic regressions (a train accuracy at 10 points: one point), 0 for the trees.
     """
     files = list(stored_kernels().values())
     out: dict[str, float] = {}
@@ -209,7 +209,7 @@ def test_every_stored_kernel_covers_every_run_and_says_how_it_was_made():
         assert stored["dlib_commit"] == "86a644d4ed35c771560dc3360756363d35477357"
         assert {c: set(runs) for c, runs in stored["cases"].items()} == cases, kernel
     # The kernels differ where the issue said: only the logistic regressions move.
-    assert cross_kernel_tolerance() == {"gbt": 0.0, "lrcv": pytest.approx(0.01)}
+    assert cross_kernel_tolerance() == {"gbt": 0.0, "lrcv": pytest.approx(0.1)}
 
 
 # -- downstream task ------------------------------------------------------------------------------
