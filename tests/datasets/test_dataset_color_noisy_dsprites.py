@@ -138,7 +138,7 @@ def test_the_runner_encodes_drawn_observations_for_stochastic_datasets(sprites):
             return mean, torch.zeros_like(mean)
 
     ds = sprites["color_dsprites"]
-    encoder = ObservationEncoder(ChannelMeans(), torch.device("cpu"), batch_size=3)
+    encoder = ObservationEncoder(ChannelMeans(), torch.device("cpu"))
     factors = np.repeat(ds.sample_factors(1, np.random.RandomState(0)), 4, axis=0)
     codes = encoder.mean_of(ds.sample_observations_from_factors(factors, np.random.RandomState(1)))
     assert codes.shape == (4, 3) and encoder.encoded == 4

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.datasets import load_dataset
-from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, usable_cores
+from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, forward_batches, usable_cores
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
 from vae_zoo import create_model
 from vaebench.errors import UserError
@@ -113,3 +113,31 @@ def test_runs_scored_in_a_worker_while_the_next_pack_trains_are_recorded_as_scor
     assert not list(pooled.rglob("*.claim.json"))
     code, output = invoke("run", "--suite", toy_suite(steps=6), "--out", pooled, "--eval-workers", "1")
     assert code == 0 and "Nothing to run" in output
+
+
+def test_forward_batches_cut_the_recorded_chunks_into_passes_of_256_or_more():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    sizes = lambda passes: [p.stop - p.start for p in passes]  # noqa: E731
+    assert sizes(forward_batches(1024 + 600, cpu)) == [256, 256, 256, 256, 256, 344]
+    assert sizes(forward_batches(2048 + 300, cpu)) == [256] * 8 + [300]
+    assert sizes(forward_batches(100, cpu)) == [100] and sizes(forward_batches(511, cpu)) == [511]
+    assert sizes(forward_batches(1024 + 600, cuda)) == [1024, 600]
+    for n in (0, 1, 255, 256, 1023, 1024, 1025, 3000):
+        assert [i for p in forward_batches(n, cpu) for i in range(p.start, p.stop)] == list(range(n))
+
+
+@pytest.mark.parametrize("architecture", ["locatello", "dlib_conv", "burgess"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_passes_of_256_give_the_codes_of_the_recorded_1024_image_passes_on_this_machine(
+    architecture, channels
+):
+    """What FORWARD_BATCH rests on: each image's code does not depend on a batch of 256 or more."""
+    torch.manual_seed(0)
+    model = create_model("vae", architecture=architecture, in_channels=channels, latent_dim=10).eval()
+    x = (torch.rand(1024 + 600, channels, 64, 64, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    with torch.inference_mode():
+        recorded = torch.cat([torch.cat(model.encode(x[i : i + 1024]), 1) for i in range(0, len(x), 1024)])
+        passes = torch.cat(
+            [torch.cat(model.encode(x[p]), 1) for p in forward_batches(len(x), torch.device("cpu"))]
+        )
+    assert torch.equal(passes, recorded)
