@@ -184,6 +184,14 @@ FitJobsArg = Annotated[
         "modularity); no score depends on it (default: every core, or shared between --eval-workers)."
     ),
 ]
+EncodeBatchArg = Annotated[
+    int | None,
+    typer.Option(
+        help="Encode in forward passes of N images (default: the recorded 1,024-image passes' codes). "
+        "Smaller passes can be faster on a CPU, but the codes' last bits, and so possibly the scores, "
+        "differ from the default's. Recorded in the evaluation's provenance.",
+    ),
+]
 ChannelsLastArg = Annotated[
     bool,
     typer.Option(
@@ -275,12 +283,14 @@ def run(
         ),
     ] = None,
     channels_last: ChannelsLastArg = False,
+    encode_batch: EncodeBatchArg = None,
 ) -> None:
     """Train and evaluate every run of a suite; skips runs already recorded, resumes interrupted ones."""
     try:
         spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
         _positive("pack", pack)
         _positive("fit-jobs", fit_jobs)
+        _positive("encode-batch", encode_batch)
         if eval_workers is not None and eval_workers < 0:
             raise UserError(f"--eval-workers must be 0 or more; got {eval_workers}")
         options = BackendOptions(
@@ -293,6 +303,7 @@ def run(
             fit_jobs=fit_jobs,
             eval_workers=eval_workers,
             channels_last=channels_last,
+            encode_batch=encode_batch,
             partition=partition,
             gpus_per_job=gpus_per_job,
             cpus_per_job=cpus_per_job,
@@ -568,12 +579,14 @@ def eval_cmd(
     device: Annotated[Device, typer.Option(help="Device for encoding.")] = Device.auto,
     fit_jobs: FitJobsArg = None,
     channels_last: ChannelsLastArg = False,
+    encode_batch: EncodeBatchArg = None,
 ) -> None:
     """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
         _positive("fit-jobs", fit_jobs)
+        _positive("encode-batch", encode_batch)
         resolved = resolve_device(device.value)
-        options = resolve_evaluation(resolved, fit_jobs, 0, channels_last)[0]
+        options = resolve_evaluation(resolved, fit_jobs, 0, channels_last, encode_batch)[0]
         path, updated = rescore(target, out, _split(metrics), resolved, options)
     except UnwritableError as exc:
         fail(f"{exc}. eval updates the run's record and artifacts under --out {out}; {COPY_OUT}")

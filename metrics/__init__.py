@@ -136,6 +136,7 @@ from metrics.mutual_info_gap import mig, mig_from_mutual_info
 from metrics.registry import (
     INPUT_KINDS,
     METRICS,
+    FitCost,
     MetricSpec,
     Presentation,
     evaluate_metric,
@@ -175,6 +176,7 @@ __all__ = [
     "INPUT_KINDS",
     "MetricSpec",
     "Presentation",
+    "FitCost",
     "register_metric",
     "get_metric",
     "list_metrics",

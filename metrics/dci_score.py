@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from metrics._validation import check_arrays, warn
 from metrics.exact_gbt import fit_gradient_boosting
-from metrics.registry import Presentation, register_metric
+from metrics.registry import FitCost, Presentation, register_metric
 from metrics.sampling import RandomGenerator, check_rng, rng_integers
 
 __all__ = ["dci", "dci_fast", "disentanglement_completeness"]
@@ -159,6 +159,7 @@ _UNIT = (0.0, 1.0)
     presentation=Presentation(
         labels={"dci_disentanglement": "DCI disentanglement"}, headline={"dci_disentanglement": 5}
     ),
+    fit_cost=FitCost(29.9, per_class=True),
 )
 def dci(
     codes_train: np.ndarray,

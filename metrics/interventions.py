@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, check_counts, warn
-from metrics.registry import Presentation, register_metric
+from metrics.registry import FitCost, Presentation, register_metric
 from metrics.sampling import (
     Encoder,
     GroundTruthSampler,
@@ -223,6 +223,7 @@ _UNIT = (0.0, 1.0)
     presentation=Presentation(
         labels={"beta_vae_eval_accuracy": "β-VAE score (eval acc.)"}, headline={"beta_vae_eval_accuracy": 3}
     ),
+    fit_cost=FitCost(3.9),
 )
 def beta_vae_score(
     sampler: GroundTruthSampler,
@@ -408,6 +409,7 @@ def factor_vae_score_from_variances(
         labels={"factor_vae_eval_accuracy": "FactorVAE score (eval acc.)"},
         headline={"factor_vae_eval_accuracy": 4},
     ),
+    fit_cost=FitCost(2.2),
 )
 def factor_vae_score(
     sampler: GroundTruthSampler,

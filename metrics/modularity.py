@@ -28,7 +28,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, warn
-from metrics.registry import Presentation, register_metric
+from metrics.registry import FitCost, Presentation, register_metric
 from metrics.utils import discrete_mutual_info, histogram_discretize
 
 __all__ = ["modularity_explicitness", "modularity_from_mutual_info", "explicitness_per_factor"]
@@ -78,6 +78,7 @@ _UNIT = (0.0, 1.0)
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "n_bins": 20},
     presentation=Presentation(labels={"modularity": "Modularity"}, headline={"modularity": 7}),
+    fit_cost=FitCost(1.35),
 )
 def modularity_explicitness(
     codes_train: np.ndarray,

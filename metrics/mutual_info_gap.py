@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics._validation import check_arrays, warn
-from metrics.registry import Presentation, register_metric
+from metrics.registry import FitCost, Presentation, register_metric
 from metrics.utils import discrete_entropy, discrete_mutual_info, histogram_discretize
 
 __all__ = ["mig", "mig_from_mutual_info"]
@@ -49,6 +49,7 @@ _UNIT = (0.0, 1.0)
         "normalised by the sampled factor's entropy)",
         note_topic="Which MIG",
     ),
+    fit_cost=FitCost(0.1),
 )
 def mig(codes: np.ndarray, factors: np.ndarray, *, n_bins: int = 20) -> dict[str, float]:
     """Mutual Information Gap with disentanglement_lib's histogram estimator (key ``mig``).

@@ -33,6 +33,7 @@ __all__ = [
     "PARAMETERS",
     "Parameter",
     "Presentation",
+    "FitCost",
     "MetricSpec",
     "METRICS",
     "register_metric",
@@ -93,13 +94,15 @@ class Parameter:
     A bad value fails when a suite is loaded, before any training (``MetricSpec.check_settings``).
 
     ``kind`` is "int", "number" (int or float), "bool", "str" or "ints" (a list or tuple of ints);
-    ``minimum``/``maximum`` bound a number or every int of "ints" (inclusive); ``optional`` accepts None.
+    ``minimum``/``maximum`` bound a number or every int of "ints" (inclusive); ``optional`` accepts None;
+    ``choices`` lists the strings a "str" may be (empty: any).
     """
 
     kind: str
     minimum: float | None = None
     maximum: float | None = None
     optional: bool = False
+    choices: tuple[str, ...] = ()
 
     _KINDS = {"int": "an integer", "number": "a number", "bool": "true or false", "str": "a string"}
 
@@ -111,6 +114,10 @@ class Parameter:
 
     def describe(self) -> str:
         """What the setting accepts, in words ("an integer >= 1 (or none)")."""
+        if self.choices:
+            return (
+                "one of " + ", ".join(repr(c) for c in self.choices) + (" (or none)" if self.optional else "")
+            )
         what = "a list of integers" if self.kind == "ints" else self._KINDS[self.kind]
         bounds = [f">= {self.minimum:g}"] if self.minimum is not None else []
         bounds += [f"<= {self.maximum:g}"] if self.maximum is not None else []
@@ -127,7 +134,7 @@ class Parameter:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "str":
-            return isinstance(value, str)
+            return isinstance(value, str) and (not self.choices or value in self.choices)
         return self._number(value, int if self.kind == "int" else (int, float))
 
     def _number(self, value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -156,7 +163,8 @@ PARAMETERS: Mapping[str, Parameter] = types.MappingProxyType(
         "threshold": Parameter("number", minimum=0),
         "kl_filter_threshold": Parameter("number", minimum=0),
         **dict.fromkeys(("per_factor", "continuous_factors", "filter_low_kl"), Parameter("bool")),
-        **dict.fromkeys(("backend", "implementation", "predictor", "tie_order"), Parameter("str")),
+        **dict.fromkeys(("backend", "implementation", "predictor"), Parameter("str")),
+        "tie_order": Parameter("str", choices=("sklearn", "stable")),
         "train_sizes": Parameter("ints", minimum=1),
         "exclude_factors": Parameter("ints", minimum=0),
     }
@@ -188,6 +196,42 @@ class Presentation:
             raise ValueError("a metric's note and note_topic go together: give both or neither")
         for field in ("labels", "headline"):
             object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
+
+
+#: dSprites' classes (3 + 6 + 40 + 32 + 32), on which ``FitCost.study_seconds`` were measured.
+FIT_COST_CLASSES = 113
+
+
+def _fitted_points(settings: Mapping[str, Any]) -> int:
+    """The training points a metric's fits see: n_train, or the downstream task's train sizes summed."""
+    return int(settings.get("n_train", 0)) + sum(int(n) for n in settings.get("train_sizes", ()))
+
+
+@dataclasses.dataclass(frozen=True)
+class FitCost:
+    """What a metric costs beyond encoding, for the plan's estimate and the evaluation's ETA.
+
+    ``study_seconds``: its wall seconds at its study settings on dSprites, encoding left out: the
+    "fit" column of results/perf/eval_cost_cpu.md (tools/perf/eval_cost.py on a 2-core Xeon with 2
+    fit threads; the mean of the two representations). 0 where it was not measured (the metrics
+    outside the study's set). ``per_class``: it fits one output per factor class (trees, multinomial
+    regressions), so it grows with the dataset's classes. Scaled linearly by the points it fits.
+    """
+
+    study_seconds: float = 0.0
+    per_class: bool = False
+
+    def seconds(
+        self, settings: Mapping[str, Any], study: Mapping[str, Any], factor_sizes: tuple[int, ...]
+    ) -> float:
+        """Estimated seconds of the fits at ``settings`` on a dataset of ``factor_sizes``."""
+        reference = _fitted_points(study)
+        if not self.study_seconds or not reference:
+            return 0.0
+        scale = _fitted_points(settings) / reference
+        if self.per_class:
+            scale *= sum(factor_sizes) / FIT_COST_CLASSES
+        return self.study_seconds * scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +269,8 @@ class MetricSpec:
     bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     #: Types and ranges of this metric's own settings, beyond the shared ``PARAMETERS``.
     parameter_types: Mapping[str, Parameter] = dataclasses.field(default_factory=dict)
+    #: What its fits cost, for estimates.
+    fit_cost: FitCost = FitCost()
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -328,6 +374,7 @@ def register_metric(
     dataset_settings: Mapping[str, Mapping[str, Any]] | None = None,
     presentation: Presentation | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    fit_cost: FitCost | None = None,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
     """Function decorator: register ``fn`` as metric ``name``; returns ``fn`` unchanged.
 
@@ -349,6 +396,7 @@ def register_metric(
             dict(dataset_settings or {}),
             presentation or Presentation(),
             dict(bounds or {}),
+            fit_cost=fit_cost or FitCost(),
         )
         METRICS.register(name)(spec)
         return fn

@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from metrics._validation import check_arrays, warn
-from metrics.registry import Presentation, register_metric
+from metrics.registry import FitCost, Presentation, register_metric
 
 __all__ = ["sap", "sap_score_matrix", "sap_from_score_matrix"]
 
@@ -94,6 +94,7 @@ _UNIT = (0.0, 1.0)
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "continuous_factors": False},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "continuous_factors": False},
     presentation=Presentation(labels={"sap": "SAP"}, headline={"sap": 6}),
+    fit_cost=FitCost(0.8),
 )
 def sap(
     codes_train: np.ndarray,

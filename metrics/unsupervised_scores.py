@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 
 from metrics._validation import check_arrays, warn
-from metrics.registry import register_metric
+from metrics.registry import FitCost, register_metric
 from metrics.utils import discrete_mutual_info, histogram_discretize
 
 __all__ = ["unsupervised", "gaussian_total_correlation", "gaussian_wasserstein_correlation"]
@@ -56,6 +56,7 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     },
     study={"n_train": 10000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "n_bins": 20},
+    fit_cost=FitCost(0.1),
 )
 def unsupervised(codes: np.ndarray, *, n_bins: int = 20) -> dict[str, float]:
     """Gaussian total correlation, Wasserstein correlation (raw, normalised), mean pairwise MI of the codes.

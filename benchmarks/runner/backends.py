@@ -52,6 +52,7 @@ class BackendOptions:
     fit_jobs: int | None = None  # None: evaluator.resolve_evaluation's default for the device
     eval_workers: int | None = None
     channels_last: bool = False
+    encode_batch: int | None = None
     partition: str | None = None
     gpus_per_job: int | None = None
     cpus_per_job: int | None = None
@@ -135,7 +136,9 @@ class LocalBackend(Backend):
     def run(self, specs, out_dir: Path) -> SweepResult:
         """Train ``specs`` here, pack by pack (``sweep.run_sweep``)."""
         o = self.options
-        options, workers = resolve_evaluation(self.device, o.fit_jobs, o.eval_workers, o.channels_last)
+        options, workers = resolve_evaluation(
+            self.device, o.fit_jobs, o.eval_workers, o.channels_last, o.encode_batch
+        )
         return run_sweep(
             specs,
             out_dir,

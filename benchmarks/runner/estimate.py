@@ -2,25 +2,39 @@
 
 Training is timed by ``train.train_runs`` itself (the one loop), on random
 images of the dataset's shape, so estimating needs no dataset on disk and
-trains nothing that is kept. Evaluation is estimated from the images each
-metric declares it encodes (``MetricSpec.images_encoded``).
+trains nothing that is kept. Evaluation (``evaluation_costs``, per metric entry)
+is the encoding, timed here too (one pass of the run's encoder on random images),
+times the grid points the metrics reach for the first time, plus each metric's
+fits (``MetricSpec.fit_cost``, measured at the study's settings and scaled by the
+points it fits). The evaluation's cache encodes each grid point once, and a
+metric's draws of ``d`` points reach an expected ``N (1 - exp(-d / N))`` of the
+N grid points; the sampled representation reuses its metric's points (the same
+seed draws them). The same per-metric costs give the evaluation's ETA.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from functools import cache
 
 import torch
 
 from benchmarks.datasets import TrainingImages, get_dataset_class
-from benchmarks.runner.evaluate import metric_entry
+from benchmarks.runner.evaluate import FORWARD_BATCH, SUMMARY_POINTS, metric_entry
 from benchmarks.runner.plan import pack_key
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.train import train_runs
 from metrics import get_metric
+from vae_zoo import create_model
 
-__all__ = ["seconds_per_step", "estimate_training_seconds", "estimate_evaluation_seconds"]
+__all__ = [
+    "seconds_per_step",
+    "seconds_per_image",
+    "estimate_training_seconds",
+    "estimate_evaluation_seconds",
+    "evaluation_costs",
+]
 
 _TIMED_STEPS = 5
 
@@ -65,19 +79,58 @@ def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dic
     return out
 
 
-def estimate_evaluation_seconds(spec: RunSpec, device: torch.device) -> float:
-    """A rough prior: the images the metrics declare they encode, plus their own cost.
+@cache
+def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device: torch.device) -> float:
+    model = create_model(model_name, **dict(config)).to(device).eval()
+    x = torch.rand(FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+    best = math.inf
+    with torch.inference_mode():
+        for _ in range(3):  # the first warms up
+            started = time.perf_counter()
+            model.encode(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - started)
+    return best / FORWARD_BATCH
 
-    Rates measured with tools/perf/train_throughput.py (results/perf/train_cpu.md):
-    about 2.8e-4 s per image on 2 CPU cores, plus well under a second per metric at the
-    fast settings (scaled with the training points at study sizes).
+
+def seconds_per_image(spec: RunSpec, device: torch.device) -> float:
+    """Seconds to encode one image with ``spec``'s encoder on ``device``, timed (once per architecture)."""
+    config = spec.full_model_config()
+    shape = tuple(get_dataset_class(spec.dataset).observation_shape)
+    return _timed_encode(spec.model, tuple(sorted(config.items())), shape, device)
+
+
+def evaluation_costs(spec: RunSpec, device: torch.device, per_image: float | None = None) -> dict[str, float]:
+    """Estimated seconds of each metric entry of ``spec``: its first encodings plus its fits (in order).
+
+    The MI matrix's sample, the traversals and the UDR encodings are the entry ``""``.
     """
-    factor_sizes = tuple(get_dataset_class(spec.dataset).factor_sizes)
-    images = sum(
-        get_metric(metric_entry(entry)[0]).images_encoded(dict(s), factor_sizes)
-        for entry, s in spec.metrics.items()
-    )
-    per_image, per_metric = (1e-5, 0.2) if device.type == "cuda" else (2.8e-4, 0.5)
-    most = max((s.get("n_train", 0) for s in spec.metrics.values()), default=0)
-    per_metric *= max(1.0, most / 2000)
-    return images * per_image + per_metric * len(spec.metrics)
+    per_image = seconds_per_image(spec, device) if per_image is None else per_image
+    dataset = get_dataset_class(spec.dataset)
+    factor_sizes = tuple(dataset.factor_sizes)
+    n_points = math.prod(factor_sizes)
+    uncovered = 1.0  # expected share of the grid not yet encoded
+    drawn_by: set[str] = set()
+    out = {}
+    for entry, settings in spec.metrics.items():
+        name, _ = metric_entry(entry)
+        metric = get_metric(name)
+        drawn = metric.images_encoded(dict(settings), factor_sizes)
+        if dataset.stochastic_observations:  # no cache: every observation drawn is encoded
+            new = drawn
+        elif name in drawn_by:  # the other representation: the same points, already encoded
+            new = 0.0
+        else:
+            reached = 1.0 - math.exp(-drawn / n_points)
+            new = n_points * uncovered * reached
+            uncovered *= 1.0 - reached
+        drawn_by.add(name)
+        out[entry] = new * per_image + metric.fit_cost.seconds(dict(settings), metric.study, factor_sizes)
+    out[""] = SUMMARY_POINTS * per_image
+    return out
+
+
+def estimate_evaluation_seconds(spec: RunSpec, device: torch.device, per_image: float | None = None) -> float:
+    """The whole evaluation of ``spec``: ``evaluation_costs`` summed."""
+    return sum(evaluation_costs(spec, device, per_image).values())

@@ -53,7 +53,11 @@ CUDA_EVAL_WORKERS = 2
 
 
 def resolve_evaluation(
-    device: torch.device, fit_jobs: int | None, eval_workers: int | None, channels_last: bool = False
+    device: torch.device,
+    fit_jobs: int | None,
+    eval_workers: int | None,
+    channels_last: bool = False,
+    encode_batch: int | None = None,
 ) -> tuple[EvaluationOptions, int]:
     """The evaluation options and worker count a sweep on ``device`` runs with; None means the default.
 
@@ -64,7 +68,8 @@ def resolve_evaluation(
         eval_workers = CUDA_EVAL_WORKERS if device.type == "cuda" else 0
     if fit_jobs is None:
         fit_jobs = pooled_fit_jobs(eval_workers) if eval_workers else usable_cores()
-    return EvaluationOptions(fit_jobs=fit_jobs, channels_last=channels_last), eval_workers
+    options = EvaluationOptions(fit_jobs=fit_jobs, channels_last=channels_last, encode_batch=encode_batch)
+    return options, eval_workers
 
 
 @dataclass(frozen=True)

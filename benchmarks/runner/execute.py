@@ -30,6 +30,7 @@ from benchmarks.datasets.pairs import PairSampler
 from benchmarks.runner.claims import Claim, try_claim
 from benchmarks.runner.data import DatasetCache, device_name
 from benchmarks.runner.display import summary_line
+from benchmarks.runner.estimate import evaluation_costs
 from benchmarks.runner.evaluate import (
     DEFAULT_OPTIONS,
     Evaluation,
@@ -172,7 +173,7 @@ def score(
         return record_of(spec, outcome, provenance), {}
     started = time.perf_counter()
     if progress is not None:
-        progress.start_evaluation(spec)
+        progress.start_evaluation(spec, evaluation_costs(spec, device))
     try:
         on_metric = progress.on_metric if progress is not None else None
         evaluation = evaluate_run(

@@ -10,8 +10,9 @@ progress line is printed every ``interval`` seconds instead of bars.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -142,23 +143,49 @@ class SweepProgress:
             self._bars.remove_task(self._run_task)
 
     # -- a run's evaluation --------------------------------------------------------
-    def start_evaluation(self, spec: RunSpec) -> None:
-        """A run's scoring begins: a bar (or plain lines) with the current metric and an ETA."""
+    def start_evaluation(self, spec: RunSpec, costs: dict[str, float] | None = None) -> None:
+        """A run's scoring begins: a bar (or plain lines) with the current metric and an ETA.
+
+        ``costs``: the estimated seconds of each metric entry (``estimate.evaluation_costs``), from
+        which the ETA is computed, corrected by how the metrics done so far went against theirs.
+        """
         self._eval_label = f"{spec.label()}: evaluating"
         self._eval_started = time.perf_counter()
         self._eval_last_print = 0.0
+        self._eval_costs = dict(costs or {})
+        self._eval_state = ("", 0, len(spec.metrics), self._eval_started)  # entry, done, total, since
         if self._bars is not None:
             self._eval_task = self._bars.add_task(self._eval_label, total=1, rate="", eta="-")
+        self._ticker = _Ticker(self.interval, self._tick)
+
+    def _eval_eta(self, now: float) -> float | None:
+        """Seconds left: the estimates of the metrics not done, scaled by actual/estimated of those done."""
+        entry, done, total, since = self._eval_state
+        entries = list(self._eval_costs)
+        if not entries:  # no estimates: the metrics left take as long on average as those done
+            elapsed = now - self._eval_started
+            return elapsed / done * (total - done) if done else None
+        spent = since - self._eval_started
+        estimated_done = sum(self._eval_costs[e] for e in entries[:done])
+        correction = spent / estimated_done if estimated_done > 1.0 and done else 1.0
+        current = max(self._eval_costs.get(entry, 0.0) * correction - (now - since), 0.0)
+        left = sum(self._eval_costs[e] for e in entries[done + 1 :]) + self._eval_costs.get("", 0.0)
+        return current + left * correction
 
     def on_metric(self, done: int, total: int, entry: str) -> None:
-        """Metric ``entry`` starts; ``done`` of ``total`` are finished.
-
-        The ETA assumes the metrics left take as long on average as those done (the first metric
-        pays for the encoding).
-        """
+        """Metric ``entry`` starts; ``done`` of ``total`` are finished."""
         now = time.perf_counter()
+        self._eval_state = (entry, done, total, now)
+        self._show_evaluation(now, force=done == 0)
+
+    def _tick(self) -> None:
+        """Every ``interval`` during a long metric: the same line again, its ETA counting down."""
+        self._show_evaluation(time.perf_counter(), force=True)
+
+    def _show_evaluation(self, now: float, force: bool) -> None:
+        entry, done, total, _ = self._eval_state
+        eta = self._eval_eta(now)
         elapsed = now - self._eval_started
-        eta = elapsed / done * (total - done) if done else None
         if self._bars is not None:
             self._bars.update(
                 self._eval_task,
@@ -168,7 +195,7 @@ class SweepProgress:
                 rate=f"{done}/{total} metrics",
                 eta=format_duration(eta),
             )
-        elif now - self._eval_last_print >= self.interval or done == 0:
+        elif force or now - self._eval_last_print >= self.interval:
             self._eval_last_print = now
             self.console.print(
                 f"[{time.strftime('%H:%M:%S')}] {self._eval_label}: {entry} ({done} of {total} metrics "
@@ -177,7 +204,8 @@ class SweepProgress:
             )
 
     def end_evaluation(self) -> None:
-        """The run's scoring ended: its bar goes."""
+        """The run's scoring ended: its bar (and its ticker) go."""
+        self._ticker.stop()
         if self._bars is not None:
             self._bars.remove_task(self._eval_task)
 
@@ -205,3 +233,24 @@ class SweepProgress:
         others = sum(e for i, e in self.remaining.items() if e is not None and i not in pack_ids)
         current = max(pack_estimate * correction - elapsed_in_pack, 0.0)
         return others * correction + current
+
+
+class _Ticker:
+    """Calls ``tick`` every ``interval`` seconds on a daemon thread until ``stop`` (none for interval 0)."""
+
+    def __init__(self, interval: float, tick: Callable[[], None]):
+        self._stopped = threading.Event()
+        self._thread = None
+        if interval > 0:
+            self._thread = threading.Thread(target=self._run, args=(interval, tick), daemon=True)
+            self._thread.start()
+
+    def _run(self, interval: float, tick: Callable[[], None]) -> None:
+        while not self._stopped.wait(interval):
+            tick()
+
+    def stop(self) -> None:
+        """Stop ticking (and wait for a tick under way)."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()

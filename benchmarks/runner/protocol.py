@@ -17,6 +17,7 @@ Where a spec leaves a choice to the machine (``precision = "auto"``,
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner.spec import RunSpec, thaw
+from metrics import get_metric
 from vaebench.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -49,6 +51,10 @@ PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
 DEFAULT_REFERENCE = "unsupervised_study_v1"
 #: The groups a difference belongs to, in the order notes list them.
 GROUPS = ("training", "model", "data", "evaluation", "seeds")
+#: Metric settings that change how a metric runs, not its numbers, so not deviations: the threads of
+#: its fits (tested), and how many points the intervention metrics hand the encoder per call (the
+#: runner encodes each grid point once, whatever the call).
+_NOT_NUMBERS = ("n_jobs", "encode_batch_size")
 #: What "auto" means where a spec leaves a choice to the machine.
 _AUTO = {
     "precision": "auto (bf16 autocast on CUDA, fp32 elsewhere)",
@@ -321,10 +327,8 @@ def _evaluation_differences(spec: RunSpec, ref: Reference) -> tuple[list[Differe
         if metric not in scored:
             found.append(Difference("evaluation", metric, "not scored", "scored", entry["source"]))
             continue
-        for key, expected in entry["settings"].items():
-            value = scored[metric].get(key)
-            if _plain(value) != _plain(expected):
-                found.append(Difference("evaluation", f"{metric}.{key}", value, expected, entry["source"]))
+        for scored_entry in [e for e in scored if e.partition("@")[0] == metric]:
+            found += _setting_deviations(scored_entry, scored[scored_entry], entry)
         for representation in representations["value"]:
             if representation != "mean" and f"{metric}@{representation}" not in scored:
                 expected = f"scored on the {representation} representation"
@@ -343,6 +347,30 @@ def _evaluation_differences(spec: RunSpec, ref: Reference) -> tuple[list[Differe
         if entry.partition("@")[0] not in ev["metrics"]
     ]
     return found, additions
+
+
+def _setting_deviations(
+    scored_entry: str, settings: Mapping[str, Any], entry: Mapping[str, Any]
+) -> list[Difference]:
+    """One scored entry's settings against the study's.
+
+    Its listed ones, and any other setting the run gives that differs from the metric function's
+    default (the study left it at the default).
+    """
+    found = []
+    for key, expected in entry["settings"].items():
+        value = settings.get(key)
+        if _plain(value) != _plain(expected):
+            found.append(Difference("evaluation", f"{scored_entry}.{key}", value, expected, entry["source"]))
+    defaults = inspect.signature(get_metric(scored_entry.partition("@")[0]).function).parameters
+    for key, value in settings.items():
+        if key in entry["settings"] or key in _NOT_NUMBERS or key not in defaults:
+            continue
+        default = defaults[key].default
+        if default is not inspect.Parameter.empty and _plain(value) != _plain(default):
+            study = f"{describe_value(default)} (the default)"
+            found.append(Difference("evaluation", f"{scored_entry}.{key}", value, study, entry["source"]))
+    return found
 
 
 def compare_runs(

@@ -71,12 +71,13 @@ class PackTask:
         modules: list[str],
         fit_jobs: int | None = None,
         channels_last: bool = False,
+        encode_batch: int | None = None,
     ):
         self.out_dir, self.specs, self.device = out_dir, specs, device
         self.force, self.retry_failed = force, retry_failed
         self.modules = modules  # where the pack's models and datasets are defined
         # How the evaluation runs, resolved on the node (its cores); one pack a task, so no workers.
-        self.fit_jobs, self.channels_last = fit_jobs, channels_last
+        self.fit_jobs, self.channels_last, self.encode_batch = fit_jobs, channels_last, encode_batch
 
     def __call__(self) -> dict:
         # Plug-ins registered by import (not by entry point) are known on the node as they were
@@ -103,7 +104,9 @@ class PackTask:
                 retry_failed=self.retry_failed,
                 forced=forced,
                 console=console,
-                options=resolve_evaluation(device, self.fit_jobs, 0, self.channels_last)[0],
+                options=resolve_evaluation(device, self.fit_jobs, 0, self.channels_last, self.encode_batch)[
+                    0
+                ],
             )
         return result.to_dict()
 
@@ -296,6 +299,7 @@ class SlurmBackend(Backend):
                 sorted({m for s in p for m in definition_modules(s)}),
                 o.fit_jobs,
                 o.channels_last,
+                o.encode_batch,
             )
             for p in packs
         ]

@@ -106,7 +106,8 @@ def test_runs_scored_in_a_worker_while_the_next_pack_trains_are_recorded_as_scor
     for run_id in a:
         for key in ("run_id", "spec", "status", "metrics", "curve", "final", "mi_matrix", "evaluation"):
             assert a[run_id][key] == b[run_id][key], (run_id, key)
-        assert b[run_id]["evaluation_provenance"]["options"] == {"fit_jobs": 1, "channels_last": False}
+        options = b[run_id]["evaluation_provenance"]["options"]
+        assert options == {"fit_jobs": 1, "channels_last": False, "encode_batch": None}
         artifacts = [np.load(d / "artifacts" / "toy" / f"{run_id}.npz") for d in (inline, pooled)]
         np.testing.assert_array_equal(artifacts[0]["traversals"], artifacts[1]["traversals"])
     # Every claim was let go once its record was written, and a rerun has nothing to do.
@@ -141,3 +142,22 @@ def test_passes_of_256_give_the_codes_of_the_recorded_1024_image_passes_on_this_
             [torch.cat(model.encode(x[p]), 1) for p in forward_batches(len(x), torch.device("cpu"))]
         )
     assert torch.equal(passes, recorded)
+
+
+def test_the_downstream_trees_stable_tie_order_is_a_named_setting_the_protocol_lists():
+    """tie_order = "stable" is faster and not scikit-learn's last bits: a setting, checked and recorded."""
+    from benchmarks.runner.protocol import compare_run
+    from benchmarks.runner.suite import expand_suite, load_suite
+    from metrics import get_metric
+
+    spec = next(s for s in expand_suite(load_suite("paper")) if s.dataset == "dsprites")
+    gbt = get_metric("downstream_task_gbt")
+    gbt.check_settings({"tie_order": "stable"})
+    with pytest.raises(ValueError, match="tie_order = 'fast'; it must be one of 'sklearn', 'stable'"):
+        gbt.check_settings({"tie_order": "fast"})
+    metrics = {e: dict(s) for e, s in spec.metrics.items()}
+    metrics["downstream_task_gbt"]["tie_order"] = "stable"
+    changed = spec.replace(metrics=metrics)
+    assert changed.run_id != spec.run_id
+    assert [d for d in compare_run(changed).deviations if "tie_order" in str(d.to_dict())]
+    assert not [d for d in compare_run(spec).deviations if "tie_order" in str(d.to_dict())]

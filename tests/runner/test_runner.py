@@ -302,27 +302,61 @@ def test_mig_chen_leaves_out_the_factors_its_dataset_settings_name(toy_suite, tm
     assert 0.0 <= records(out)[run_id]["metrics"]["mig_chen"] <= 1.0
 
 
-def test_the_plan_estimates_evaluation_from_the_images_the_metrics_encode():
-    """The quick suite's fast settings, counted by hand (the encoder's cache makes the truth smaller)."""
-    from benchmarks.runner.estimate import estimate_evaluation_seconds
+def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_the_fits():
+    """Each grid point encoded once, the sampled representation's none; fits scaled by points.
+
+    A draw of d of N points reaches N (1 - e^(-d/N)) of them; a fit costs its metric's measured
+    study cost scaled by the points it fits.
+    """
+    import math
+
+    from benchmarks.runner.estimate import estimate_evaluation_seconds, evaluation_costs
     from benchmarks.runner.suite import expand_suite, load_suite
 
-    spec = expand_suite(load_suite("quick"))[0]
-    assert len(spec.metrics) == 10
-    images = {
-        "mig": 2000,
-        "mig_chen": 3 * 6 * 8 * 8 * 8,  # dSprites' grid, every factor thinned to at most 8 values
-        "sap": 2000 + 1000,
-        "dci": 500 + 250,
-        "dci_fast": 500 + 250,
-        "modularity_explicitness": 2000 + 1000,
-        "unsupervised": 2000,
-        "irs": 2000,
-        "beta_vae": 2 * 16 * (500 + 250),
-        "factor_vae": 16 * (500 + 250) + 2000,
+    metrics = {
+        "mig": {"n_train": 2000, "batch_size": 16},
+        "mig@sampled": {"n_train": 2000, "batch_size": 16},
+        "dci": {"n_train": 500, "n_test": 250, "batch_size": 16},
     }
-    expected = sum(images.values()) * 2.8e-4 + 0.5 * len(images)
-    assert estimate_evaluation_seconds(spec, torch.device("cpu")) == pytest.approx(expected, rel=1e-12)
+    spec = expand_suite(load_suite("quick"))[0].replace(metrics=metrics)
+    n = 3 * 6 * 40 * 32 * 32  # dSprites' grid
+    per_image = 1e-3
+    reached_by_mig = n * (1 - math.exp(-2000 / n))
+    reached_by_dci = n * math.exp(-2000 / n) * (1 - math.exp(-750 / n))
+    expected = {
+        "mig": reached_by_mig * per_image + 0.1 * 2000 / 10000,
+        "mig@sampled": 0.1 * 2000 / 10000,  # the same points: nothing new to encode
+        "dci": reached_by_dci * per_image + 29.9 * 500 / 10000,  # dSprites is where 29.9 s was measured
+        "": 2000 * per_image,  # the MI matrix's sample
+    }
+    costs = evaluation_costs(spec, torch.device("cpu"), per_image=per_image)
+    assert costs == pytest.approx(expected, rel=1e-12)
+    assert estimate_evaluation_seconds(spec, torch.device("cpu"), per_image) == pytest.approx(
+        sum(expected.values())
+    )
+    # A dataset without one image per grid point has no cache: every draw is encoded.
+    colour = evaluation_costs(
+        spec.replace(dataset="color_dsprites"), torch.device("cpu"), per_image=per_image
+    )
+    assert colour["mig@sampled"] == pytest.approx(2000 * per_image + 0.1 * 2000 / 10000)
+
+
+def test_the_evaluation_estimate_at_the_studys_settings_is_within_its_measurement():
+    """The plan's estimate is within 1.5x of tools/perf/eval_cost.py's measurement at study settings.
+
+    The measurement is a dlib_conv evaluation at the study's metric set; the estimate uses the
+    encoding rate measured there.
+    """
+    import json
+
+    from benchmarks.runner.estimate import estimate_evaluation_seconds
+    from tools.perf.eval_cost import spec_for_estimate, study_metrics
+
+    measured = json.loads((Path(__file__).parents[2] / "results" / "perf" / "eval_cost_cpu.json").read_text())
+    per_image = measured["full"]["seconds_per_image"]
+    spec = spec_for_estimate("dsprites", study_metrics("dsprites"))
+    estimate = estimate_evaluation_seconds(spec, torch.device("cpu"), per_image)
+    assert 1 / 1.5 <= estimate / measured["full"]["seconds"] <= 1.5
 
 
 def test_a_signal_during_evaluation_is_acknowledged_the_record_written_and_the_exit_130(

@@ -1,0 +1,535 @@
+"""One model's evaluation at the study's metric set: seconds per metric and stage, and a dlib-style baseline.
+
+    python -m tools.perf.eval_cost [--dataset dsprites] [--fraction 0.1] [--repeats 2] [--out results/perf]
+
+The metric set is the ``paper`` suite's for the dataset, less its additions:
+every metric of disentanglement_lib's unsupervised_study_v1
+(benchmarks/protocols/unsupervised_study_v1.toml) at the study's settings, on the
+mean and on the sampled representation (18 entries). The model is a dlib_conv
+beta-VAE with TF init and 10 latents, untrained (seed 0), or ``--checkpoint``'s:
+the cost of the metrics does not depend on training except through the trees'
+splits.
+
+1. **Ours, whole** (``full``): ``benchmarks.runner.evaluate.evaluate_encoder``
+   as ``vaebench run`` calls it, with ``--workers`` (the runner's
+   ``--eval-workers``). Per metric: wall seconds, split into ``encode`` (the
+   encoder's forward passes, each grid point once), ``sample`` (looking the
+   codes up, the sampled representation's noise) and ``fit`` (the rest: drawing
+   factors, the metric's estimators). The plan's estimate for the same
+   evaluation is printed beside it.
+2. **Encoding** alone, on 16,384 grid points: images/s and the share of the
+   machine's fp32 matmul rate (a 2,048 x 2,048 product, same threads), for the
+   runner's default (no_grad, batch 1,024, contiguous) and faster settings;
+   whether each gives bit-identical codes.
+3. **Against a dlib-style evaluation**, paired: both at ``--fraction`` of the
+   study's sizes (train, test and vote counts scaled; the downstream task keeps
+   its train sizes up to the fraction of 10,000), alternating baseline and ours
+   ``--repeats`` times. The baseline is the straightforward port: every
+   metric call encodes the images it is handed, at the metric's own batch size
+   (dlib's ``representation_function`` per batch), nothing cached; the sampled
+   representation draws its noise per call; scikit-learn's own boosted trees
+   for DCI and the downstream task; one worker. Its whole-study time is
+   extrapolated linearly from the fraction (a lower bound: the trees grow
+   faster than linearly with the points).
+
+Writes ``eval_cost_<device>.json`` and ``.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.datasets import load_dataset, to_float
+from benchmarks.runner import provenance
+from benchmarks.runner.estimate import estimate_evaluation_seconds
+from benchmarks.runner.evaluate import (
+    DEFAULT_OPTIONS,
+    CachedEncoder,
+    EvaluationOptions,
+    evaluate_encoder,
+    metric_entry,
+)
+from benchmarks.runner.protocol import load_reference
+from benchmarks.runner.suite import expand_suite, load_suite
+from metrics import get_metric
+from vae_zoo import create_model
+from vae_zoo.checkpoint import model_from_payload, read_checkpoint
+
+ENCODE_POINTS = 16384
+SCALED = ("n_train", "n_test", "n_eval", "n_samples", "n_test_per_class", "n_variance_estimate")
+
+
+# -- what is evaluated ------------------------------------------------------------------------
+
+
+def study_metrics(dataset: str) -> dict[str, dict[str, Any]]:
+    """The paper suite's metric entries for ``dataset`` that the study scored (its additions left out)."""
+    spec = next(s for s in expand_suite(load_suite("paper")) if s.dataset == dataset)
+    study = set(load_reference().evaluation["metrics"])
+    return {e: dict(s) for e, s in spec.metrics.items() if metric_entry(e)[0] in study}
+
+
+def spec_for_estimate(dataset: str, metrics: dict[str, dict[str, Any]]):
+    """The paper suite's first run on ``dataset`` with ``metrics``: what the plan estimates."""
+    spec = next(s for s in expand_suite(load_suite("paper")) if s.dataset == dataset)
+    return spec.replace(metrics=metrics)
+
+
+def with_workers(metrics: dict[str, dict[str, Any]], workers: int) -> dict[str, dict[str, Any]]:
+    """``n_jobs = workers`` for every metric that takes it (none of their values depends on it)."""
+    out = {}
+    for entry, settings in metrics.items():
+        function = get_metric(metric_entry(entry)[0]).function
+        takes = "n_jobs" in inspect.signature(function).parameters
+        out[entry] = {**settings, **({"n_jobs": workers} if takes and workers > 1 else {})}
+    return out
+
+
+def scaled(metrics: dict[str, dict[str, Any]], fraction: float) -> dict[str, dict[str, Any]]:
+    """The study's settings at ``fraction`` of its sample sizes (batch sizes unchanged)."""
+    out = {}
+    for entry, settings in metrics.items():
+        new = dict(settings)
+        for key in SCALED:
+            if key in new:
+                new[key] = max(1, round(new[key] * fraction))
+        if "train_sizes" in new:
+            most = max(new["train_sizes"]) * fraction
+            new["train_sizes"] = tuple(s for s in new["train_sizes"] if s <= most) or (round(most),)
+        out[entry] = new
+    return out
+
+
+def baseline_settings(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """dlib's way: scikit-learn's trees, and the interventions encode at their batch size."""
+    out = {}
+    for entry, settings in metrics.items():
+        function = get_metric(metric_entry(entry)[0]).function
+        new = dict(settings)
+        if "implementation" in inspect.signature(function).parameters:
+            new["implementation"] = "sklearn"
+        if "encode_batch_size" in new:
+            new["encode_batch_size"] = new["batch_size"]
+        out[entry] = new
+    return out
+
+
+# -- encoders that keep time ------------------------------------------------------------------
+
+
+class TimedCachedEncoder(CachedEncoder):
+    """The runner's encoder, adding up the seconds of its forward passes and of its lookups."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encode_seconds = 0.0
+        self.lookup_seconds = 0.0  # lookups and noise, encoding included
+
+    def _fill(self, indices):  # noqa: D102
+        started = time.perf_counter()
+        super()._fill(indices)
+        self.encode_seconds += time.perf_counter() - started
+
+    def posterior_of(self, indices):  # noqa: D102
+        started = time.perf_counter()
+        try:
+            return super().posterior_of(indices)
+        finally:
+            self.lookup_seconds += time.perf_counter() - started
+
+    def sampled_of(self, indices):  # noqa: D102
+        started = time.perf_counter()
+        before = self.lookup_seconds
+        try:
+            return super().sampled_of(indices)
+        finally:  # its own posterior_of call is counted once, here
+            self.lookup_seconds = before + time.perf_counter() - started
+
+
+class PerCallEncoder:
+    """dlib's ``representation_function``: each call encodes the images it is handed; nothing is kept."""
+
+    def __init__(self, model, dataset, device, eps_seed: int = 0):
+        self.model, self.dataset, self.device = model, dataset, device
+        self.encoded = 0
+        self.encode_seconds = 0.0
+        self.lookup_seconds = 0.0
+        self.eps_rng = np.random.RandomState(eps_seed)
+
+    @torch.no_grad()
+    def posterior_of(self, indices):
+        """Encode the images at ``indices`` now: mean and logvar (n, D) float64."""
+        started = time.perf_counter()
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        x = to_float(torch.from_numpy(self.dataset.images_at(indices)).to(self.device))
+        mean, logvar = self.model.encode(x)
+        self.encoded += len(indices)
+        seconds = time.perf_counter() - started
+        self.encode_seconds += seconds
+        self.lookup_seconds += seconds
+        return mean.double().cpu().numpy(), logvar.double().cpu().numpy()
+
+    def mean_of(self, indices):
+        """The posterior mean, encoded now."""
+        return self.posterior_of(indices)[0]
+
+    def sampled_of(self, indices):
+        """One draw per point, its noise drawn now."""
+        started = time.perf_counter()
+        before = self.lookup_seconds
+        mean, logvar = self.posterior_of(indices)
+        codes = mean + np.exp(0.5 * logvar) * self.eps_rng.standard_normal(mean.shape)
+        self.lookup_seconds = before + time.perf_counter() - started
+        return codes
+
+
+def evaluate_timed(model, dataset, device, metrics, encoder, options=DEFAULT_OPTIONS) -> dict[str, Any]:
+    """Every entry of ``metrics`` through ``evaluate_encoder``; per entry its seconds and stages."""
+    marks: list[tuple[str, float, float, float, int]] = []
+
+    def on_metric(done: int, total: int, entry: str) -> None:
+        marks.append(
+            (entry, time.perf_counter(), encoder.encode_seconds, encoder.lookup_seconds, encoder.encoded)
+        )
+
+    started = time.perf_counter()
+    evaluation, _ = evaluate_encoder(
+        model, dataset, device, metrics, 0, on_metric=on_metric, encoder=encoder, options=options
+    )
+    total = time.perf_counter() - started
+    marks.append(
+        ("end", time.perf_counter(), encoder.encode_seconds, encoder.lookup_seconds, encoder.encoded)
+    )
+    per_metric = {}
+    for (entry, _, e0, l0, n0), (_, _, e1, l1, n1) in zip(marks, marks[1:]):
+        seconds = evaluation.seconds[entry]
+        encode, lookup = e1 - e0, l1 - l0
+        per_metric[entry] = {
+            "seconds": seconds,
+            "encode": encode,
+            "sample": max(lookup - encode, 0.0),
+            "fit": max(seconds - lookup, 0.0),
+            "images_encoded": n1 - n0,
+        }
+    return {
+        "seconds": total,
+        "per_metric": per_metric,
+        "images_encoded": encoder.encoded,
+        "seconds_per_image": encoder.encode_seconds / max(encoder.encoded, 1),
+        "scores": evaluation.metrics,
+    }
+
+
+# -- encoding alone ---------------------------------------------------------------------------
+
+
+def matmul_rate(device: torch.device) -> float:
+    """fp32 GFLOP/s of a 2,048 x 2,048 matrix product on the torch threads (best of 5)."""
+    a = torch.randn(2048, 2048, device=device)
+    b = torch.randn(2048, 2048, device=device)
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - started)
+    return 2 * 2048**3 / best / 1e9
+
+
+def encoder_flops(model, shape) -> float:
+    """FLOPs of one image's forward pass through the encoder (torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.encode(torch.zeros(1, *shape))
+    return float(counter.get_total_flops())
+
+
+def encode_rates(model, dataset, device, repeats: int) -> dict[str, Any]:
+    """Images/s of encoding ENCODE_POINTS grid points under each setting, paired; bit-identical or not."""
+    indices = np.arange(0, len(dataset), max(1, len(dataset) // ENCODE_POINTS))[:ENCODE_POINTS]
+    images = to_float(torch.from_numpy(dataset.images_at(indices)).to(device))
+    fast = create_model(
+        "beta_vae",
+        architecture="dlib_conv",
+        init="tf",
+        latent_dim=model.config.latent_dim,
+        in_channels=model.config.in_channels,
+    ).eval()
+    fast.load_state_dict(model.state_dict())
+    fast = fast.to(device=device, memory_format=torch.channels_last)
+
+    def run(net, batch, mode, channels_last=False):
+        context = torch.inference_mode if mode == "inference_mode" else torch.no_grad
+        parts = []
+        with context():
+            for start in range(0, len(images), batch):
+                x = images[start : start + batch]
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                parts.append(net.encode(x)[0])
+        return torch.cat(parts).cpu().numpy()
+
+    settings = {
+        "default (no_grad, batch 1024)": lambda: run(model, 1024, "no_grad"),
+        "inference_mode, batch 1024": lambda: run(model, 1024, "inference_mode"),
+        "inference_mode, batch 4096": lambda: run(model, 4096, "inference_mode"),
+        "channels_last, batch 1024": lambda: run(fast, 1024, "inference_mode", channels_last=True),
+    }
+    reference = settings["default (no_grad, batch 1024)"]()
+    seconds = {name: [] for name in settings}
+    identical = {}
+    for _ in range(repeats):
+        for name, fn in settings.items():
+            started = time.perf_counter()
+            codes = fn()
+            seconds[name].append(time.perf_counter() - started)
+            identical[name] = bool(np.array_equal(codes, reference))
+    flops = encoder_flops(model.cpu(), dataset.observation_shape)
+    model.to(device)
+    peak = matmul_rate(device)
+    out = {"points": len(indices), "flops_per_image": flops, "matmul_gflops": peak, "settings": {}}
+    for name in settings:
+        median = statistics.median(seconds[name])
+        rate = len(indices) / median
+        out["settings"][name] = {
+            "seconds": seconds[name],
+            "images_per_second": rate,
+            "gflops": rate * flops / 1e9,
+            "share_of_matmul": rate * flops / 1e9 / peak,
+            "bit_identical": identical[name],
+        }
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+FAST = EvaluationOptions(channels_last=True, encode_batch=64)
+
+
+def fast_full(args, info, model, dataset, device, metrics) -> None:
+    """The whole evaluation with every named fast option; its scores against the default's, if given."""
+    fast_metrics = {
+        e: {**s, "tie_order": "stable"} if metric_entry(e)[0] == "downstream_task_gbt" else s
+        for e, s in metrics.items()
+    }
+    options = EvaluationOptions(args.workers, FAST.channels_last, FAST.encode_batch)
+    model = model.to(memory_format=torch.channels_last)
+    encoder = TimedCachedEncoder(model, dataset, device, channels_last=True, encode_batch=FAST.encode_batch)
+    print("whole study metric set, fast options ...", flush=True)
+    full = evaluate_timed(model, dataset, device, fast_metrics, encoder, options)
+    print(f"  {full['seconds']:.1f} s", flush=True)
+    info["options"] = {**options.to_dict(), "downstream_task_gbt.tie_order": "stable"}
+    info["full"] = {k: v for k, v in full.items() if k != "scores"}
+    info["scores"] = full["scores"]
+    lines = [
+        f"# One model's evaluation at the study's metric set, the named fast options ({info['dataset']})",
+        "",
+        f"Machine: {info['machine']['cpu_model']}, {info['machine']['cpus_usable']} usable cores. "
+        "Generated by "
+        f"`python -m tools.perf.eval_cost {' '.join(info['argv'])}` on {info['date']}. Options: "
+        "`--channels-last`, `--encode-batch 64`, `--fit-jobs` "
+        f'{args.workers}, and the downstream task\'s trees with `tie_order = "stable"`. Each changes the '
+        "codes' or the trees' last bits, so none is a default; compare eval_cost_cpu.md (the defaults).",
+        "",
+        f"Total **{full['seconds']:.1f} s**; {full['images_encoded']:,} images encoded, "
+        f"{full['seconds_per_image'] * 1e3:.3f} ms an image.",
+        "",
+        "| metric | seconds | encode | fit |",
+        "|---|---:|---:|---:|",
+    ]
+    for entry, row in full["per_metric"].items():
+        lines.append(f"| {entry} | {row['seconds']:.1f} | {row['encode']:.1f} | {row['fit']:.1f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "eval_cost_fast_cpu" if device.type == "cpu" else f"eval_cost_fast_{device.type}"
+    (args.out / f"{stem}.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / stem}.json and .md")
+
+
+def markdown(info: dict) -> str:
+    """The report, from the JSON's content."""
+    m = info["machine"]
+    lines = [
+        f"# One model's evaluation at the study's metric set ({info['dataset']}, dlib_conv)",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), BLAS {info['blas_kernel']}; device {info['device']}. "
+        f"Generated by `python -m tools.perf.eval_cost {' '.join(info['argv'])}` on {info['date']}.",
+        "",
+        f"Metric set: {len(info['metrics'])} entries, the study's metrics at its settings on the mean "
+        "and the sampled representation. Model: " + info["model"] + ".",
+        "",
+        "## Ours, whole",
+        "",
+        f"Total **{info['full']['seconds']:.1f} s** with {info['workers']} worker(s); "
+        f"{info['full']['images_encoded']:,} images encoded (each grid point once), "
+        f"{info['full']['seconds_per_image'] * 1e3:.3f} ms an image. The plan's estimate for this evaluation "
+        f"(`benchmarks.runner.estimate`, its encoding rate timed as the plan times it): "
+        f"{info['estimate_seconds']:.0f} s, {info['estimate_seconds'] / info['full']['seconds']:.2f}x the "
+        "measurement.",
+        "",
+        "| metric | seconds | encode | sample | fit | images encoded |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry, row in info["full"]["per_metric"].items():
+        lines.append(
+            f"| {entry} | {row['seconds']:.1f} | {row['encode']:.1f} | {row['sample']:.2f} "
+            f"| {row['fit']:.1f} | {row['images_encoded']:,} |"
+        )
+    enc = info["encoding"]
+    lines += [
+        "",
+        "## Encoding",
+        "",
+        f"{enc['points']:,} grid points; the encoder's forward pass is "
+        f"{enc['flops_per_image'] / 1e6:.1f} MFLOP an image; a 2,048 x 2,048 fp32 matmul runs at "
+        f"{enc['matmul_gflops']:.0f} GFLOP/s here.",
+        "",
+        "| setting | images/s | GFLOP/s | share of matmul rate | codes bit-identical to the default |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, row in enc["settings"].items():
+        lines.append(
+            f"| {name} | {row['images_per_second']:,.0f} | {row['gflops']:.0f} "
+            f"| {row['share_of_matmul']:.0%} | {'yes' if row['bit_identical'] else 'no'} |"
+        )
+    p = info["paired"]
+    lines += [
+        "",
+        f"## Against a dlib-style evaluation, at {p['fraction']:g} of the study's sizes",
+        "",
+        f"Paired, {len(p['ratios'])} repeat(s) (baseline then ours). Ratio baseline/ours per repeat: "
+        + ", ".join(f"{r:.1f}x" for r in p["ratios"])
+        + f"; median **{statistics.median(p['ratios']):.1f}x**.",
+        "",
+        "| metric | baseline s | ours s | ratio | baseline images encoded | ours images encoded |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in p["baseline"][0]["per_metric"]:
+        b = statistics.median(r["per_metric"][entry]["seconds"] for r in p["baseline"])
+        o = statistics.median(r["per_metric"][entry]["seconds"] for r in p["ours"])
+        lines.append(
+            f"| {entry} | {b:.1f} | {o:.1f} | {b / o if o else math.inf:.1f}x "
+            f"| {p['baseline'][0]['per_metric'][entry]['images_encoded']:,} "
+            f"| {p['ours'][0]['per_metric'][entry]['images_encoded']:,} |"
+        )
+    lines += [
+        "",
+        f"Baseline whole-study time, extrapolated linearly from the fraction (a lower bound): "
+        f"{p['baseline_extrapolated_seconds']:.0f} s, against ours measured whole: "
+        f"{info['full']['seconds']:.0f} s "
+        f"({p['baseline_extrapolated_seconds'] / info['full']['seconds']:.1f}x).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Measure, print, write the JSON and the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="dsprites")
+    parser.add_argument("--source", default="auto", help="dataset source (auto, official or procedural)")
+    parser.add_argument("--checkpoint", type=Path, help="a run's checkpoint (default: an untrained model)")
+    parser.add_argument(
+        "--fraction", type=float, default=0.1, help="of the study's sizes, for the paired part"
+    )
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="n_jobs of the metrics that take it")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-full", action="store_true", help="leave out the whole evaluation (a dry run)")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="only the whole evaluation, with every named fast option (channels_last, passes of 64 images, "
+        "the downstream trees' stable tie order), to eval_cost_fast_<device>.*",
+    )
+    parser.add_argument("--out", type=Path, default=Path("results/perf"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dataset = load_dataset(args.dataset, args.source)
+    if args.checkpoint:
+        model = model_from_payload(read_checkpoint(args.checkpoint))
+        described = f"the checkpoint {args.checkpoint.name}"
+    else:
+        torch.manual_seed(0)
+        model = create_model(
+            "beta_vae",
+            architecture="dlib_conv",
+            init="tf",
+            latent_dim=10,
+            in_channels=dataset.observation_shape[0],
+        )
+        described = "an untrained dlib_conv beta-VAE (seed 0, TF init, 10 latents)"
+    model = model.to(device).eval()
+    study = study_metrics(args.dataset)
+    ours_full = with_workers(study, args.workers)
+
+    info: dict[str, Any] = {
+        "argv": [a for a in __import__("sys").argv[1:]],
+        "date": time.strftime("%Y-%m-%d"),
+        "dataset": f"{args.dataset} ({dataset.provenance().get('source', args.source)})",
+        "device": str(device),
+        "machine": provenance.machine(device),
+        "blas_kernel": ", ".join(sorted({b.get("architecture") or "?" for b in provenance.blas()})),
+        "model": described,
+        "workers": args.workers,
+        "metrics": list(study),
+        "estimate_seconds": estimate_evaluation_seconds(spec_for_estimate(args.dataset, ours_full), device),
+    }
+    if args.fast:
+        fast_full(args, info, model, dataset, device, ours_full)
+        return
+    print(f"encoding rates on {ENCODE_POINTS:,} points ...", flush=True)
+    info["encoding"] = encode_rates(model, dataset, device, args.repeats)
+
+    small = scaled(study, args.fraction)
+    paired = {"fraction": args.fraction, "baseline": [], "ours": [], "ratios": []}
+    for repeat in range(args.repeats):
+        print(f"paired repeat {repeat + 1}/{args.repeats}: baseline ...", flush=True)
+        base = evaluate_timed(
+            model, dataset, device, baseline_settings(small), PerCallEncoder(model, dataset, device)
+        )
+        print(f"  baseline {base['seconds']:.1f} s; ours ...", flush=True)
+        ours = evaluate_timed(
+            model,
+            dataset,
+            device,
+            with_workers(small, args.workers),
+            TimedCachedEncoder(model, dataset, device),
+        )
+        print(f"  ours {ours['seconds']:.1f} s", flush=True)
+        paired["baseline"].append({k: v for k, v in base.items() if k != "scores"})
+        paired["ours"].append({k: v for k, v in ours.items() if k != "scores"})
+        paired["ratios"].append(base["seconds"] / ours["seconds"])
+    paired["baseline_extrapolated_seconds"] = (
+        statistics.median(r["seconds"] for r in paired["baseline"]) / args.fraction
+    )
+    info["paired"] = paired
+
+    if not args.skip_full:
+        print("ours, whole study metric set ...", flush=True)
+        full = evaluate_timed(model, dataset, device, ours_full, TimedCachedEncoder(model, dataset, device))
+        info["full"] = {k: v for k, v in full.items() if k != "scores"}
+        print(f"  {full['seconds']:.1f} s", flush=True)
+    else:
+        info["full"] = paired["ours"][0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "eval_cost_cpu" if device.type == "cpu" else f"eval_cost_{device.type}"
+    (args.out / f"{stem}.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(info))
+    print(f"wrote {args.out / stem}.json and .md")
+
+
+if __name__ == "__main__":
+    main()
