@@ -27,7 +27,6 @@ evaluation's provenance, never a default).
 from __future__ import annotations
 
 import inspect
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -51,7 +50,6 @@ __all__ = [
     "Evaluation",
     "EvaluationOptions",
     "DEFAULT_OPTIONS",
-    "usable_cores",
     "CachedEncoder",
     "IndexSampler",
     "ObservationEncoder",
@@ -75,11 +73,6 @@ FORWARD_BATCH = 256
 #: An encoded batch at least this large gives its freed activations back to the OS (a trim costs about a
 #: millisecond; the small batches of a metric that encodes point by point are not worth one each).
 TRIM_AFTER_IMAGES = 256
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.runner.evaluate import EvaluationOptions, usable_cores
+from benchmarks.runner.evaluate import EvaluationOptions
+from benchmarks.runner.provenance import usable_cores
 from benchmarks.runner.records import RunRecord
 from benchmarks.runner.spec import RunSpec, definition_modules, import_definitions
 from benchmarks.runner.train import TrainResult

@@ -402,7 +402,7 @@ class _Pack:
             self.result.completed.append(spec.run_id)
             self.console.print(summary_line(spec, record))
         claim = self.claims.pop(spec.run_id, None)
-        if claim is not None and spec.run_id not in self.evaluator.pending():
+        if claim is not None:
             claim.release()
 
 

@@ -26,6 +26,7 @@ import vaebench
 
 __all__ = [
     "cpu_model",
+    "usable_cores",
     "git_state",
     "library_versions",
     "machine",
@@ -91,13 +92,18 @@ def blas() -> list[dict[str, Any]]:
     return sorted(found, key=lambda lib: (str(lib["internal_api"]), str(lib["version"])))  # load order varies
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity), else all of them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def machine(device: torch.device | None = None) -> dict[str, Any]:
     """The host's platform, CPU, cores, torch threads and GPU, as a dict for speed reports.
 
     Cores are counted all and usable; the GPU is given when ``device`` is a CUDA device. Records keep
     the same facts in their provenance.
     """
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu_model": cpu_model(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import torch
@@ -72,14 +72,6 @@ def stop_on_signals(enabled: bool = True, console: Console | None = None) -> Ite
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-@contextmanager
-def _closing(evaluator: InlineEvaluator | PooledEvaluator) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        evaluator.close()
 
 
 def run_sweep(
@@ -171,7 +163,7 @@ def run_sweep(
             f"Scoring in {eval_workers} worker process(es) while the next pack trains, "
             f"{options.fit_jobs} fit thread(s) each (--eval-workers, --fit-jobs)."
         )
-    with stop_on_signals(console=console) as stop, progress, _closing(evaluator):
+    with stop_on_signals(console=console) as stop, progress, closing(evaluator):
         for group in todo_packs:
             if stop:  # a signal during the last pack's evaluation: said below
                 break

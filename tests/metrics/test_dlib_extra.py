@@ -151,10 +151,6 @@ def stored_kernels() -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(KERNELS.glob("*.json"))}
 
 
-def number(value) -> float:
-    return float(value)  # the JSON strings "nan", "inf" too
-
-
 @cache
 def cross_kernel_tolerance() -> dict[str, float]:
     """predictor -> the largest move of any key between two stored kernels, over every run of both metrics.
@@ -169,7 +165,7 @@ def cross_kernel_tolerance() -> dict[str, float]:
             for other in files[1:]:
                 theirs = other["cases"][case][seed]["scores"]
                 for key, value in run["scores"].items():
-                    move = abs(number(value) - number(theirs[key]))
+                    move = abs(float(value) - float(theirs[key]))
                     out[predictor] = max(out.get(predictor, 0.0), move)
     return out
 
@@ -180,7 +176,7 @@ def reference(case: str, seed: int) -> tuple[dict, float, str]:
     fixture = next(r for r in load(case)["runs"] if r["seed"] == seed)["scores"]
     if kernel in stored_kernels():
         scores = stored_kernels()[kernel]["cases"][case][str(seed)]["scores"]
-        return {k: number(scores[k]) for k in fixture}, TOL, f"dlib under {kernel}"
+        return {k: float(scores[k]) for k in fixture}, TOL, f"dlib under {kernel}"
     tol = TOL + cross_kernel_tolerance()[case.split("__")[2]]
     return fixture, tol, f"dlib under {FIXTURE_KERNEL}; this machine runs {kernel}, with no stored outputs"
 
@@ -199,7 +195,7 @@ def test_the_fixtures_are_dlib_under_their_kernel():
     for case in CLASSIFIER_CASES:
         for run in load(case)["runs"]:
             scores = stored["cases"][case][str(run["seed"])]["scores"]
-            assert {k: number(v) for k, v in scores.items()} == run["scores"], (case, run["seed"])
+            assert {k: float(v) for k, v in scores.items()} == run["scores"], (case, run["seed"])
 
 
 def test_every_stored_kernel_covers_every_run_and_says_how_it_was_made():

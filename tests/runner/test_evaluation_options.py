@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.datasets import load_dataset
-from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, forward_batches, usable_cores
+from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, forward_batches
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
+from benchmarks.runner.provenance import usable_cores
 from vae_zoo import create_model
 from vaebench.errors import UserError
 

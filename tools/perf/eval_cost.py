@@ -85,16 +85,6 @@ def spec_for_estimate(dataset: str, metrics: dict[str, dict[str, Any]]):
     return spec.replace(metrics=metrics)
 
 
-def with_workers(metrics: dict[str, dict[str, Any]], workers: int) -> dict[str, dict[str, Any]]:
-    """``n_jobs = workers`` for every metric that takes it (none of their values depends on it)."""
-    out = {}
-    for entry, settings in metrics.items():
-        function = get_metric(metric_entry(entry)[0]).function
-        takes = "n_jobs" in inspect.signature(function).parameters
-        out[entry] = {**settings, **({"n_jobs": workers} if takes and workers > 1 else {})}
-    return out
-
-
 def scaled(metrics: dict[str, dict[str, Any]], fraction: float) -> dict[str, dict[str, Any]]:
     """The study's settings at ``fraction`` of its sample sizes (batch sizes unchanged)."""
     out = {}
@@ -473,7 +463,8 @@ def main() -> None:
         described = "an untrained dlib_conv beta-VAE (seed 0, TF init, 10 latents)"
     model = model.to(device).eval()
     study = study_metrics(args.dataset)
-    ours_full = with_workers(study, args.workers)
+    # n_jobs for every metric that takes it, as the runner's --fit-jobs
+    fit_options = EvaluationOptions(args.workers)
 
     info: dict[str, Any] = {
         "argv": [a for a in __import__("sys").argv[1:]],
@@ -485,10 +476,10 @@ def main() -> None:
         "model": described,
         "workers": args.workers,
         "metrics": list(study),
-        "estimate_seconds": estimate_evaluation_seconds(spec_for_estimate(args.dataset, ours_full), device),
+        "estimate_seconds": estimate_evaluation_seconds(spec_for_estimate(args.dataset, study), device),
     }
     if args.fast:
-        fast_full(args, info, model, dataset, device, ours_full)
+        fast_full(args, info, model, dataset, device, study)
         return
     print(f"encoding rates on {ENCODE_POINTS:,} points ...", flush=True)
     info["encoding"] = encode_rates(model, dataset, device, args.repeats)
@@ -505,8 +496,9 @@ def main() -> None:
             model,
             dataset,
             device,
-            with_workers(small, args.workers),
+            small,
             TimedCachedEncoder(model, dataset, device),
+            fit_options,
         )
         print(f"  ours {ours['seconds']:.1f} s", flush=True)
         paired["baseline"].append({k: v for k, v in base.items() if k != "scores"})
@@ -519,7 +511,9 @@ def main() -> None:
 
     if not args.skip_full:
         print("ours, whole study metric set ...", flush=True)
-        full = evaluate_timed(model, dataset, device, ours_full, TimedCachedEncoder(model, dataset, device))
+        full = evaluate_timed(
+            model, dataset, device, study, TimedCachedEncoder(model, dataset, device), fit_options
+        )
         info["full"] = {k: v for k, v in full.items() if k != "scores"}
         print(f"  {full['seconds']:.1f} s", flush=True)
     else:
