@@ -95,6 +95,7 @@ def test_bad_evaluation_options_exit_2_before_training(toy_suite, tmp_path, args
     assert not (tmp_path / "out" / "runs").exists()
 
 
+@pytest.mark.slow  # spawns a scoring process (about 10 s); the default run is near its 5 minutes
 def test_runs_scored_in_a_worker_while_the_next_pack_trains_are_recorded_as_scored_here(toy_suite, tmp_path):
     """--eval-workers 1: two packs, the first scored in a spawned process; the records are the same."""
     inline, pooled = tmp_path / "inline", tmp_path / "pooled"
