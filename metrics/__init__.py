@@ -109,8 +109,8 @@ where a number changes):
   splits, leaves, importances and predictions as scikit-learn for the same
   seed, to the bit on codes without repeated values; tied values are summed in
   sample order instead of scikit-learn's introsort order (a last-bit
-  difference; ``fit_gradient_boosting(tie_order="sklearn")`` reproduces that
-  too). dlib breaks exact ties at random, so either is dlib's DCI.
+  difference; ``fit_gradient_boosting(tie_order="sklearn")`` reproduces its
+  splits too). dlib breaks exact ties at random, so either is dlib's DCI.
   ``dci(..., implementation="sklearn")`` fits scikit-learn's own classifier.
 """
 

@@ -402,12 +402,13 @@ def downstream_task_gbt(
     ``downstream_gbt_<n>_{mean,min}_{train,test}_accuracy``. The trees are scikit-learn's
     ``GradientBoostingClassifier()``, grown by metrics.exact_gbt (``implementation="sklearn"``:
     by scikit-learn); ``classifier_rng`` stands for dlib's global RNG. ``tie_order``:
-    ``"sklearn"`` (the default) replays scikit-learn's sort wherever a code repeats a value
-    in a node, so the trees are scikit-learn's to the last bit; ``"stable"`` sums tied values
-    in sample order instead, about 7x faster on float32 codes of 10,000 points (a VAE's codes
-    repeat a few dozen values) and equal up to the criterion's last bits, which decide only
-    between splits that tie to rounding. A suite that sets it records it, and the protocol
-    lists it as a deviation from the study.
+    ``"sklearn"`` (the default) keeps scikit-learn's order of summing tied values wherever it
+    could decide a split (metrics.exact_gbt: replayed where non-twins tie and a decision is
+    too close to call), so the trees are scikit-learn's to the last bit; ``"stable"`` sums
+    tied values in sample order always, faster where codes collide (results/perf/eval_cost_cpu.md)
+    and equal up to the criterion's last bits, which decide only between splits that tie to
+    rounding. A suite that sets it records it, and the protocol lists it as a deviation from
+    the study.
     """
     return downstream_task(
         sampler,

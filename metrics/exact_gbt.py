@@ -47,11 +47,20 @@ What is reproduced (scikit-learn 1.9, ``sklearn/ensemble/_gb.py`` and
   seeded per tree from ``random_state``, known-constant features skipped),
   which decides between features whose best splits tie exactly: common in
   small nodes, where several codes separate the same few samples;
-- with ``tie_order="sklearn"``, the order in which tied samples are summed:
-  scikit-learn's introsort (``sklearn/utils/_sorting.pyx``) is replayed on the
-  node's samples wherever a code repeats a value in the node. The default,
-  ``"stable"``, sums them in sample order instead, which changes the criterion
-  in its last bits and saves scikit-learn's per-node sort.
+- with ``tie_order="sklearn"``, the order in which tied samples are summed,
+  wherever it can decide a split. Samples with the same row and label
+  ("twins": a point drawn twice) have equal residuals at every stage, so their
+  order changes no sum; a value shared by non-twins (two images that encode
+  alike but are labelled apart, or codes that collide) can. Each tree is grown
+  first from the presorted order and kept if every decision is certain: made
+  between sums whose order is scikit-learn's, or by a margin wider than any
+  order of the sums can move (a rounding-error bound, ``_order_error``);
+  otherwise it is grown again with scikit-learn's introsort
+  (``sklearn/utils/_sorting.pyx``) replayed on the node's samples wherever
+  non-twins tie. Splits, leaves and predictions are scikit-learn's to the bit;
+  the importances (impurities summed in the presorted order in a kept tree) to
+  the last bits. The default, ``"stable"``, sums tied values in sample order
+  always, which changes the criterion in its last bits (DCI's importances).
 
 tests/metrics/test_exact_gbt.py checks importances to 1e-12 and identical
 predictions against scikit-learn on continuous, tied, duplicated and constant
@@ -79,6 +88,7 @@ HAVE_NUMBA = numba is not None
 MAX_NODES = 15  # a depth-3 binary tree: 1 + 2 + 4 + 8
 _FEATURE_THRESHOLD = np.float32(1e-7)
 _EPSILON = np.finfo(np.float64).eps
+_UNIT_ROUNDOFF = 2.0**-53
 
 
 def _jit(function):
@@ -200,17 +210,53 @@ def _introsort_3way(values, indices, start, n, max_depth, sorted_indices, sorted
 
 
 @_jit
-def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
+def _order_error(n, abs_total):
+    """A bound, with room to spare, on how far the order of a node's sums can move a proxy.
+
+    Residuals r in [-1, 1], n of them, sum of |r| = A. A recursive sum of n terms is within
+    gamma_n * A of the exact one (gamma_n = n u / (1 - n u), u = 2^-53; Higham 2002, eq. 4.4),
+    in any order, forwards or as the total minus the rest: |dS_L| <= 2 gamma_n A,
+    |dS_R| <= 3 gamma_n A + u A. The proxy S_L^2 / n_L + S_R^2 / n_R moves by at most
+    2 |dS_L| + 2 |dS_R| (|S| / n_side <= 1) plus its own rounding, 3 u P with P <= A: under
+    16 n u A for either order. An impurity S2 / m - (S / m)^2 of a node of m samples from
+    these sums moves by less than this over m (S2 sums r^2 <= |r|). Returned: the bound on
+    the difference between two orders' proxies, twice 16 n u A, plus 32 u for room.
+    """
+    return 32.0 * _UNIT_ROUNDOFF * (n * abs_total + 1.0)
+
+
+@_jit
+def _grow_tree(
+    xt, presorted, group_feature, group_offset, group_member, twin, residual, max_depth, seed, certify
+):
     """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
 
     xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
-    each feature; has_duplicates: (F,) whether to replay scikit-learn's sort on a feature
-    (it repeats a value and the tie order is "sklearn"); residual: (N,) float64 targets;
+    each feature, samples with equal values grouped by ``twin``; twin: (N,) int64, equal for
+    samples with the same feature row and label, whose residuals are equal at every stage, so
+    that their order cannot change a sum; group_feature (G,), group_offset (G + 1,),
+    group_member: the tie groups whose order matters (a feature's value shared by samples that
+    are not twins; none with the "stable" tie order), group g's samples being
+    ``group_member[group_offset[g]:group_offset[g + 1]]``: scikit-learn's sort is replayed on
+    a feature in a node that holds two non-twins of one of its groups; residual: (N,) float64
+    targets, in [-1, 1] (a log loss's negative gradient);
     seed: the splitter's ``rand_r_state``, which orders the features visited at each node
     as scikit-learn's does (it decides between exactly tied splits).
 
-    Returns the node count and the tree as arrays of MAX_NODES rows: feature (-1 for a
-    leaf), threshold, children (left, right), sample count, impurity.
+    certify: instead of replaying the sorts, sum in the presorted order and check that no
+    decision can depend on the order. A sum is scikit-learn's to the bit where its order is
+    (up to twins): a feature's scan in a node is, if the node's sample order is and no tie
+    group of the feature is split between non-twins in it; a node's sample order is that of
+    the last feature its parent sorted, so it is scikit-learn's if that sort was. Every
+    comparison that makes the tree (the best split's proxy against each other candidate's, a
+    node's impurity against EPSILON, a split's improvement against -EPSILON) must be between
+    such exact sums, or win by more than the difference the order can make
+    (``_order_error``). The tree's splits, and so its leaves and predictions, are then
+    scikit-learn's; its impurities (the importances) are equal to the last bits.
+
+    Returns the node count, the tree as arrays of MAX_NODES rows: feature (-1 for a leaf),
+    threshold, children (left, right), sample count, impurity; and False where ``certify``
+    found a comparison too close to call (grow the tree again without ``certify``).
     """
     n_features, n_samples = xt.shape
     tree_feature = np.full(MAX_NODES, -1, np.int64)
@@ -225,6 +271,8 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
     sort_values = np.empty(n_samples, np.float32)  # the replayed introsort's keys ...
     sorted_values = np.empty(n_samples, np.float32)  # ... and their sorted order
     tie_prefix = np.empty(n_samples, np.int64)
+    sample_node = np.zeros(n_samples, np.int64)  # the node each sample is in, kept for the tie groups
+    conflicted = np.zeros(n_features, np.bool_)  # per node: features with a tie between non-twins
     # scikit-learn's own sample array: its order fixes the order of the criterion's sums, and
     # so their rounding, which decides between splits that tie in exact arithmetic.
     node_order = np.arange(n_samples).astype(np.int32)
@@ -234,6 +282,8 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
     stack_depth = np.empty(MAX_NODES, np.int64)
     stack_node = np.empty(MAX_NODES, np.int64)
     stack_impurity = np.empty(MAX_NODES, np.float64)
+    stack_error = np.zeros(MAX_NODES, np.float64)  # how far the order of sums can move the impurity
+    stack_exact = np.ones(MAX_NODES, np.bool_)  # whether the node's sample order is scikit-learn's
     stack_constants = np.empty(MAX_NODES, np.int64)  # features known constant in the node
     features = np.arange(n_features)  # BestSplitter's feature array, permuted in place across nodes
     constant_features = np.empty(n_features, np.int64)
@@ -245,6 +295,8 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
     while top >= 0:
         start, end, depth = stack_start[top], stack_end[top], stack_depth[top]
         node, impurity, n_known_constants = stack_node[top], stack_impurity[top], stack_constants[top]
+        impurity_error = stack_error[top]
+        node_exact = stack_exact[top]
         top -= 1
         n_node = end - start
         tree_n[node] = n_node
@@ -253,19 +305,44 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
             continue
         sum_total = 0.0  # Criterion.init, in the node's sample order
         sq_sum_total = 0.0
+        abs_total = 0.0
+        r_min = r_max = residual[node_order[start]]
         for p in range(start, end):
             r = residual[node_order[p]]
             sum_total += r
             sq_sum_total += r * r
+            abs_total += abs(r)
+            r_min = min(r_min, r)
+            r_max = max(r_max, r)
+        # With every residual equal, every sum is the same in any order.
+        error = 0.0 if r_min == r_max else _order_error(n_node, abs_total)
         if node == 0:
             impurity = sq_sum_total / n_node - (sum_total / n_node) ** 2
-            tree_impurity[0] = impurity
+            tree_impurity[0] = impurity  # in the samples' own order: scikit-learn's
+        if certify and abs(impurity - _EPSILON) <= impurity_error:
+            return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, False
         if impurity <= _EPSILON:
             continue
+        conflicted[:] = False
+        for g in range(len(group_feature)):
+            first = -1
+            for m in range(group_offset[g], group_offset[g + 1]):
+                sample = group_member[m]
+                if sample_node[sample] == node:
+                    if first < 0:
+                        first = twin[sample]
+                    elif twin[sample] != first:
+                        conflicted[group_feature[g]] = True
+                        break
         # Each visited feature re-sorts scikit-learn's node samples; without ties the order is
         # that feature's sorted segment (kept pending until needed), with ties its introsort's.
         pending = -1
         best_proxy = -math.inf
+        best_exact = True
+        top_exact = -math.inf  # certify: the best proxy from exact sums, ...
+        top_inexact = -math.inf  # ... the two best from sums whose order may differ
+        second_inexact = -math.inf
+        last_conflicted = False  # whether the last sort's order may differ from scikit-learn's
         best_feature = -1
         best_pos = end
         best_threshold = 0.0
@@ -291,11 +368,14 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
             samples = work[f]
             values = xt[f]
             tied = False
-            if has_duplicates[f]:
+            last_conflicted = conflicted[f]
+            exact = not certify or (node_exact and not conflicted[f])
+            if conflicted[f] and not certify:
                 tie_prefix[start] = 0
                 for q in range(start + 1, end):
                     tie_prefix[q] = tie_prefix[q - 1]
-                    if values[samples[q]] == values[samples[q - 1]]:
+                    previous, sample = samples[q - 1], samples[q]
+                    if values[sample] == values[previous] and twin[sample] != twin[previous]:
                         tie_prefix[q] += 1
                 tied = tie_prefix[end - 1] > 0
             if tied:  # emulate the sort, and scan in its order: it fixes the sums' rounding
@@ -350,7 +430,15 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
                 sum_right = sum_total - sum_left
                 # MSE.proxy_impurity_improvement: the same operations, so the same rounding.
                 proxy = sum_left * sum_left / n_left + sum_right * sum_right / n_right
+                if exact:
+                    top_exact = max(top_exact, proxy)
+                elif proxy > top_inexact:
+                    second_inexact = top_inexact
+                    top_inexact = proxy
+                elif proxy > second_inexact:
+                    second_inexact = proxy
                 if proxy > best_proxy:
+                    best_exact = exact
                     best_proxy = proxy
                     best_feature = f
                     best_pos = p
@@ -362,6 +450,13 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
             node_order[start:end] = work[pending, start:end]
         if best_feature < 0:
             continue  # no valid split in any feature
+        # Exact proxies compare as scikit-learn's do; an inexact one is within ``error`` of its own.
+        if best_exact:
+            certain = best_proxy - top_inexact > error
+        else:
+            certain = best_proxy - second_inexact > 2.0 * error and best_proxy - top_exact > error
+        if not certain:
+            return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, False
         chosen = work[best_feature]
         # Partitioner.partition_samples_final: swap the right-going samples to the end.
         values = xt[best_feature]
@@ -394,13 +489,27 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
         improvement = (n_node / n_samples) * (
             impurity - (n_right / n_node) * impurity_right - (n_left / n_node) * impurity_left
         )
+        # The children's order is scikit-learn's if the last sort's was; their impurities use the totals too.
+        children_exact = not last_conflicted
+        error_left = error_right = 0.0
+        if certify and not (node_exact and children_exact):
+            error_left, error_right = error / n_left, error / n_right
+        improvement_error = (n_node / n_samples) * (
+            impurity_error + (n_right / n_node) * error_right + (n_left / n_node) * error_left
+        )
+        if improvement_error > 0.0 and abs(improvement + _EPSILON) <= 2.0 * improvement_error:
+            return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, False
         if improvement + _EPSILON < 0.0:
             continue
+        left, right = node_count, node_count + 1
+        node_count += 2
         if depth + 1 < max_depth:  # children to be split: stable-partition every sorted segment
             for q in range(start, best_pos):
                 goes_left[chosen[q]] = True
+                sample_node[chosen[q]] = left
             for q in range(best_pos, end):
                 goes_left[chosen[q]] = False
+                sample_node[chosen[q]] = right
             for f in range(n_features):
                 if f == best_feature:
                     continue  # already partitioned: its left samples are exactly those before best_pos
@@ -417,8 +526,6 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
                         n_r += 1
                 for q in range(n_r):
                     samples[n_l + q] = scratch[q]
-        left, right = node_count, node_count + 1
-        node_count += 2
         tree_feature[node] = best_feature
         tree_threshold[node] = best_threshold
         tree_children[node, 0] = left
@@ -427,10 +534,12 @@ def _grow_tree(xt, presorted, has_duplicates, residual, max_depth, seed):
         top += 1
         stack_start[top], stack_end[top], stack_depth[top] = best_pos, end, depth + 1
         stack_node[top], stack_impurity[top], stack_constants[top] = right, impurity_right, n_total_constants
+        stack_error[top], stack_exact[top] = error_right, children_exact
         top += 1
         stack_start[top], stack_end[top], stack_depth[top] = start, best_pos, depth + 1
         stack_node[top], stack_impurity[top], stack_constants[top] = left, impurity_left, n_total_constants
-    return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity
+        stack_error[top], stack_exact[top] = error_left, children_exact
+    return node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, True
 
 
 @_jit
@@ -488,7 +597,10 @@ def _fit_stage_trees(
     x,
     xt,
     presorted,
-    has_duplicates,
+    group_feature,
+    group_offset,
+    group_member,
+    twin,
     neg_gradient,
     onehot,
     classes,
@@ -520,9 +632,15 @@ def _fit_stage_trees(
     leaf_hessian = np.empty(n_samples, np.float64)
     value = np.empty(MAX_NODES, np.float64)
     for k in classes:
-        node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity = _grow_tree(
-            xt, presorted, has_duplicates, neg_gradient[k], max_depth, seeds[k]
+        groups = (group_feature, group_offset, group_member, twin)
+        certify = len(group_feature) > 0  # only where the sort's tie order could matter
+        node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, certain = _grow_tree(
+            xt, presorted, *groups, neg_gradient[k], max_depth, seeds[k], certify
         )
+        if not certain:  # too close to call in the presorted order: replay scikit-learn's sorts
+            node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, _ = _grow_tree(
+                xt, presorted, *groups, neg_gradient[k], max_depth, seeds[k], False
+            )
         if node_count > 1:
             relevant[k] += 1
             for node in range(node_count):
@@ -589,6 +707,31 @@ def _negative_gradient(raw, onehot, binary, out):
             out[k, i] = -(out[k, i] / total - onehot[k, i])
 
 
+def _tie_groups(xt, presorted, twin, replay):
+    """The tie groups whose order matters: per feature, the runs of one value held by non-twins.
+
+    xt, presorted: (F, N), equal values grouped by twin in ``presorted``; twin: (N,).
+    Returns group_feature (G,), group_offset (G + 1,) and group_member (M,) int32: group g's
+    samples are ``group_member[group_offset[g]:group_offset[g + 1]]``. Empty if not ``replay``.
+    """
+    group_feature, group_offset, group_member = [], [0], []
+    if replay:
+        for feature, (values, order) in enumerate(zip(xt, presorted)):
+            sorted_values, sorted_twins = values[order], twin[order]
+            run = np.r_[0, np.cumsum(sorted_values[1:] != sorted_values[:-1])]  # (N,) run id in sorted order
+            mixed = (sorted_values[1:] == sorted_values[:-1]) & (sorted_twins[1:] != sorted_twins[:-1])
+            for run_id in np.unique(run[1:][mixed]):
+                members = order[run == run_id]
+                group_feature.append(feature)
+                group_member.extend(members.tolist())
+                group_offset.append(len(group_member))
+    return (
+        np.asarray(group_feature, np.int64),
+        np.asarray(group_offset, np.int64),
+        np.asarray(group_member, np.int32),
+    )
+
+
 def fit_gradient_boosting(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -614,8 +757,9 @@ def fit_gradient_boosting(
             features, which decides between exactly tied splits. The same seed gives the
             same trees as ``GradientBoostingClassifier(random_state=random_state)``.
         tie_order: the order in which samples with equal values of a code are summed.
-            ``"sklearn"`` reproduces scikit-learn's introsort step by step, so that the
-            rounding, and so every split, leaf and prediction, is scikit-learn's to the bit.
+            ``"sklearn"`` reproduces scikit-learn's introsort step by step wherever the
+            order could decide a split, so that every split, leaf and prediction is
+            scikit-learn's to the bit (the importances to the last bits).
             ``"stable"`` (the default) sums them in sample order: the same wherever a code
             has no repeated value, and on repeated values a difference in the last bits of
             the split criterion, which can only change the choice between two splits that
@@ -667,11 +811,18 @@ def fit_gradient_boosting(
     raw_train = np.ascontiguousarray(np.tile(init, (n_samples, 1)).T)  # (K, N)
     raw_test = np.ascontiguousarray(np.tile(init, (len(x_test), 1)).T)
     xt = np.ascontiguousarray(x.T)  # (F, N): one feature's values contiguous
+    # Twins: samples with the same row (bit for bit) and label. Their residuals are equal at
+    # every stage, so the order in which a sort leaves them cannot change any sum: the replay
+    # of scikit-learn's sort is needed only where a value is shared by samples that are not
+    # twins (duplicates drawn with replacement are twins; codes that collide are not).
+    row_bits = np.ascontiguousarray(np.c_[x.view(np.int32), encoded.astype(np.int32)])
+    twin = np.unique(row_bits, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    # (F, N): each feature's samples in ascending order; "stable" sums equal values in sample
+    # order and never replays the sort, "sklearn" groups them by twin to find the non-twin ties.
     presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
-    has_duplicates = np.zeros(n_features, np.bool_)  # "stable": never replay the sort
     if tie_order == "sklearn":
-        sorted_values = np.take_along_axis(xt, presorted, axis=1)
-        has_duplicates = np.any(sorted_values[:, 1:] == sorted_values[:, :-1], axis=1)
+        presorted = np.stack([np.lexsort((twin, values)) for values in xt]).astype(np.int32)
+    group_feature, group_offset, group_member = _tie_groups(xt, presorted, twin, tie_order == "sklearn")
     neg_gradient = np.empty((n_trees, n_samples))
     importance = np.zeros((n_trees, n_features))
     relevant = np.zeros(n_trees, np.int64)
@@ -682,7 +833,7 @@ def fit_gradient_boosting(
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
         for stage in range(n_stages):
             _negative_gradient(raw_train, onehot, binary, neg_gradient)
-            args = (x, xt, presorted, has_duplicates, neg_gradient, onehot)
+            args = (x, xt, presorted, group_feature, group_offset, group_member, twin, neg_gradient, onehot)
             rest = (factor, learning_rate, max_depth, raw_train, x_test, raw_test, importance, relevant)
             if len(chunks) == 1:
                 _fit_stage_trees(*args, chunks[0], seeds[stage], *rest)

@@ -200,3 +200,52 @@ def test_without_numba_the_same_model_runs_in_sklearn(monkeypatch):
     np.testing.assert_allclose(compiled[0], fallback[0], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(compiled[1], fallback[1])
     np.testing.assert_array_equal(compiled[2], fallback[2])
+
+
+def test_twins_and_collisions_match_sklearn_exactly():
+    """The study's case: twins, identical rows labelled apart, and codes that collide: sklearn's trees.
+
+    Points drawn with replacement are twins (same row, same label: their order cannot matter);
+    identical rows with different labels (dSprites' orientations 0 and 2 pi) and codes that
+    collide in one feature can. The sort is replayed only for the latter, and the presorted
+    trees are kept only where no decision can depend on it.
+    """
+    rng = np.random.default_rng(5)
+    pool, pool_y = codes_and_labels(rng, 600, 4, 8)
+    pool = pool.astype(np.float32)
+    pool[1::50] = pool[::50]  # identical rows; their labels mostly differ
+    pool[7::40, 2] = pool[3::40, 2]  # collisions in one code
+    draw = rng.integers(0, len(pool), 900)  # with replacement: twins
+    x, y = pool[draw], pool_y[draw]
+    assert len(np.unique(x, axis=0)) < len(np.unique(np.c_[x, y], axis=0)) < len(x)
+    x_test, _ = codes_and_labels(rng, 200, 4, 8)
+    for random_state in (0, 1):
+        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state, tie_order="sklearn")
+        reference = sklearn_reference(x, y, x_test, random_state=random_state)
+        np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(ours[1], reference[1])
+        np.testing.assert_array_equal(ours[2], reference[2])
+
+
+def test_the_order_error_bounds_a_measured_reordering():
+    """``_order_error`` against the largest proxy difference measured between orders of one split's sums."""
+    from metrics.exact_gbt import _order_error
+
+    rng = np.random.default_rng(0)
+    n, n_left = 2000, 700
+    worst = 0.0
+    for _ in range(100):
+        r = rng.uniform(-1, 1, n) * rng.uniform(0, 1, n) ** 8  # magnitudes spread over decades
+        proxies = []
+        for _ in range(2):  # the same split, its sums taken in two random orders
+            left, right = rng.permutation(r[:n_left]), rng.permutation(r[n_left:])
+            s_left = 0.0
+            for value in left:
+                s_left += value
+            s_total = s_left
+            for value in right:
+                s_total += value
+            s_right = s_total - s_left
+            proxies.append(s_left * s_left / n_left + s_right * s_right / (n - n_left))
+        worst = max(worst, abs(proxies[0] - proxies[1]))
+    assert 0.0 < worst <= _order_error(n, np.abs(r).sum())
