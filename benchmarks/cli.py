@@ -29,6 +29,7 @@ from benchmarks.runner.display import print_plan, print_protocol
 from benchmarks.runner.evaluator import resolve_evaluation
 from benchmarks.runner.execute import rescore
 from benchmarks.runner.plan import make_plan, pack_size, parse_shard
+from benchmarks.runner.progress import SweepProgress
 from benchmarks.runner.records import check_writable
 from benchmarks.runner.state import SweepResult, run_states
 from benchmarks.runner.status import suite_status
@@ -200,6 +201,12 @@ ChannelsLastArg = Annotated[
         "the scores, differ from the default's. Recorded in the evaluation's provenance.",
     ),
 ]
+ProgressIntervalArg = Annotated[
+    float,
+    typer.Option(
+        help="Seconds between progress lines when stdout is not a terminal (0: a line per step or metric)."
+    ),
+]
 
 
 def _select(suite, models, datasets, seeds, steps, metrics, source):
@@ -230,6 +237,11 @@ def _select(suite, models, datasets, seeds, steps, metrics, source):
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise UserError(f"--{name} must be a positive integer; got {value}")
+
+
+def _interval(value: float) -> None:
+    if not value >= 0:  # NaN too
+        raise UserError(f"--progress-interval must be 0 or more seconds; got {value}")
 
 
 @app.command()
@@ -271,9 +283,7 @@ def run(
     ] = None,
     array_parallelism: Annotated[int | None, typer.Option(help="At most K SLURM tasks at once.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit, print the job ids and return.")] = False,
-    progress_interval: Annotated[
-        float, typer.Option(help="Seconds between progress lines when stdout is not a terminal.")
-    ] = 30.0,
+    progress_interval: ProgressIntervalArg = 30.0,
     fit_jobs: FitJobsArg = None,
     eval_workers: Annotated[
         int | None,
@@ -290,6 +300,7 @@ def run(
         spec_suite, specs = _select(suite, models, datasets, seeds, steps, metrics, source)
         _positive("pack", pack)
         _positive("fit-jobs", fit_jobs)
+        _interval(progress_interval)
         _positive("encode-batch", encode_batch)
         if eval_workers is not None and eval_workers < 0:
             raise UserError(f"--eval-workers must be 0 or more; got {eval_workers}")
@@ -580,14 +591,17 @@ def eval_cmd(
     fit_jobs: FitJobsArg = None,
     channels_last: ChannelsLastArg = False,
     encode_batch: EncodeBatchArg = None,
+    progress_interval: ProgressIntervalArg = 30.0,
 ) -> None:
     """Recompute metrics from a run's checkpoint and update its record and artifacts."""
     try:
         _positive("fit-jobs", fit_jobs)
         _positive("encode-batch", encode_batch)
+        _interval(progress_interval)
         resolved = resolve_device(device.value)
         options = resolve_evaluation(resolved, fit_jobs, 0, channels_last, encode_batch)[0]
-        path, updated = rescore(target, out, _split(metrics), resolved, options)
+        with SweepProgress(console, [], {}, interval=progress_interval) as progress:
+            path, updated = rescore(target, out, _split(metrics), resolved, options, progress)
     except UnwritableError as exc:
         fail(f"{exc}. eval updates the run's record and artifacts under --out {out}; {COPY_OUT}")
     except USER_ERRORS as exc:

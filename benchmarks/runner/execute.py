@@ -436,6 +436,11 @@ def _finished_run(target: str, out_dir: Path) -> tuple[RunSpec, Path, dict]:
                 "committed results with it."
             )
         payload = read_checkpoint(target_path)
+        if "run_spec" in payload:
+            # The order the run was scored in: the record's JSON sorts its keys, and the order in
+            # which the metrics first reach the grid decides which images share a forward pass,
+            # which can move the codes' last bits (so the scores).
+            spec = RunSpec.from_dict(payload["run_spec"])
     if payload.get("step") != spec.training.steps:
         raise CheckpointError(
             f"checkpoint {target_path} is at step {payload.get('step')} of {spec.training.steps}; "
@@ -464,11 +469,13 @@ def rescore(
     metrics: list[str] | None,
     device: torch.device,
     options: EvaluationOptions = DEFAULT_OPTIONS,
+    progress: SweepProgress | None = None,
 ) -> tuple[Path, dict[str, float | None]]:
     """Re-score a finished run from its checkpoint and rewrite its record (``vaebench eval``).
 
     All its metrics, or the named ones; its record and artifacts are rewritten. Returns (record path,
-    the new scores). ``options``: how the evaluation runs.
+    the new scores). ``options``: how the evaluation runs; ``progress``: shows the metric being
+    computed, how many are done and an ETA.
     """
     out_dir = Path(out_dir)
     spec, _, payload = _finished_run(target, out_dir)
@@ -487,6 +494,7 @@ def rescore(
         out_dir,
         metric_names=metrics,
         earlier=earlier,
+        progress=progress,
         options=options,
     )
     write_record(path, record)

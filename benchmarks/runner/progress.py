@@ -76,9 +76,10 @@ class SweepProgress:
                 transient=False,
             )
             self._bars.start()
-            self._sweep_task = self._bars.add_task(
-                "sweep", total=self.total_runs, rate="", eta=format_duration(self._sweep_eta(0.0))
-            )
+            if self.total_runs:  # `vaebench eval` shows only its evaluation
+                self._sweep_task = self._bars.add_task(
+                    "sweep", total=self.total_runs, rate="", eta=format_duration(self._sweep_eta(0.0))
+                )
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def test_eval_recomputes_metrics_from_the_checkpoint(toy_suite, tmp_path):
     artifact.unlink()
     code, output = invoke("eval", run_id, "--metrics", "mig", "--out", out, "--device", "cpu")
     assert code == 0, output
+    assert "vae seed 0: evaluating: mig (0 of 1 metrics done" in output and "ETA" in output  # not silent
     updated = records(out)[run_id]
     assert updated["metrics"]["mig"] == pytest.approx(rec["metrics"]["mig"], abs=1e-12)
     assert updated["metrics"]["sap"] == rec["metrics"]["sap"]  # a metric not re-scored is kept
@@ -136,6 +138,30 @@ def test_eval_recomputes_metrics_from_the_checkpoint(toy_suite, tmp_path):
     assert artifact.exists()
     ckpt = out / "checkpoints" / "toy" / f"{run_id}.pt"
     assert invoke("eval", ckpt, "--metrics", "sap", "--out", out, "--device", "cpu")[0] == 0
+    code, output = invoke("eval", run_id, "--out", out, "--progress-interval", "-1")
+    assert code == 2 and "--progress-interval must be 0 or more seconds; got -1" in output
+
+
+def test_eval_scores_in_the_order_the_run_was_scored_and_reproduces_its_record(toy_suite, tmp_path):
+    """The record sorts its keys; eval takes the run's metric order from the checkpoint.
+
+    The order in which the metrics first reach the grid decides which images share a forward
+    pass, which can move the codes' last bits: eval re-scores in the run's order, to its numbers.
+    """
+    out = tmp_path / "out"
+    assert (
+        invoke(
+            "run", "--suite", toy_suite(), "--models", "vae", "--metrics", "unsupervised,mig", "--out", out
+        )[0]
+        == 0
+    )
+    ((run_id, rec),) = records(out).items()
+    assert list(rec["spec"]["metrics"]) == ["mig", "unsupervised"]  # sorted in the record
+    code, output = invoke("eval", run_id, "--out", out, "--device", "cpu", "--progress-interval", "0")
+    assert code == 0, output
+    started = re.findall(r"evaluating: (\S+) \(", output)  # each metric as it starts
+    assert started == ["unsupervised", "mig"], output
+    assert records(out)[run_id]["metrics"] == rec["metrics"]
 
 
 def test_tables_regenerate_byte_identically(toy_suite, tmp_path):
@@ -312,6 +338,7 @@ def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_th
 
     from benchmarks.runner.estimate import estimate_evaluation_seconds, evaluation_costs
     from benchmarks.runner.suite import expand_suite, load_suite
+    from metrics import get_metric
 
     metrics = {
         "mig": {"n_train": 2000, "batch_size": 16},
@@ -323,10 +350,13 @@ def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_th
     per_image = 1e-3
     reached_by_mig = n * (1 - math.exp(-2000 / n))
     reached_by_dci = n * math.exp(-2000 / n) * (1 - math.exp(-750 / n))
+    mig_cost = get_metric("mig").fit_cost.study_seconds  # at the study's 10,000 points, on dSprites
+    dci_cost = get_metric("dci").fit_cost.study_seconds
     expected = {
-        "mig": reached_by_mig * per_image + 0.1 * 2000 / 10000,
-        "mig@sampled": 0.1 * 2000 / 10000,  # the same points: nothing new to encode
-        "dci": reached_by_dci * per_image + 29.9 * 500 / 10000,  # dSprites is where 29.9 s was measured
+        "mig": reached_by_mig * per_image + mig_cost * 2000 / 10000,
+        "mig@sampled": mig_cost * 2000 / 10000,  # the same points: nothing new to encode
+        "dci": reached_by_dci * per_image
+        + dci_cost * 500 / 10000,  # per class, and dSprites is where it was measured
         "": 2000 * per_image,  # the MI matrix's sample
     }
     costs = evaluation_costs(spec, torch.device("cpu"), per_image=per_image)
@@ -338,7 +368,7 @@ def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_th
     colour = evaluation_costs(
         spec.replace(dataset="color_dsprites"), torch.device("cpu"), per_image=per_image
     )
-    assert colour["mig@sampled"] == pytest.approx(2000 * per_image + 0.1 * 2000 / 10000)
+    assert colour["mig@sampled"] == pytest.approx(2000 * per_image + mig_cost * 2000 / 10000)
 
 
 def test_the_evaluation_estimate_at_the_studys_settings_is_within_its_measurement():
@@ -357,6 +387,21 @@ def test_the_evaluation_estimate_at_the_studys_settings_is_within_its_measuremen
     spec = spec_for_estimate("dsprites", study_metrics("dsprites"))
     estimate = estimate_evaluation_seconds(spec, torch.device("cpu"), per_image)
     assert 1 / 1.5 <= estimate / measured["full"]["seconds"] <= 1.5
+
+
+def test_the_metrics_fit_costs_are_the_committed_measurement():
+    """Each study metric's ``FitCost``: eval_cost_cpu.json's fit seconds, both representations' mean."""
+    import json
+
+    from metrics import get_metric
+
+    measured = json.loads((Path(__file__).parents[2] / "results" / "perf" / "eval_cost_cpu.json").read_text())
+    per_metric = measured["full"]["per_metric"]
+    for entry in per_metric:
+        if "@" in entry:
+            continue
+        mean = (per_metric[entry]["fit"] + per_metric[f"{entry}@sampled"]["fit"]) / 2
+        assert get_metric(entry).fit_cost.study_seconds == pytest.approx(mean, abs=0.006), entry
 
 
 def test_a_signal_during_evaluation_is_acknowledged_the_record_written_and_the_exit_130(
