@@ -32,6 +32,10 @@ splits.
    extrapolated linearly from the fraction (a lower bound: the trees grow
    faster than linearly with the points).
 
+With ``--record``, the record ``vaebench run`` wrote for the checkpoint's run: its
+suite, steps and evaluation commit are stated, and the whole evaluation's scores
+are compared with the record's, key by key (equal to the bit, or how far moved).
+
 Writes ``eval_cost_<device>.json`` and ``.md`` under ``--out``.
 """
 
@@ -60,6 +64,7 @@ from benchmarks.runner.evaluate import (
     metric_entry,
 )
 from benchmarks.runner.protocol import load_reference
+from benchmarks.runner.records import read_record
 from benchmarks.runner.suite import expand_suite, load_suite
 from metrics import get_metric
 from vae_zoo import create_model
@@ -307,6 +312,56 @@ def encode_rates(model, dataset, device, repeats: int) -> dict[str, Any]:
 FAST = EvaluationOptions(channels_last=True, encode_batch=64)
 
 
+def describe_record(path: Path) -> dict[str, Any]:
+    """The run a ``--record`` is of: its id, suite, steps and the commit that scored it."""
+    record = read_record(path)
+    scored_by = record.evaluation_provenance or {}
+    return {
+        "path": str(path),
+        "run_id": record.run_id,
+        "suite": record.suite,
+        "steps": record.spec.get("training", {}).get("steps"),
+        "scored_by_commit": scored_by.get("git_commit"),
+        "metrics": record.metrics,
+    }
+
+
+def compare_scores(scores: dict[str, float], recorded: dict[str, float | None]) -> dict[str, Any]:
+    """``scores`` against a record's metrics: keys compared, equal to the bit, and each move."""
+
+    def same(a: float, b: float | None) -> bool:
+        b = math.nan if b is None else b
+        return a == b or (math.isnan(a) and math.isnan(b))
+
+    keys = sorted(set(scores) & set(recorded))
+    moved = {k: abs(scores[k] - (math.nan if recorded[k] is None else recorded[k])) for k in keys}
+    moved = {k: v for k, v in moved.items() if not same(scores[k], recorded[k])}
+    return {
+        "compared": len(keys),
+        "equal": len(keys) - len(moved),
+        "moved": moved,
+        "max_move": max(moved.values(), default=0.0),
+        "missing_here": sorted(set(recorded) - set(scores)),
+        "not_recorded": sorted(set(scores) - set(recorded)),
+    }
+
+
+def comparison_lines(info: dict) -> list[str]:
+    """The markdown paragraph on the record, if one was given."""
+    if "record" not in info:
+        return []
+    r, c = info["record"], info["against_record"]
+    line = (
+        f"The model is run {r['run_id']} of suite {r['suite']} ({r['steps']} steps), whose record "
+        f"(`{r['path']}`) was scored by commit {str(r['scored_by_commit'])[:10]}. Of the "
+        f"{c['compared']} scores both hold, **{c['equal']} are equal to the bit**"
+    )
+    if c["moved"]:
+        line += f"; {len(c['moved'])} moved, by up to {c['max_move']:.4g}"
+    extra = len(c["missing_here"]) + len(c["not_recorded"])
+    return [line + (f"; {extra} keys are in only one of them." if extra else "."), ""]
+
+
 def fast_full(args, info, model, dataset, device, metrics) -> None:
     """The whole evaluation with every named fast option; its scores against the default's, if given."""
     fast_metrics = {
@@ -322,6 +377,8 @@ def fast_full(args, info, model, dataset, device, metrics) -> None:
     info["options"] = {**options.to_dict(), "downstream_task_gbt.tie_order": "stable"}
     info["full"] = {k: v for k, v in full.items() if k != "scores"}
     info["scores"] = full["scores"]
+    if "record" in info:
+        info["against_record"] = compare_scores(full["scores"], info["record"].pop("metrics"))
     lines = [
         f"# One model's evaluation at the study's metric set, the named fast options ({info['dataset']})",
         "",
@@ -335,6 +392,7 @@ def fast_full(args, info, model, dataset, device, metrics) -> None:
         f"Total **{full['seconds']:.1f} s**; {full['images_encoded']:,} images encoded, "
         f"{full['seconds_per_image'] * 1e3:.3f} ms an image.",
         "",
+        *comparison_lines(info),
         "| metric | seconds | encode | fit |",
         "|---|---:|---:|---:|",
     ]
@@ -369,6 +427,7 @@ def markdown(info: dict) -> str:
         f"{info['estimate_seconds']:.0f} s, {info['estimate_seconds'] / info['full']['seconds']:.2f}x the "
         "measurement.",
         "",
+        *comparison_lines(info),
         "| metric | seconds | encode | sample | fit | images encoded |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -444,6 +503,9 @@ def main() -> None:
         help="only the whole evaluation, with every named fast option (channels_last, passes of 64 images, "
         "the downstream trees' stable tie order), to eval_cost_fast_<device>.*",
     )
+    parser.add_argument(
+        "--record", type=Path, help="the checkpoint's run record: compare the whole evaluation's scores to it"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/perf"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -478,6 +540,8 @@ def main() -> None:
         "metrics": list(study),
         "estimate_seconds": estimate_evaluation_seconds(spec_for_estimate(args.dataset, study), device),
     }
+    if args.record:
+        info["record"] = describe_record(args.record)
     if args.fast:
         fast_full(args, info, model, dataset, device, study)
         return
@@ -516,6 +580,8 @@ def main() -> None:
         )
         info["full"] = {k: v for k, v in full.items() if k != "scores"}
         print(f"  {full['seconds']:.1f} s", flush=True)
+        if "record" in info:
+            info["against_record"] = compare_scores(full["scores"], info["record"].pop("metrics"))
     else:
         info["full"] = paired["ours"][0]
     args.out.mkdir(parents=True, exist_ok=True)
