@@ -255,6 +255,7 @@ def test_a_run_that_cannot_be_packed_trains_alone(tmp_path, images):
 
 
 # -- training --------------------------------------------------------------------------
+@pytest.mark.slow  # 100 steps of five runs, twice (11 s); the pair tests below cover packing by default
 def test_packed_runs_equal_their_alone_runs(tmp_path, images):
     """Different seeds, hyperparameters and variants in one pack; each compared with ``train_run``.
 

@@ -404,7 +404,7 @@ def shipped_specs():
         ("quick", 1),
         ("quick", 36),
         ("smoke", 1),
-        ("paper", 36),  # 2520 runs in 483 packs
+        pytest.param("paper", 36, marks=pytest.mark.slow),  # 2520 runs in 483 packs (7 s)
         pytest.param("paper", 1, marks=pytest.mark.slow),
     ],
 )
@@ -475,6 +475,7 @@ def hold_claim(out, suite, run_id, hold=True):
     return proc, proc.stdout.readline().strip()
 
 
+@pytest.mark.slow  # three holder processes, one killed (11 s)
 def test_a_claim_excludes_other_processes_and_a_killed_holders_claim_is_recovered(tmp_path):
     out = tmp_path / "out"
     holder, answer = hold_claim(out, "toy", "run-a")
