@@ -14,6 +14,16 @@ def sklearn_reference(x_train, y_train, x_test, **kwargs):
     return model.feature_importances_, model.predict(x_train), model.predict(x_test)
 
 
+def assert_sklearns_trees_for_two_seeds(x, y, x_test):
+    """With tie_order="sklearn": scikit-learn's importances (to 1e-12) and predictions, seeds 0 and 1."""
+    for random_state in (0, 1):
+        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state, tie_order="sklearn")
+        reference = sklearn_reference(x, y, x_test, random_state=random_state)
+        np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(ours[1], reference[1])
+        np.testing.assert_array_equal(ours[2], reference[2])
+
+
 def codes_and_labels(rng, n, n_features, n_classes):
     """Labels that depend on two of the features, plus noise features."""
     x = rng.normal(size=(n, n_features))
@@ -61,12 +71,7 @@ def test_heavily_tied_and_duplicated_codes_match_sklearn_exactly():
     x[:, 3] = x[:, 0]  # a duplicated code: its splits tie exactly with code 0's
     x[:, 4] = np.where(rng.random(1500) < 0.5, 0.0, 1.0)
     x_test, _ = codes_and_labels(rng, 300, 5, 6)
-    for random_state in (0, 1):
-        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state, tie_order="sklearn")
-        reference = sklearn_reference(x, y, x_test, random_state=random_state)
-        np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
-        np.testing.assert_array_equal(ours[1], reference[1])
-        np.testing.assert_array_equal(ours[2], reference[2])
+    assert_sklearns_trees_for_two_seeds(x, y, x_test)
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 1000, 4099])
@@ -219,12 +224,7 @@ def test_twins_and_collisions_match_sklearn_exactly():
     x, y = pool[draw], pool_y[draw]
     assert len(np.unique(x, axis=0)) < len(np.unique(np.c_[x, y], axis=0)) < len(x)
     x_test, _ = codes_and_labels(rng, 200, 4, 8)
-    for random_state in (0, 1):
-        ours = fit_gradient_boosting(x, y, x_test, random_state=random_state, tie_order="sklearn")
-        reference = sklearn_reference(x, y, x_test, random_state=random_state)
-        np.testing.assert_allclose(ours[0], reference[0], rtol=0, atol=1e-12)
-        np.testing.assert_array_equal(ours[1], reference[1])
-        np.testing.assert_array_equal(ours[2], reference[2])
+    assert_sklearns_trees_for_two_seeds(x, y, x_test)
 
 
 def test_the_order_error_bounds_a_measured_reordering():
