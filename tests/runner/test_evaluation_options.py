@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.datasets import load_dataset
-from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder, forward_batches
+from benchmarks.runner.evaluate import (
+    EvaluationOptions,
+    encode_for_scoring,
+    evaluate_encoder,
+    forward_batches,
+)
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
 from benchmarks.runner.provenance import usable_cores
 from vae_zoo import create_model
@@ -134,16 +139,27 @@ def test_forward_batches_cut_the_recorded_chunks_into_passes_of_256_or_more():
 def test_passes_of_256_give_the_codes_of_the_recorded_1024_image_passes_on_this_machine(
     architecture, channels
 ):
-    """What FORWARD_BATCH rests on: each image's code does not depend on a batch of 256 or more."""
+    """What FORWARD_BATCH rests on: each image's code does not depend on a batch of 256 or more.
+
+    And the runner's own forward pass (``encode_for_scoring``, ReLUs in place) gives the same codes.
+    """
     torch.manual_seed(0)
     model = create_model("vae", architecture=architecture, in_channels=channels, latent_dim=10).eval()
     x = (torch.rand(1024 + 600, channels, 64, 64, generator=torch.Generator().manual_seed(1)) < 0.2).float()
     with torch.inference_mode():
         recorded = torch.cat([torch.cat(model.encode(x[i : i + 1024]), 1) for i in range(0, len(x), 1024)])
         passes = torch.cat(
-            [torch.cat(model.encode(x[p]), 1) for p in forward_batches(len(x), torch.device("cpu"))]
+            [
+                torch.cat(encode_for_scoring(model, x[p]), 1)
+                for p in forward_batches(len(x), torch.device("cpu"))
+            ]
         )
-    assert torch.equal(passes, recorded)
+        assert torch.equal(passes, recorded)
+        unchanged = x.clone()
+        encode_for_scoring(model, x[:8])
+        assert torch.equal(x, unchanged)  # in place only on the encoder's own activations
+    with torch.enable_grad():  # with autograd, the model's own encode
+        assert torch.equal(torch.cat(encode_for_scoring(model, x[:256]), 1), recorded[:256])
 
 
 def test_the_downstream_trees_stable_tie_order_is_a_named_setting_the_protocol_lists():
