@@ -258,6 +258,7 @@ def test_gaussian_mixture_entropy_closed_forms():
 # -- dci_fast is not dci -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two DCIs at 2,000 points (5 s)
 def test_dci_fast_is_close_to_dci_but_not_equal():
     """Measured on every dlib fixture: |dci_fast - dlib's dci| <= 0.08 (duplicated codes: completeness)."""
     ref_json, a = load_case("dsprites_duplicate_n1000")

@@ -301,6 +301,7 @@ def test_packed_runs_equal_their_alone_runs(tmp_path, images):
     assert abs(packed[0].final["loss"] - packed[1].final["loss"]) > 1e-3 * abs(packed[0].final["loss"])
 
 
+@pytest.mark.slow  # 5 s; the pair tests resume from a pack's checkpoints by default
 def test_packed_checkpoints_resume_exactly_in_a_pack_or_alone(tmp_path, images):
     specs = [spec("beta_vae", 3, steps=30, beta=4.0, checkpoint_every=10), spec("dip_vae_i", 4, steps=30)]
     reference = train_runs(specs, images, CPU, [tmp_path / f"ref{i}.pt" for i in range(2)])

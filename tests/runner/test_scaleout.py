@@ -423,6 +423,7 @@ def test_shards_partition_the_plan(shipped_specs, suite, pack):
         assert max(sizes) - min(sizes) <= 1  # round robin
 
 
+@pytest.mark.slow  # two CLI subprocesses (5 s)
 def test_the_plan_is_the_same_in_two_fresh_processes_and_pack_ids_hash_their_runs(tmp_path):
     args = ("plan", "--suite", "quick", "--pack", "3", "--json", "--no-estimate", "--device", "cpu")
     procs = [
@@ -495,6 +496,7 @@ def test_a_claim_excludes_other_processes_and_a_killed_holders_claim_is_recovere
     assert answer == "held" and nxt.wait(timeout=30) == 0
 
 
+@pytest.mark.slow  # a claim-holding process beside a sweep (6 s)
 def test_status_after_a_local_run_and_a_claimed_run_is_not_trained_twice(toy_suite, tmp_path):
     """vae is recorded, scaleout_nan fails, beta_vae is claimed by another process: left to it."""
     suite = write_suite(
@@ -570,6 +572,7 @@ def test_slurm_without_submitit_names_the_extra(monkeypatch):
         get_backend("slurm", BackendOptions())
 
 
+@pytest.mark.slow  # a CLI subprocess (4 s); test_slurm_without_submitit_names_the_extra runs by default
 def test_slurm_without_submitit_exits_2_naming_the_extra(toy_suite, tmp_path):
     out = tmp_path / "out"
     code = (
