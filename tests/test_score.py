@@ -399,6 +399,7 @@ def test_a_codes_only_suite_leaves_the_posterior_metrics_out_and_says_why(factor
         score_representation(load_representation(factors), "dsprites", metrics=["mig_chen"])
 
 
+@pytest.mark.slow  # 5 s: three datasets scored
 def test_the_datasets_metric_settings_apply_as_for_the_runner(dsprites, factors):
     """Chen et al.'s MIG leaves dSprites' shape out (the metric's dataset settings), as the runner does."""
     from benchmarks.runner.evaluate import CachedEncoder, IndexSampler

@@ -111,7 +111,16 @@ def test_cheap_metrics_two_seeds(metric, representation):
     check_band(metric, representation, results)
 
 
-@pytest.mark.parametrize("representation", ["identity_plus5noise", "rotation", "noisy_strong", "zeros"])
+@pytest.mark.parametrize(
+    "representation",
+    [
+        "rotation",
+        "zeros",
+        # the other two with the slow tests (test_full_protocol has every seed of every case)
+        pytest.param("identity_plus5noise", marks=pytest.mark.slow),
+        pytest.param("noisy_strong", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("metric", CLASSIFIERS)
 def test_classifier_metrics_one_seed(metric, representation):
     check_seed(metric, representation, 0, run(metric, representation, 0))

@@ -271,6 +271,7 @@ def test_same_seed_same_numbers(toy_suite, tmp_path):
     assert [comparable(r) for r in records(a).values()] == [comparable(r) for r in records(b).values()]
 
 
+@pytest.mark.slow  # two sweeps (4 s); tests/runner/test_packing.py checks packed against alone by default
 def test_packed_sweep_records_every_run_like_alone(toy_suite, tmp_path):
     """--pack 2 trains vae and beta_vae as one pack; each record matches training it alone."""
     alone, packed = tmp_path / "alone", tmp_path / "packed"
