@@ -430,13 +430,14 @@ def _grow_tree(
                 sum_right = sum_total - sum_left
                 # MSE.proxy_impurity_improvement: the same operations, so the same rounding.
                 proxy = sum_left * sum_left / n_left + sum_right * sum_right / n_right
-                if exact:
-                    top_exact = max(top_exact, proxy)
-                elif proxy > top_inexact:
-                    second_inexact = top_inexact
-                    top_inexact = proxy
-                elif proxy > second_inexact:
-                    second_inexact = proxy
+                if certify:  # the margins' bookkeeping; none on the plain scan (DCI's, the replay's)
+                    if exact:
+                        top_exact = max(top_exact, proxy)
+                    elif proxy > top_inexact:
+                        second_inexact = top_inexact
+                        top_inexact = proxy
+                    elif proxy > second_inexact:
+                        second_inexact = proxy
                 if proxy > best_proxy:
                     best_exact = exact
                     best_proxy = proxy
@@ -815,12 +816,14 @@ def fit_gradient_boosting(
     # every stage, so the order in which a sort leaves them cannot change any sum: the replay
     # of scikit-learn's sort is needed only where a value is shared by samples that are not
     # twins (duplicates drawn with replacement are twins; codes that collide are not).
-    row_bits = np.ascontiguousarray(np.c_[x.view(np.int32), encoded.astype(np.int32)])
-    twin = np.unique(row_bits, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
     # (F, N): each feature's samples in ascending order; "stable" sums equal values in sample
-    # order and never replays the sort, "sklearn" groups them by twin to find the non-twin ties.
+    # order and never replays the sort (no twins needed), "sklearn" groups them by twin to find
+    # the non-twin ties.
+    twin = np.zeros(n_samples, np.int64)
     presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
     if tie_order == "sklearn":
+        row_bits = np.ascontiguousarray(np.c_[x.view(np.int32), encoded.astype(np.int32)])
+        twin = np.unique(row_bits, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
         presorted = np.stack([np.lexsort((twin, values)) for values in xt]).astype(np.int32)
     group_feature, group_offset, group_member = _tie_groups(xt, presorted, twin, tie_order == "sklearn")
     neg_gradient = np.empty((n_trees, n_samples))
