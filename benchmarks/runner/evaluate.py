@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
+from benchmarks.runner.first_conv import FirstConvCheck, first_conv_relu, fusable
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
@@ -120,20 +121,29 @@ def _parameters(name: str) -> Mapping[str, inspect.Parameter]:
     return inspect.signature(get_metric(name).function).parameters
 
 
-def encode_for_scoring(model: VAE | Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def encode_for_scoring(
+    model: VAE | Any, x: torch.Tensor, first_conv: FirstConvCheck | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``model.encode(x)``, its ReLUs applied in place where the encoder is a plain ``nn.Sequential``.
 
     ReLU is exact (max(x, 0)), so in place gives the same codes to the bit, and saves writing a
     second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
-    10-25% faster encoding on a 2-core CPU. Only without autograd, and only for the core's own
-    ``encode``; anything else is encoded by its ``encode``.
+    10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
+    first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
+    checked against PyTorch's on each input shape's first pass (the encoding 1.14x faster on a
+    2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
+    own ``encode``; anything else is encoded by its ``encode``.
     """
     plain = type(model).encode is VAE.encode and type(getattr(model, "encoder", None)) is torch.nn.Sequential
     if torch.is_grad_enabled() or not plain:
         return model.encode(x)
-    encoder = model.encoder
+    layers = list(model.encoder)
     h = x  # (B, C, H, W)
-    for layer in encoder:
+    fuse = first_conv is not None and len(layers) > 1 and type(layers[1]) is torch.nn.ReLU
+    if fuse and fusable(layers[0], x):
+        h = first_conv_relu(layers[0], x, first_conv)  # (B, C', H', W'), ReLU applied
+        layers = layers[2:]
+    for layer in layers:
         h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
     mean, logvar = h.chunk(2, dim=1)  # (B, D) each, as VAE.encode
     return mean, logvar
@@ -223,6 +233,8 @@ class CachedEncoder:
     ):
         self.model, self.dataset, self.device, self.encode_batch = model, dataset, device, encode_batch
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # The fused first convolution is for the default (contiguous) path; channels_last is PyTorch's own.
+        self.first_conv = None if channels_last else FirstConvCheck()
         # (N, [mean, logvar], D) in the encoder's own precision (float32: half the memory of float64,
         # the same values), allocated at the first batch; read out as float64, as the metrics get them
         self.posterior: np.ndarray | None = None
@@ -253,7 +265,8 @@ class CachedEncoder:
         for batch in forward_batches(len(todo), self.device, self.encode_batch):
             chunk = todo[batch]
             x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
-            mean, logvar = encode_for_scoring(self.model, x.contiguous(memory_format=self.memory_format))
+            x = x.contiguous(memory_format=self.memory_format)
+            mean, logvar = encode_for_scoring(self.model, x, self.first_conv)
             mean = mean.cpu().numpy()
             if self.posterior is None:
                 self.posterior = np.zeros((len(self.dataset), 2, mean.shape[1]), dtype=mean.dtype)
@@ -304,6 +317,7 @@ class ObservationEncoder:
     ):
         self.model, self.device, self.encode_batch = model, device, encode_batch
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.first_conv = None if channels_last else FirstConvCheck()
         self.encoded = 0
         self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
 
@@ -315,7 +329,8 @@ class ObservationEncoder:
         for batch in forward_batches(len(images), self.device, self.encode_batch):
             x = images[batch].to(self.device)
             x = to_float(x) if x.dtype == torch.uint8 else x.float()
-            mean, logvar = encode_for_scoring(self.model, x.contiguous(memory_format=self.memory_format))
+            x = x.contiguous(memory_format=self.memory_format)
+            mean, logvar = encode_for_scoring(self.model, x, self.first_conv)
             means.append(mean.double().cpu().numpy())
             logvars.append(
                 np.full(means[-1].shape, np.nan) if logvar is None else logvar.double().cpu().numpy()

@@ -19,6 +19,7 @@ from benchmarks.runner.evaluate import (
     forward_batches,
 )
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
+from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.provenance import usable_cores
 from vae_zoo import create_model
 from vaebench.errors import UserError
@@ -141,20 +142,24 @@ def test_passes_of_256_give_the_codes_of_the_recorded_1024_image_passes_on_this_
 ):
     """What FORWARD_BATCH rests on: each image's code does not depend on a batch of 256 or more.
 
-    And the runner's own forward pass (``encode_for_scoring``, ReLUs in place) gives the same codes.
+    And the runner's own forward pass (``encode_for_scoring``, ReLUs in place, a 1-channel first
+    convolution fused with its ReLU) gives the same codes, to the bit.
     """
     torch.manual_seed(0)
     model = create_model("vae", architecture=architecture, in_channels=channels, latent_dim=10).eval()
     x = (torch.rand(1024 + 600, channels, 64, 64, generator=torch.Generator().manual_seed(1)) < 0.2).float()
     with torch.inference_mode():
         recorded = torch.cat([torch.cat(model.encode(x[i : i + 1024]), 1) for i in range(0, len(x), 1024)])
-        passes = torch.cat(
-            [
-                torch.cat(encode_for_scoring(model, x[p]), 1)
-                for p in forward_batches(len(x), torch.device("cpu"))
-            ]
-        )
-        assert torch.equal(passes, recorded)
+        for first_conv in (None, FirstConvCheck()):
+            passes = torch.cat(
+                [
+                    torch.cat(encode_for_scoring(model, x[p], first_conv), 1)
+                    for p in forward_batches(len(x), torch.device("cpu"))
+                ]
+            )
+            assert torch.equal(passes.view(torch.int32), recorded.view(torch.int32))
+        if channels == 1:  # both pass shapes were checked, agreed, and the fused layer ran after
+            assert list(first_conv.agrees.values()) == [True, True]
         unchanged = x.clone()
         encode_for_scoring(model, x[:8])
         assert torch.equal(x, unchanged)  # in place only on the encoder's own activations

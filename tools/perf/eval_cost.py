@@ -20,7 +20,7 @@ splits.
 2. **Encoding** alone, on 16,384 grid points: images/s and the share of the
    machine's fp32 matmul rate (a 2,048 x 2,048 product, same threads), for the
    model's own ``encode`` in the recorded 1,024-image passes, the runner's
-   (``encode_for_scoring``: ReLUs in place; passes of 256 on a CPU) and faster
+   (``encode_for_scoring``: ReLUs in place; the first convolution fused; passes of 256 on a CPU) and faster
    settings; whether each gives the model's codes to the bit.
 3. **Against a dlib-style evaluation**, paired: both at ``--fraction`` of the
    study's sizes (train, test and vote counts scaled; the downstream task keeps
@@ -66,6 +66,7 @@ from benchmarks.runner.evaluate import (
     evaluate_encoder,
     metric_entry,
 )
+from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.protocol import load_reference
 from benchmarks.runner.records import read_record
 from benchmarks.runner.suite import expand_suite, load_suite
@@ -266,24 +267,28 @@ def encode_rates(model, dataset, device, repeats: int) -> dict[str, Any]:
     fast.load_state_dict(model.state_dict())
     fast = fast.to(device=device, memory_format=torch.channels_last)
 
-    def run(net, batch, mode, channels_last=False, encode=encode_for_scoring):
+    def run(net, batch, mode, channels_last=False, encode=encode_for_scoring, fused=False):
         context = torch.inference_mode if mode == "inference_mode" else torch.no_grad
+        first_conv = FirstConvCheck() if fused else None  # one per encoding, as the runner's encoders
         parts = []
         with context():
             for start in range(0, len(images), batch):
                 x = images[start : start + batch]
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                parts.append(encode(net, x)[0])
+                parts.append(encode(net, x, first_conv)[0])
         return torch.cat(parts).cpu().numpy()
 
-    def not_in_place(net, x):
+    def not_in_place(net, x, first_conv):
         return net.encode(x)
 
     settings = {
         "model.encode (no_grad, batch 1024)": lambda: run(model, 1024, "no_grad", encode=not_in_place),
         "the runner's (no_grad, ReLU in place, batch 1024)": lambda: run(model, 1024, "no_grad"),
-        "the runner's on a CPU (passes of 256)": lambda: run(model, FORWARD_BATCH, "no_grad"),
+        "ReLU in place, passes of 256": lambda: run(model, FORWARD_BATCH, "no_grad"),
+        "the runner's on a CPU (passes of 256, first convolution fused)": lambda: run(
+            model, FORWARD_BATCH, "no_grad", fused=True
+        ),
         "inference_mode, batch 1024": lambda: run(model, 1024, "inference_mode"),
         "channels_last, batch 1024": lambda: run(fast, 1024, "inference_mode", channels_last=True),
     }
