@@ -336,7 +336,7 @@ def _encodes(settings, factor_sizes) -> int:
 
 
 #: Measured at the study's settings on dSprites (results/perf/eval_cost_cpu.md; FitCost).
-_FIT_COST = {"lr": FitCost(22.14, per_class=True), "gbt": FitCost(40.88, per_class=True)}
+_FIT_COST = {"lr": FitCost(18.74, per_class=True), "gbt": FitCost(34.12, per_class=True)}
 
 
 def _register(short: str):
