@@ -20,6 +20,8 @@ Executing one pack
     ``train``      the one training loop and its networks behind the ``Network`` protocol (an
                    extension point: ``SingleNetwork``, ``StackedNetwork``).
     ``evaluate``   scoring a trained model with the metrics.
+    ``encoding``   the encoder's forward passes as the records need them; on a CPU as sub-passes
+                   side by side, one thread each, checked bit for bit against whole passes.
     ``first_conv`` a 1-channel first convolution and its ReLU in oneDNN's order (the same codes,
                    faster on a CPU), checked against PyTorch's per input shape.
     ``data``       datasets and training images loaded once per process.

@@ -21,7 +21,8 @@ from functools import cache
 import torch
 
 from benchmarks.datasets import TrainingImages, get_dataset_class
-from benchmarks.runner.evaluate import FORWARD_BATCH, SUMMARY_POINTS, encode_for_scoring, metric_entry
+from benchmarks.runner.encoding import FORWARD_BATCH, PassCheck, encode_passes
+from benchmarks.runner.evaluate import SUMMARY_POINTS, metric_entry
 from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.plan import pack_key
 from benchmarks.runner.spec import RunSpec
@@ -83,17 +84,20 @@ def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dic
 @cache
 def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device: torch.device) -> float:
     model = create_model(model_name, **dict(config)).to(device).eval()
-    x = torch.rand(FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.rand(2 * FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+    passes = [slice(0, FORWARD_BATCH), slice(FORWARD_BATCH, len(x))]
     best = math.inf
-    first_conv = FirstConvCheck()  # as the runner's encoders: the first pass also checks the fused layer
+    # As the runner's encoders: the first pass checks the fused layer and the passes side by side.
+    first_conv, check = FirstConvCheck(), PassCheck() if device.type == "cpu" else None
     with torch.inference_mode():
         for _ in range(3):  # the first warms up
             started = time.perf_counter()
-            encode_for_scoring(model, x, first_conv)
+            for _ in encode_passes(model, passes, lambda batch: x[batch], first_conv, check):
+                pass
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             best = min(best, time.perf_counter() - started)
-    return best / FORWARD_BATCH
+    return best / len(x)
 
 
 def seconds_per_image(spec: RunSpec, device: torch.device) -> float:

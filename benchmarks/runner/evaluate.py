@@ -38,7 +38,13 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
-from benchmarks.runner.first_conv import FirstConvCheck, first_conv_relu, fusable
+from benchmarks.runner.encoding import (
+    TRIM_AFTER_IMAGES,
+    PassCheck,
+    encode_passes,
+    forward_batches,
+)
+from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
@@ -63,17 +69,6 @@ __all__ = [
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 8)
 #: Points of the shared sample behind the record's MI matrix and per-latent KL.
 SUMMARY_POINTS = 2000
-#: The encoder's batches the records were made with: each 1,024-image chunk of what is to encode is
-#: one forward pass. On a CPU a chunk runs as passes of FORWARD_BATCH (``forward_batches``).
-RECORDED_BATCH = 1024
-#: On a CPU, passes of 256 images are 10-40% faster than of 1,024 (cache-sized activations) and give
-#: the same codes: oneDNN's convolutions compute each image alike at every batch of 256 or more
-#: (checked for every architecture, 1 and 3 channels, batches 256-4,096; tests/runner/
-#: test_evaluation_options.py checks it on the machine it runs on). Below 256 they may not.
-FORWARD_BATCH = 256
-#: An encoded batch at least this large gives its freed activations back to the OS (a trim costs about a
-#: millisecond; the small batches of a metric that encodes point by point are not worth one each).
-TRIM_AFTER_IMAGES = 256
 
 
 @dataclass(frozen=True)
@@ -119,55 +114,6 @@ DEFAULT_OPTIONS = EvaluationOptions()
 
 def _parameters(name: str) -> Mapping[str, inspect.Parameter]:
     return inspect.signature(get_metric(name).function).parameters
-
-
-def encode_for_scoring(
-    model: VAE | Any, x: torch.Tensor, first_conv: FirstConvCheck | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``model.encode(x)``, its ReLUs applied in place where the encoder is a plain ``nn.Sequential``.
-
-    ReLU is exact (max(x, 0)), so in place gives the same codes to the bit, and saves writing a
-    second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
-    10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
-    first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
-    checked against PyTorch's on each input shape's first pass (the encoding 1.14x faster on a
-    2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
-    own ``encode``; anything else is encoded by its ``encode``.
-    """
-    plain = type(model).encode is VAE.encode and type(getattr(model, "encoder", None)) is torch.nn.Sequential
-    if torch.is_grad_enabled() or not plain:
-        return model.encode(x)
-    layers = list(model.encoder)
-    h = x  # (B, C, H, W)
-    fuse = first_conv is not None and len(layers) > 1 and type(layers[1]) is torch.nn.ReLU
-    if fuse and fusable(layers[0], x):
-        h = first_conv_relu(layers[0], x, first_conv)  # (B, C', H', W'), ReLU applied
-        layers = layers[2:]
-    for layer in layers:
-        h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
-    mean, logvar = h.chunk(2, dim=1)  # (B, D) each, as VAE.encode
-    return mean, logvar
-
-
-def forward_batches(n: int, device: torch.device, batch: int | None = None) -> list[slice]:
-    """The forward passes (slices of ``range(n)``) that encode ``n`` images with the recorded codes.
-
-    On a CPU, passes of FORWARD_BATCH giving the codes of the recorded 1,024-image passes; elsewhere
-    the recorded passes themselves. Each 1,024-image chunk (the remainder chunk too) is cut into
-    passes of FORWARD_BATCH, the last taking the chunk's remainder (so every pass of a chunk of 256
-    or more holds at least 256 images); a chunk under 256 stays one pass, as it was.
-    """
-    if batch is not None:  # a named option (EvaluationOptions.encode_batch): passes of exactly that size
-        return [slice(start, min(start + batch, n)) for start in range(0, n, batch)]
-    passes = []
-    for start in range(0, n, RECORDED_BATCH):
-        stop = min(start + RECORDED_BATCH, n)
-        if device.type != "cpu" or stop - start < 2 * FORWARD_BATCH:
-            passes.append(slice(start, stop))
-            continue
-        cuts = list(range(start, stop - FORWARD_BATCH + 1, FORWARD_BATCH))  # each >= 256 to the next cut
-        passes += [slice(a, b) for a, b in zip(cuts, [*cuts[1:], stop])]
-    return passes
 
 
 @dataclass
@@ -235,6 +181,7 @@ class CachedEncoder:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # The fused first convolution is for the default (contiguous) path; channels_last is PyTorch's own.
         self.first_conv = None if channels_last else FirstConvCheck()
+        self.passes = PassCheck() if device.type == "cpu" else None  # passes side by side, where the same
         # (N, [mean, logvar], D) in the encoder's own precision (float32: half the memory of float64,
         # the same values), allocated at the first batch; read out as float64, as the metrics get them
         self.posterior: np.ndarray | None = None
@@ -262,11 +209,15 @@ class CachedEncoder:
     @torch.no_grad()
     def _fill(self, indices: np.ndarray) -> None:
         todo = np.unique(indices[~self.done[indices]])
-        for batch in forward_batches(len(todo), self.device, self.encode_batch):
+
+        def load(batch: slice) -> torch.Tensor:  # (B, C, H, W) float32 on the device
+            x = to_float(torch.from_numpy(self.dataset.images_at(todo[batch])).to(self.device))
+            return x.contiguous(memory_format=self.memory_format)
+
+        passes = forward_batches(len(todo), self.device, self.encode_batch)
+        untrimmed = 0
+        for batch, mean, logvar in encode_passes(self.model, passes, load, self.first_conv, self.passes):
             chunk = todo[batch]
-            x = to_float(torch.from_numpy(self.dataset.images_at(chunk)).to(self.device))
-            x = x.contiguous(memory_format=self.memory_format)
-            mean, logvar = encode_for_scoring(self.model, x, self.first_conv)
             mean = mean.cpu().numpy()
             if self.posterior is None:
                 self.posterior = np.zeros((len(self.dataset), 2, mean.shape[1]), dtype=mean.dtype)
@@ -274,9 +225,11 @@ class CachedEncoder:
             self.posterior[chunk, 1] = np.nan if logvar is None else logvar.cpu().numpy()
             self.done[chunk] = True
             self.encoded += len(chunk)
-            del x, mean, logvar
-            if len(chunk) >= TRIM_AFTER_IMAGES:  # its activations (~0.3 MB an image) are not kept as RSS
+            del mean, logvar
+            untrimmed += len(chunk)
+            if untrimmed >= TRIM_AFTER_IMAGES:  # their activations (~0.3 MB an image) are not kept as RSS
                 release_freed_memory()
+                untrimmed = 0
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and logvar ``(n, D)`` float64 of the grid points ``indices``, encoded once each."""
@@ -318,6 +271,7 @@ class ObservationEncoder:
         self.model, self.device, self.encode_batch = model, device, encode_batch
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.first_conv = None if channels_last else FirstConvCheck()
+        self.passes = PassCheck() if device.type == "cpu" else None  # passes side by side, where the same
         self.encoded = 0
         self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
 
@@ -325,22 +279,29 @@ class ObservationEncoder:
     def posterior_of(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and logvar ``(n, D)`` float64 of ``observations`` ``(n, C, H, W)``."""
         images = torch.from_numpy(np.asarray(observations))
-        means, logvars = [], []
-        for batch in forward_batches(len(images), self.device, self.encode_batch):
+
+        def load(batch: slice) -> torch.Tensor:  # (B, C, H, W) float32 on the device
             x = images[batch].to(self.device)
             x = to_float(x) if x.dtype == torch.uint8 else x.float()
-            x = x.contiguous(memory_format=self.memory_format)
-            mean, logvar = encode_for_scoring(self.model, x, self.first_conv)
-            means.append(mean.double().cpu().numpy())
-            logvars.append(
-                np.full(means[-1].shape, np.nan) if logvar is None else logvar.double().cpu().numpy()
-            )
-            n_batch = len(x)
-            del x, mean, logvar
-            if n_batch >= TRIM_AFTER_IMAGES:
+            return x.contiguous(memory_format=self.memory_format)
+
+        mean_out, logvar_out = None, None
+        passes = forward_batches(len(images), self.device, self.encode_batch)
+        untrimmed = 0
+        for batch, mean, logvar in encode_passes(self.model, passes, load, self.first_conv, self.passes):
+            if mean_out is None:
+                mean_out = np.empty((len(images), mean.shape[1]))
+                logvar_out = np.full((len(images), mean.shape[1]), np.nan)
+            mean_out[batch] = mean.double().cpu().numpy()
+            if logvar is not None:
+                logvar_out[batch] = logvar.double().cpu().numpy()
+            del mean, logvar
+            untrimmed += batch.stop - batch.start
+            if untrimmed >= TRIM_AFTER_IMAGES:
                 release_freed_memory()
+                untrimmed = 0
         self.encoded += len(images)
-        return np.concatenate(means), np.concatenate(logvars)
+        return mean_out, logvar_out
 
     def mean_of(self, observations: np.ndarray) -> np.ndarray:
         """The posterior mean ``(n, D)`` of ``observations``."""

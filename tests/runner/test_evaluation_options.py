@@ -12,12 +12,8 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.datasets import load_dataset
-from benchmarks.runner.evaluate import (
-    EvaluationOptions,
-    encode_for_scoring,
-    evaluate_encoder,
-    forward_batches,
-)
+from benchmarks.runner.encoding import encode_for_scoring, forward_batches
+from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
 from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.provenance import usable_cores

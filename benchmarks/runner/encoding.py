@@ -1,0 +1,229 @@
+"""How the runner runs an encoder on images for scoring: the passes, and each pass, as the records need them.
+
+A record's codes were made by forward passes over chunks of RECORDED_BATCH images. On a CPU the
+runner gets the same codes, bit for bit, faster, in three ways, each checked where it is not exact:
+
+* passes of FORWARD_BATCH images (``forward_batches``): oneDNN computes each image alike in any
+  batch of 256 or more (tests/runner/test_evaluation_options.py checks it on the machine it runs on);
+* the encoder's ReLUs in place and a 1-channel first convolution fused with its ReLU
+  (``encode_for_scoring``; ``first_conv`` checks the fused layer against PyTorch per input shape);
+* passes side by side, one thread each (``encode_passes``): on 2 cores two single-threaded passes
+  encode about 1.2-1.3x as many images a second as one pass on two threads (oneDNN's convolutions
+  on a few hundred images scale poorly across threads). The numbers of a pass can depend on the
+  threads computing it (on a 2-core Xeon, passes of 16-100 images do, passes of 255 and more do
+  not), so the first pass of each size is computed both ways and compared bit for bit
+  (``PassCheck``); a size that differs runs on all threads, as it always did.
+
+Where a faster setting does change the last bits (channels_last, another pass size), it is a named
+option (``evaluate.EvaluationOptions``), never a default.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from benchmarks.runner.first_conv import FirstConvCheck, first_conv_relu, fusable
+from vae_zoo import VAE
+
+__all__ = [
+    "FORWARD_BATCH",
+    "RECORDED_BATCH",
+    "TRIM_AFTER_IMAGES",
+    "PassCheck",
+    "encode_for_scoring",
+    "SIDE_BY_SIDE_BATCH",
+    "encode_passes",
+    "forward_batches",
+    "sub_passes",
+]
+
+#: The encoder's batches the records were made with: each 1,024-image chunk of what is to encode is
+#: one forward pass. On a CPU a chunk runs as passes of FORWARD_BATCH (``forward_batches``).
+RECORDED_BATCH = 1024
+#: On a CPU, passes of 256 images are 10-40% faster than of 1,024 (cache-sized activations) and give
+#: the same codes: oneDNN's convolutions compute each image alike at every batch of 256 or more
+#: (checked for every architecture, 1 and 3 channels, batches 256-4,096; tests/runner/
+#: test_evaluation_options.py checks it on the machine it runs on). Below 256 they may not.
+FORWARD_BATCH = 256
+#: Every this many images encoded, their freed activations go back to the OS (a trim costs about a
+#: millisecond; the small batches of a metric that encodes point by point are not worth one each).
+TRIM_AFTER_IMAGES = 256
+
+
+def encode_for_scoring(
+    model: VAE | Any, x: torch.Tensor, first_conv: FirstConvCheck | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model.encode(x)``, its ReLUs applied in place where the encoder is a plain ``nn.Sequential``.
+
+    ReLU is exact (max(x, 0)), so in place gives the same codes to the bit, and saves writing a
+    second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
+    10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
+    first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
+    checked against PyTorch's on each input shape's first pass (the encoding 1.14x faster on a
+    2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
+    own ``encode``; anything else is encoded by its ``encode``.
+    """
+    plain = type(model).encode is VAE.encode and type(getattr(model, "encoder", None)) is torch.nn.Sequential
+    if torch.is_grad_enabled() or not plain:
+        return model.encode(x)
+    layers = list(model.encoder)
+    h = x  # (B, C, H, W)
+    fuse = first_conv is not None and len(layers) > 1 and type(layers[1]) is torch.nn.ReLU
+    if fuse and fusable(layers[0], x):
+        h = first_conv_relu(layers[0], x, first_conv)  # (B, C', H', W'), ReLU applied
+        layers = layers[2:]
+    for layer in layers:
+        h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
+    mean, logvar = h.chunk(2, dim=1)  # (B, D) each, as VAE.encode
+    return mean, logvar
+
+
+def forward_batches(n: int, device: torch.device, batch: int | None = None) -> list[slice]:
+    """The forward passes (slices of ``range(n)``) that encode ``n`` images with the recorded codes.
+
+    On a CPU, passes of FORWARD_BATCH giving the codes of the recorded 1,024-image passes; elsewhere
+    the recorded passes themselves. Each 1,024-image chunk (the remainder chunk too) is cut into
+    passes of FORWARD_BATCH, the last taking the chunk's remainder (so every pass of a chunk of 256
+    or more holds at least 256 images); a chunk under 256 stays one pass, as it was.
+    """
+    if batch is not None:  # a named option (EvaluationOptions.encode_batch): passes of exactly that size
+        return [slice(start, min(start + batch, n)) for start in range(0, n, batch)]
+    passes = []
+    for start in range(0, n, RECORDED_BATCH):
+        stop = min(start + RECORDED_BATCH, n)
+        if device.type != "cpu" or stop - start < 2 * FORWARD_BATCH:
+            passes.append(slice(start, stop))
+            continue
+        cuts = list(range(start, stop - FORWARD_BATCH + 1, FORWARD_BATCH))  # each >= 256 to the next cut
+        passes += [slice(a, b) for a, b in zip(cuts, [*cuts[1:], stop])]
+    return passes
+
+
+#: A pass's codes: mean (B, D) and logvar (B, D) or None.
+Codes = tuple[torch.Tensor, torch.Tensor | None]
+#: On a CPU, a pass runs as sub-passes of this many images side by side, one thread each (the last
+#: takes the remainder). On a 2-core Xeon, dlib_conv on dSprites: 14,400 images/s against 7,000-8,400
+#: for passes of 256 on two threads, the same codes (16 to 64 ran alike; one thread on 8 images did not).
+SIDE_BY_SIDE_BATCH = 32
+
+
+class PassCheck:
+    """Which sub-pass sizes give, on one thread, the bits their images get in a pass on all threads.
+
+    ``agrees[(size, threads)]``: a sub-pass of ``size`` images was computed on one thread and
+    compared, bit for bit (mean and logvar), with its images' codes in a whole pass on ``threads``
+    threads. A pass of FORWARD_BATCH or more whose sub-pass sizes all agree runs side by side; any
+    other pass runs whole on all threads. One per encoding (``CachedEncoder``,
+    ``ObservationEncoder``): a model, its input shape and memory format.
+    """
+
+    def __init__(self) -> None:
+        self.agrees: dict[tuple[int, int], bool] = {}
+
+
+def sub_passes(batch: slice, size: int = SIDE_BY_SIDE_BATCH) -> list[slice]:
+    """``batch`` cut into slices of ``size``, the last taking the remainder (a short batch stays whole)."""
+    cuts = list(range(batch.start, batch.stop - size + 1, size)) or [batch.start]
+    return [slice(a, b) for a, b in zip(cuts, [*cuts[1:], batch.stop])]
+
+
+def _same_bits(a: Codes, b: Codes) -> bool:
+    bits_a = [t.contiguous().view(torch.int32) for t in a if t is not None]
+    bits_b = [t.contiguous().view(torch.int32) for t in b if t is not None]
+    return len(bits_a) == len(bits_b) and all(torch.equal(x, y) for x, y in zip(bits_a, bits_b))
+
+
+def _single_threaded(model: VAE | Any, load: Callable[[slice], torch.Tensor], first_conv, inference: bool):
+    """A pass in a pool thread (set to one thread by the pool's initializer), under the caller's grad mode."""
+
+    def encode(batch: slice) -> Codes:
+        with torch.inference_mode() if inference else torch.no_grad():
+            return encode_for_scoring(model, load(batch), first_conv)
+
+    return encode
+
+
+def _one_thread_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+
+def _split(passes: list[slice], check: PassCheck, threads: int) -> tuple[list, list]:
+    """The passes that check sub-pass sizes not yet checked (a first pass for each), and the rest.
+
+    Only passes of FORWARD_BATCH or more are split: their images' codes do not depend on the pass
+    (``FORWARD_BATCH``), so a sub-pass size checked in one pass holds in every other.
+    """
+    checking, rest, pending = [], [], set()
+    for batch in passes:
+        sizes = {(s.stop - s.start, threads) for s in sub_passes(batch)}
+        new = sizes - check.agrees.keys() - pending
+        if batch.stop - batch.start >= FORWARD_BATCH and new:
+            checking.append(batch)
+            pending |= sizes
+        else:
+            rest.append(batch)
+    return checking, rest
+
+
+def encode_passes(
+    model: VAE | Any,
+    passes: list[slice],
+    load: Callable[[slice], torch.Tensor],
+    first_conv: FirstConvCheck | None = None,
+    check: PassCheck | None = None,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+    """``(slice, mean, logvar)`` over ``passes``: the codes ``encode_for_scoring`` gives, in no fixed order.
+
+    ``load(slice)`` gives those images ``(B, C, H, W)`` on the device. With ``check`` (a CPU
+    encoding, no autograd, two or more torch threads), a pass of FORWARD_BATCH or more whose
+    ``sub_passes`` sizes the check found bit-identical runs as those sub-passes side by side, one
+    thread each, as many at once as torch has threads; the first pass with a size not yet checked
+    runs whole and is checked. Every other pass runs whole on all threads. Either way every image
+    gets the codes its pass gets from ``encode_for_scoring`` on all threads.
+    """
+    threads = torch.get_num_threads()
+    if check is None or threads < 2 or torch.is_grad_enabled():
+        for batch in passes:
+            yield (batch, *encode_for_scoring(model, load(batch), first_conv))
+        return
+    one_thread = _single_threaded(model, load, first_conv, torch.is_inference_mode_enabled())
+    checking, rest = _split(passes, check, threads)
+    try:
+        # A checking pass whole on all threads (its codes), then as sub-passes on one thread each.
+        references = [(batch, encode_for_scoring(model, load(batch), first_conv)) for batch in checking]
+        with _one_thread_pool(threads) as pool:
+            for batch, (mean, logvar) in references:
+                for sub, codes in zip(sub_passes(batch), pool.map(one_thread, sub_passes(batch))):
+                    rows = slice(sub.start - batch.start, sub.stop - batch.start)
+                    same = _same_bits(codes, (mean[rows], None if logvar is None else logvar[rows]))
+                    key = (sub.stop - sub.start, threads)
+                    check.agrees[key] = check.agrees.get(key, True) and same
+        torch.set_num_threads(threads)  # the pool's threads set the process-wide count (MKL's) to one
+        for batch, codes in references:
+            yield (batch, *codes)
+        del references
+        side_by_side = []
+        for batch in rest:
+            subs = sub_passes(batch)
+            if batch.stop - batch.start >= FORWARD_BATCH and all(
+                check.agrees[(s.stop - s.start, threads)] for s in subs
+            ):
+                side_by_side += subs
+            else:
+                yield (batch, *encode_for_scoring(model, load(batch), first_conv))
+        with _one_thread_pool(threads) as pool:
+            window: deque = deque()  # bounded: a few sub-passes' activations alive at a time
+            for batch in side_by_side:
+                window.append((batch, pool.submit(one_thread, batch)))
+                if len(window) >= 2 * threads:
+                    done, future = window.popleft()
+                    yield (done, *future.result())
+            for done, future in window:
+                yield (done, *future.result())
+    finally:
+        torch.set_num_threads(threads)
