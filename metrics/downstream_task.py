@@ -48,10 +48,12 @@ and Nehalem kernels dlib's own per-factor train accuracies move by up to 0.1
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
@@ -95,6 +97,25 @@ def _logistic_regression_cv() -> LogisticRegressionCV:
     )
 
 
+@contextlib.contextmanager
+def _unconverged_lbfgs_kept():
+    """dlib keeps lbfgs's result after scikit-learn's default 100 iterations; so do we, unwarned.
+
+    BLAS single-threaded: the fits never oversubscribe, and their threads (``n_jobs``) share the
+    cores. Entered in the calling thread only: ``warnings.catch_warnings`` is not thread-safe.
+    """
+    with warnings.catch_warnings(), single_threaded_blas():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _fit_predict_lr(
+    x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    model = _logistic_regression_cv().fit(x_train, y_train)
+    return model.predict(x_train), model.predict(x_eval)
+
+
 def _classifier_stream(classifier_rng: np.random.RandomState) -> object:
     """What ``fit_gradient_boosting(random_state=...)`` wraps in a RandomState: the stream's bit generator.
 
@@ -122,11 +143,8 @@ def fit_predict(
     advanced as scikit-learn advances it, so successive fits continue its stream.
     """
     if predictor == "logistic_regression_cv":
-        with warnings.catch_warnings(), single_threaded_blas():
-            # dlib keeps lbfgs's result after scikit-learn's default 100 iterations; so do we.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = _logistic_regression_cv().fit(x_train, y_train)
-            return model.predict(x_train), model.predict(x_eval)
+        with _unconverged_lbfgs_kept():
+            return _fit_predict_lr(x_train, y_train, x_eval)
     if implementation == "presorted" and HAVE_NUMBA:
         _, predicted_train, predicted_eval = fit_gradient_boosting(
             x_train,
@@ -186,7 +204,7 @@ def downstream_task_scores(
         classifier_rng: the trees' tie-breaking stream (dlib: numpy's global RNG), advanced fit after fit.
         implementation: trees grown by ``"presorted"`` (metrics.exact_gbt) or ``"sklearn"``.
         tie_order: exact_gbt's order of summing tied values; ``"sklearn"`` keeps scikit-learn's bits.
-        n_jobs: threads for a stage's per-class trees (presorted only).
+        n_jobs: threads over the factors' regressions (lr) or over a stage's per-class trees (gbt, presorted).
 
     A factor with a single value in ``factors_train`` (dlib's classifiers raise): NaN for that
     factor, with a MetricWarning.
@@ -198,6 +216,7 @@ def downstream_task_scores(
     classifier_rng = _check_classifier_rng(classifier_rng, np.random.RandomState(0))
     n_factors = factors_train.shape[1]
     acc_train, acc_test = np.full(n_factors, np.nan), np.full(n_factors, np.nan)
+    fitted = []
     for i in range(n_factors):
         if len(np.unique(factors_train[:, i])) < 2:
             warn(
@@ -205,6 +224,17 @@ def downstream_task_scores(
                 "(dlib's classifier raises) -> NaN"
             )
             continue
+        fitted.append(i)
+    if predictor == "logistic_regression_cv":  # independent fits: one factor per thread
+        with _unconverged_lbfgs_kept():
+            predictions = Parallel(n_jobs=n_jobs, backend="threading")(
+                delayed(_fit_predict_lr)(codes_train, factors_train[:, i], codes_test) for i in fitted
+            )
+        for i, (predicted_train, predicted_test) in zip(fitted, predictions):
+            acc_train[i] = np.mean(predicted_train == factors_train[:, i])
+            acc_test[i] = np.mean(predicted_test == factors_test[:, i])
+        return acc_train, acc_test
+    for i in fitted:  # the trees one factor after another: they continue one classifier_rng stream
         predicted_train, predicted_test = fit_predict(
             codes_train,
             factors_train[:, i],
@@ -276,7 +306,7 @@ def downstream_task(
             ``rng`` once every point is drawn.
         implementation: trees grown by ``"presorted"`` or ``"sklearn"`` (see :func:`downstream_task_scores`).
         tie_order: exact_gbt's order of summing tied values (see :func:`downstream_task_scores`).
-        n_jobs: threads for a stage's per-class trees (presorted only).
+        n_jobs: threads over the factors' regressions (lr) or over a stage's per-class trees (gbt, presorted).
 
     Returns ``{downstream_<lr|gbt>_<n>_<key>: float}`` in dlib's order of keys (see the module docstring).
     """
@@ -362,12 +392,14 @@ def downstream_task_lr(
     n_test: int = 5000,
     batch_size: int = 16,
     per_factor: bool = False,
+    n_jobs: int = 1,
 ) -> dict[str, float]:
     """Downstream task, logistic regression (dlib's logistic_regression_cv): accuracy per train size.
 
     :func:`downstream_task` with ``predictor="logistic_regression_cv"``; keys
     ``downstream_lr_<n>_{mean,min}_{train,test}_accuracy`` for each ``n`` in
-    ``train_sizes`` (per-factor keys with ``per_factor=True``).
+    ``train_sizes`` (per-factor keys with ``per_factor=True``). ``n_jobs``: threads over the
+    factors' regressions (the same result for any value).
     """
     return downstream_task(
         sampler,
@@ -378,6 +410,7 @@ def downstream_task_lr(
         n_test=n_test,
         batch_size=batch_size,
         per_factor=per_factor,
+        n_jobs=n_jobs,
     )
 
 

@@ -276,6 +276,28 @@ def test_downstream_task_single_class_factor_is_nan_with_a_warning():
     assert scores["downstream_lr_20_test_accuracy_factor_1"] == 1.0
 
 
+def test_downstream_task_lr_threads_give_the_same_scores_and_leave_the_warning_filters_alone():
+    """The factors' regressions on two threads: the bits of one thread, ConvergenceWarning still shown after.
+
+    The noisy codes leave lbfgs unconverged at 100 iterations (dlib keeps that result, unwarned).
+    """
+    case = "downstream_task__grid5__lrcv__identity_noise"
+    spec = load(case)
+    grid, rep = Grid(spec["factor_sizes"]), representation("identity_noise", "grid5")
+    filters = list(warnings.filters)
+    scores = [
+        downstream_task(grid, rep, np.random.RandomState(3), train_sizes=(400,), n_test=200, n_jobs=jobs)
+        for jobs in (1, 2)
+    ]
+    assert scores[0] == scores[1] and len(scores[0]) > 10
+    assert warnings.filters == filters
+    with (
+        pytest.warns(metrics.MetricWarning, match="factor 0 takes a single value"),
+        np.errstate(invalid="ignore"),
+    ):
+        downstream_task(Grid((1, 4, 3)), np.nan_to_num, np.random.RandomState(0), train_sizes=(20,), n_jobs=2)
+
+
 def test_downstream_task_presorted_trees_equal_sklearn():
     grid = Grid((3, 4))
     rep = representation("identity_noise", "grid3")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -27,7 +28,20 @@ FITTED = {
     "sap": {"n_train": 300, "n_test": 150, "batch_size": 50},
     "modularity_explicitness": {"n_train": 300, "n_test": 150, "batch_size": 50},
     "downstream_task_gbt": {"train_sizes": (50, 200), "n_test": 150, "batch_size": 50},
+    "downstream_task_lr": {"train_sizes": (50, 200), "n_test": 150, "batch_size": 50},
+    "fairness": {"n_train": 300, "n_test_per_class": 20, "batch_size": 50},
+    "mig_chen": {"grid_max_values": 4, "batch_size": 256, "n_samples": 100},
+    "dci_fast": {"n_train": 300, "n_test": 150, "batch_size": 50},
 }
+
+
+def test_every_metric_that_takes_n_jobs_is_among_those_checked():
+    from metrics import get_metric, list_metrics
+
+    takes = {
+        name for name in list_metrics() if "n_jobs" in inspect.signature(get_metric(name).function).parameters
+    }
+    assert takes == set(FITTED)
 
 
 def invoke(*args):
