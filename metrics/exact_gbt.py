@@ -832,8 +832,11 @@ def fit_gradient_boosting(
     # One splitter seed per tree, drawn in scikit-learn's order (stage by stage, class by class):
     # Splitter.init draws ``random_state.randint(0, RAND_R_MAX)``.
     seeds = np.random.RandomState(random_state).randint(0, 2147483647, size=(n_stages, n_trees))
-    chunks = [c for c in np.array_split(np.arange(n_trees, dtype=np.int64), min(n_jobs, n_trees)) if len(c)]
-    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+    # One tree per task when threaded: a thread takes the next class as it finishes one, so trees
+    # that cost more (a replayed sort) do not leave the other threads waiting for a fixed share.
+    workers = min(n_jobs, n_trees)
+    chunks = [np.arange(n_trees, dtype=np.int64)] if workers == 1 else [np.array([k]) for k in range(n_trees)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for stage in range(n_stages):
             _negative_gradient(raw_train, onehot, binary, neg_gradient)
             args = (x, xt, presorted, group_feature, group_offset, group_member, twin, neg_gradient, onehot)
