@@ -188,16 +188,16 @@ FitJobsArg = Annotated[
 EncodeBatchArg = Annotated[
     int | None,
     typer.Option(
-        help="Encode in forward passes of N images (default: the recorded 1,024-image passes' codes). "
-        "Smaller passes can be faster on a CPU, but the codes' last bits, and so possibly the scores, "
-        "differ from the default's. Recorded in the evaluation's provenance.",
+        help="Encode in whole forward passes of N images (default: the recorded 1,024-image passes' codes, "
+        "on a CPU as sub-passes side by side). The codes' last bits, and so possibly the scores, differ "
+        "from the default's. Recorded in the evaluation's provenance.",
     ),
 ]
 ChannelsLastArg = Annotated[
     bool,
     typer.Option(
         "--channels-last",
-        help="Encode in channels_last (about 1.3x faster on a CPU); the codes' last bits, and so possibly "
+        help="Encode in channels_last (faster on a CPU); the codes' last bits, and so possibly "
         "the scores, differ from the default's. Recorded in the evaluation's provenance.",
     ),
 ]

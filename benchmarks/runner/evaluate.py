@@ -79,10 +79,11 @@ class EvaluationOptions:
     SAP's and modularity's classifiers): every metric that takes ``n_jobs`` gets it unless its
     settings name one. Their results do not depend on it (tested); BLAS stays single-threaded
     inside the metrics, so the fits never oversubscribe. ``channels_last``: the encoder's
-    convolutions in NHWC (about 1.3x faster on a CPU); ``encode_batch``: forward passes of that
-    many images instead of the recorded ones (``forward_batches``; on a 2-core Xeon passes of 64
-    ran about 2.4x faster than of 1,024, results/perf/eval_cost_cpu.md). With either, the codes
-    differ in their last bits from the default's, so the scores may too.
+    convolutions in NHWC (faster on a CPU, results/perf/eval_cost_cpu.md's encoding table);
+    ``encode_batch``: whole forward passes of that many images on all threads instead of the
+    recorded ones (``forward_batches``; slower on a CPU than the default's passes side by side,
+    in that table). With either, the codes differ in their last bits from the default's, so the
+    scores may too.
     """
 
     fit_jobs: int = 1
