@@ -7,12 +7,14 @@ runner gets the same codes, bit for bit, faster, in three ways, each checked whe
   batch of 256 or more (tests/runner/test_evaluation_options.py checks it on the machine it runs on);
 * the encoder's ReLUs in place and a 1-channel first convolution fused with its ReLU
   (``encode_for_scoring``; ``first_conv`` checks the fused layer against PyTorch per input shape);
-* passes side by side, one thread each (``encode_passes``): on 2 cores two single-threaded passes
-  encode about 1.2-1.3x as many images a second as one pass on two threads (oneDNN's convolutions
-  on a few hundred images scale poorly across threads). The numbers of a pass can depend on the
-  threads computing it (on a 2-core Xeon, passes of 16-100 images do, passes of 255 and more do
-  not), so the first pass of each size is computed both ways and compared bit for bit
-  (``PassCheck``); a size that differs runs on all threads, as it always did.
+* each pass as sub-passes of SIDE_BY_SIDE_BATCH images side by side, one thread each
+  (``encode_passes``): oneDNN's convolutions on a few hundred images scale poorly across threads,
+  and a small pass keeps its activations in cache. On the 2-core Xeon of
+  results/perf/eval_cost_cpu.md's encoding table: 10,212 images/s against 5,560 for the same
+  passes whole on two threads (1.84x), the same codes. An image's codes can depend on the threads
+  and the batch computing it (there, one thread on 8 images differed from two threads on 256; on
+  16 to 64 it did not), so each sub-pass size is compared bit for bit with its images' codes in a
+  whole pass on its first use (``PassCheck``); a size that differs runs whole on all threads.
 
 Where a faster setting does change the last bits (channels_last, another pass size), it is a named
 option (``evaluate.EvaluationOptions``), never a default.
@@ -64,7 +66,7 @@ def encode_for_scoring(
     second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
     10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
     first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
-    checked against PyTorch's on each input shape's first pass (the encoding 1.14x faster on a
+    checked against PyTorch's on each input shape's first pass (the encoding 1.25x faster on a
     2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
     own ``encode``; anything else is encoded by its ``encode``.
     """
@@ -107,8 +109,7 @@ def forward_batches(n: int, device: torch.device, batch: int | None = None) -> l
 #: A pass's codes: mean (B, D) and logvar (B, D) or None.
 Codes = tuple[torch.Tensor, torch.Tensor | None]
 #: On a CPU, a pass runs as sub-passes of this many images side by side, one thread each (the last
-#: takes the remainder). On a 2-core Xeon, dlib_conv on dSprites: 14,400 images/s against 7,000-8,400
-#: for passes of 256 on two threads, the same codes (16 to 64 ran alike; one thread on 8 images did not).
+#: takes the remainder; see the module docstring). 32 ran at least as fast as 16 or 64 in a probe.
 SIDE_BY_SIDE_BATCH = 32
 
 

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import load_dataset, to_float
+from benchmarks.report.presentation import higher_is_better
 from benchmarks.runner import provenance
 from benchmarks.runner.encoding import (
     FORWARD_BATCH,
@@ -398,6 +399,14 @@ def comparison_lines(info: dict) -> list[str]:
     )
     if c["moved"]:
         line += f"; {len(c['moved'])} moved, by up to {c['max_move']:.4g}"
+        scores = {k: v for k, v in c["moved"].items() if higher_is_better(k) is not None}
+        if len(scores) < len(c["moved"]):  # fit diagnostics (train accuracies of the downstream task)
+            largest = max(scores, key=scores.get, default=None)
+            line += (
+                f" ({len(c['moved']) - len(scores)} of them fit diagnostics, keys with no direction; the "
+                + (f"scores by up to {scores[largest]:.4g}, {largest}" if largest else "scores not at all")
+                + ")"
+            )
     extra = len(c["missing_here"]) + len(c["not_recorded"])
     return [line + (f"; {extra} keys are in only one of them." if extra else "."), ""]
 
@@ -419,6 +428,16 @@ def fast_full(args, info, model, dataset, device, metrics) -> None:
     info["scores"] = full["scores"]
     if "record" in info:
         info["against_record"] = compare_scores(full["scores"], info["record"].pop("metrics"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "eval_cost_fast_cpu" if device.type == "cpu" else f"eval_cost_fast_{device.type}"
+    (args.out / f"{stem}.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    (args.out / f"{stem}.md").write_text(fast_markdown(info))
+    print(f"wrote {args.out / stem}.json and .md")
+
+
+def fast_markdown(info: dict) -> str:
+    """The fast options' report, from its JSON's content."""
+    full = info["full"]
     lines = [
         f"# One model's evaluation at the study's metric set, the named fast options ({info['dataset']})",
         "",
@@ -427,7 +446,7 @@ def fast_full(args, info, model, dataset, device, metrics) -> None:
         f"`python -m tools.perf.eval_cost {' '.join(info['argv'])}` on {info['date']}. Options: "
         '`--channels-last` and the downstream task\'s trees with `tie_order = "stable"`, each of which '
         "changes the codes' or the trees' last bits, so neither is a default; the fits on "
-        f"{args.workers} thread(s), as in eval_cost_cpu.md (the defaults), to compare with.",
+        f"{info['workers']} thread(s), as in eval_cost_cpu.md (the defaults), to compare with.",
         "",
         f"Total **{full['seconds']:.1f} s**; {full['images_encoded']:,} images encoded, "
         f"{full['seconds_per_image'] * 1e3:.3f} ms an image.",
@@ -438,11 +457,7 @@ def fast_full(args, info, model, dataset, device, metrics) -> None:
     ]
     for entry, row in full["per_metric"].items():
         lines.append(f"| {entry} | {row['seconds']:.1f} | {row['encode']:.1f} | {row['fit']:.1f} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "eval_cost_fast_cpu" if device.type == "cpu" else f"eval_cost_fast_{device.type}"
-    (args.out / f"{stem}.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / stem}.json and .md")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(info: dict) -> str:
