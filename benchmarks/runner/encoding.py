@@ -41,6 +41,7 @@ __all__ = [
     "SIDE_BY_SIDE_BATCH",
     "encode_passes",
     "forward_batches",
+    "runs_layers",
     "sub_passes",
 ]
 
@@ -57,6 +58,19 @@ FORWARD_BATCH = 256
 TRIM_AFTER_IMAGES = 256
 
 
+def runs_layers(model: VAE | Any) -> bool:
+    """Whether ``model`` encodes with the core's own ``encode`` through a plain ``nn.Sequential``.
+
+    Only such a model's layers are run by the runner itself (in place, fused, side by side); any
+    other object (a TorchScript module, a representation trained elsewhere) is called as it is,
+    one pass at a time, on all threads: nothing is assumed about its thread safety.
+    """
+    return (
+        getattr(type(model), "encode", None) is VAE.encode
+        and type(getattr(model, "encoder", None)) is torch.nn.Sequential
+    )
+
+
 def encode_for_scoring(
     model: VAE | Any, x: torch.Tensor, first_conv: FirstConvCheck | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -70,8 +84,7 @@ def encode_for_scoring(
     2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
     own ``encode``; anything else is encoded by its ``encode``.
     """
-    plain = type(model).encode is VAE.encode and type(getattr(model, "encoder", None)) is torch.nn.Sequential
-    if torch.is_grad_enabled() or not plain:
+    if torch.is_grad_enabled() or not runs_layers(model):
         return model.encode(x)
     layers = list(model.encoder)
     h = x  # (B, C, H, W)
@@ -181,14 +194,15 @@ def encode_passes(
     """``(slice, mean, logvar)`` over ``passes``: the codes ``encode_for_scoring`` gives, in no fixed order.
 
     ``load(slice)`` gives those images ``(B, C, H, W)`` on the device. With ``check`` (a CPU
-    encoding, no autograd, two or more torch threads), a pass of FORWARD_BATCH or more whose
+    encoding, no autograd, two or more torch threads, a model whose layers the runner runs:
+    ``runs_layers``), a pass of FORWARD_BATCH or more whose
     ``sub_passes`` sizes the check found bit-identical runs as those sub-passes side by side, one
     thread each, as many at once as torch has threads; the first pass with a size not yet checked
     runs whole and is checked. Every other pass runs whole on all threads. Either way every image
     gets the codes its pass gets from ``encode_for_scoring`` on all threads.
     """
     threads = torch.get_num_threads()
-    if check is None or threads < 2 or torch.is_grad_enabled():
+    if check is None or threads < 2 or torch.is_grad_enabled() or not runs_layers(model):
         for batch in passes:
             yield (batch, *encode_for_scoring(model, load(batch), first_conv))
         return

@@ -181,3 +181,26 @@ def test_both_encoders_get_the_codes_of_whole_passes():
         assert np.array_equal(a.view(np.int64), b.view(np.int64), equal_nan=False)
     order = np.argsort(indices)  # the cached codes by index are the observed codes in sorted order
     assert np.array_equal(codes[True][0][order].view(np.int64), codes[True][2].view(np.int64))
+
+
+def test_a_model_the_runner_does_not_run_layer_by_layer_is_called_whole_from_the_calling_thread():
+    """A representation trained elsewhere (any object with ``encode``): nothing assumed of its threads."""
+    import threading
+
+    class Elsewhere:
+        def __init__(self, model):
+            self.model, self.threads = model, set()
+
+        def encode(self, x):
+            self.threads.add(threading.get_ident())
+            return self.model.encode(x)
+
+    model = Elsewhere(create_model("vae", architecture="dlib_conv", in_channels=1, latent_dim=4).eval())
+    x = torch.rand(600, 1, 64, 64)
+    check = PassCheck()
+    with torch.no_grad():
+        out = list(
+            encode_passes(model, [slice(0, 300), slice(300, 600)], lambda b: x[b], FirstConvCheck(), check)
+        )
+    assert [b for b, *_ in out] == [slice(0, 300), slice(300, 600)]
+    assert model.threads == {threading.get_ident()} and not check.agrees
