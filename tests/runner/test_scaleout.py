@@ -282,7 +282,10 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     # A requeued job waits (BeginTime) before it may start again; let it start now.
     requeued = lambda: scontrol_show(job).get("Restarts", "0") != "0" and job_state(job) == "PENDING"  # noqa: E731
     wait_for(requeued, 60, "the task to be requeued")
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    # Not StartTime=now: slurmd revokes the killed run's credential with a one-second resolution,
+    # and a relaunch within the same second is killed as "Job credential revoked" (exit 1, FAILED;
+    # slurmctld.log says so). Three seconds on, the new credential is past the revocation.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+3"], check=True, timeout=30)
     wait_for(lambda: job_state(job) == "COMPLETED", 180, "the requeued task to complete", interval=0.5)
 
     log = Path(out, "slurm", "toy", job)
