@@ -286,7 +286,7 @@ def test_downstream_task_lr_threads_give_the_same_scores_and_leave_the_warning_f
     grid, rep = Grid(spec["factor_sizes"]), representation("identity_noise", "grid5")
     filters = list(warnings.filters)
     scores = [
-        downstream_task(grid, rep, np.random.RandomState(3), train_sizes=(400,), n_test=200, n_jobs=jobs)
+        downstream_task(grid, rep, np.random.RandomState(3), train_sizes=(200,), n_test=100, n_jobs=jobs)
         for jobs in (1, 2)
     ]
     assert scores[0] == scores[1] and len(scores[0]) > 10
