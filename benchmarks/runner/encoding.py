@@ -31,12 +31,14 @@ import torch
 
 from benchmarks.runner.first_conv import FirstConvCheck, first_conv_relu, fusable
 from vae_zoo import VAE
+from vaebench.memory import release_freed_memory
 
 __all__ = [
     "FORWARD_BATCH",
     "RECORDED_BATCH",
     "TRIM_AFTER_IMAGES",
     "PassCheck",
+    "ScoringPasses",
     "encode_for_scoring",
     "SIDE_BY_SIDE_BATCH",
     "encode_passes",
@@ -242,3 +244,46 @@ def encode_passes(
                 yield (done, *future.result())
     finally:
         torch.set_num_threads(threads)
+
+
+class ScoringPasses:
+    """One encoding's forward passes, as both of the runner's encoders run them.
+
+    Holds what an encoding keeps between calls: the model, the pass options (``channels_last``,
+    ``encode_batch``: ``evaluate.EvaluationOptions``) and the checks made so far (the fused first
+    convolution's, the side-by-side passes' on a CPU). Calling it encodes ``n`` images.
+    """
+
+    def __init__(
+        self,
+        model: VAE | Any,
+        device: torch.device,
+        channels_last: bool = False,
+        encode_batch: int | None = None,
+    ):
+        self.model, self.device, self.encode_batch = model, device, encode_batch
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # The fused first convolution is for the default (contiguous) path; channels_last is PyTorch's own.
+        self.first_conv = None if channels_last else FirstConvCheck()
+        self.check = PassCheck() if device.type == "cpu" else None
+
+    def __call__(
+        self, n: int, load: Callable[[slice], torch.Tensor]
+    ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+        """``encode_passes`` over ``forward_batches(n)``; ``load(slice)``: float32 images on the device.
+
+        Every TRIM_AFTER_IMAGES images encoded, the freed activations (~0.3 MB an image) go back
+        to the OS, so they are not kept as resident memory.
+        """
+
+        def formatted(batch: slice) -> torch.Tensor:
+            return load(batch).contiguous(memory_format=self.memory_format)
+
+        passes = forward_batches(n, self.device, self.encode_batch)
+        untrimmed = 0
+        for batch, mean, logvar in encode_passes(self.model, passes, formatted, self.first_conv, self.check):
+            yield batch, mean, logvar
+            untrimmed += batch.stop - batch.start
+            if untrimmed >= TRIM_AFTER_IMAGES:
+                release_freed_memory()
+                untrimmed = 0

@@ -38,13 +38,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
-from benchmarks.runner.encoding import (
-    TRIM_AFTER_IMAGES,
-    PassCheck,
-    encode_passes,
-    forward_batches,
-)
-from benchmarks.runner.first_conv import FirstConvCheck
+from benchmarks.runner.encoding import ScoringPasses
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
@@ -178,11 +172,8 @@ class CachedEncoder:
         channels_last: bool = False,
         encode_batch: int | None = None,
     ):
-        self.model, self.dataset, self.device, self.encode_batch = model, dataset, device, encode_batch
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # The fused first convolution is for the default (contiguous) path; channels_last is PyTorch's own.
-        self.first_conv = None if channels_last else FirstConvCheck()
-        self.passes = PassCheck() if device.type == "cpu" else None  # passes side by side, where the same
+        self.model, self.dataset, self.device = model, dataset, device
+        self.forward = ScoringPasses(model, device, channels_last, encode_batch)
         # (N, [mean, logvar], D) in the encoder's own precision (float32: half the memory of float64,
         # the same values), allocated at the first batch; read out as float64, as the metrics get them
         self.posterior: np.ndarray | None = None
@@ -212,12 +203,9 @@ class CachedEncoder:
         todo = np.unique(indices[~self.done[indices]])
 
         def load(batch: slice) -> torch.Tensor:  # (B, C, H, W) float32 on the device
-            x = to_float(torch.from_numpy(self.dataset.images_at(todo[batch])).to(self.device))
-            return x.contiguous(memory_format=self.memory_format)
+            return to_float(torch.from_numpy(self.dataset.images_at(todo[batch])).to(self.device))
 
-        passes = forward_batches(len(todo), self.device, self.encode_batch)
-        untrimmed = 0
-        for batch, mean, logvar in encode_passes(self.model, passes, load, self.first_conv, self.passes):
+        for batch, mean, logvar in self.forward(len(todo), load):
             chunk = todo[batch]
             mean = mean.cpu().numpy()
             if self.posterior is None:
@@ -226,11 +214,6 @@ class CachedEncoder:
             self.posterior[chunk, 1] = np.nan if logvar is None else logvar.cpu().numpy()
             self.done[chunk] = True
             self.encoded += len(chunk)
-            del mean, logvar
-            untrimmed += len(chunk)
-            if untrimmed >= TRIM_AFTER_IMAGES:  # their activations (~0.3 MB an image) are not kept as RSS
-                release_freed_memory()
-                untrimmed = 0
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and logvar ``(n, D)`` float64 of the grid points ``indices``, encoded once each."""
@@ -269,10 +252,8 @@ class ObservationEncoder:
         channels_last: bool = False,
         encode_batch: int | None = None,
     ):
-        self.model, self.device, self.encode_batch = model, device, encode_batch
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.first_conv = None if channels_last else FirstConvCheck()
-        self.passes = PassCheck() if device.type == "cpu" else None  # passes side by side, where the same
+        self.model, self.device = model, device
+        self.forward = ScoringPasses(model, device, channels_last, encode_batch)
         self.encoded = 0
         self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
 
@@ -283,24 +264,16 @@ class ObservationEncoder:
 
         def load(batch: slice) -> torch.Tensor:  # (B, C, H, W) float32 on the device
             x = images[batch].to(self.device)
-            x = to_float(x) if x.dtype == torch.uint8 else x.float()
-            return x.contiguous(memory_format=self.memory_format)
+            return to_float(x) if x.dtype == torch.uint8 else x.float()
 
         mean_out, logvar_out = None, None
-        passes = forward_batches(len(images), self.device, self.encode_batch)
-        untrimmed = 0
-        for batch, mean, logvar in encode_passes(self.model, passes, load, self.first_conv, self.passes):
+        for batch, mean, logvar in self.forward(len(images), load):
             if mean_out is None:
                 mean_out = np.empty((len(images), mean.shape[1]))
                 logvar_out = np.full((len(images), mean.shape[1]), np.nan)
             mean_out[batch] = mean.double().cpu().numpy()
             if logvar is not None:
                 logvar_out[batch] = logvar.double().cpu().numpy()
-            del mean, logvar
-            untrimmed += batch.stop - batch.start
-            if untrimmed >= TRIM_AFTER_IMAGES:
-                release_freed_memory()
-                untrimmed = 0
         self.encoded += len(images)
         return mean_out, logvar_out
 

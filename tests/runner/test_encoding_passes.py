@@ -169,14 +169,14 @@ def test_both_encoders_get_the_codes_of_whole_passes():
         cached = CachedEncoder(model, dataset, CPU)
         observed = ObservationEncoder(model, CPU)
         if not side_by_side:
-            cached.passes = observed.passes = None
+            cached.forward.check = observed.forward.check = None
         codes[side_by_side] = (
             *cached.posterior_of(indices),
             *observed.posterior_of(dataset.images_at(np.sort(indices))),
         )
         if side_by_side:
             for encoder in (cached, observed):
-                assert encoder.passes.agrees and all(encoder.passes.agrees.values())
+                assert encoder.forward.check.agrees and all(encoder.forward.check.agrees.values())
     for a, b in zip(codes[False], codes[True]):
         assert np.array_equal(a.view(np.int64), b.view(np.int64), equal_nan=False)
     order = np.argsort(indices)  # the cached codes by index are the observed codes in sorted order

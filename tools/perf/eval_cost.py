@@ -58,13 +58,7 @@ import torch
 from benchmarks.datasets import load_dataset, to_float
 from benchmarks.report.presentation import higher_is_better
 from benchmarks.runner import provenance
-from benchmarks.runner.encoding import (
-    FORWARD_BATCH,
-    PassCheck,
-    encode_for_scoring,
-    encode_passes,
-    forward_batches,
-)
+from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses, encode_for_scoring
 from benchmarks.runner.estimate import estimate_evaluation_seconds
 from benchmarks.runner.evaluate import (
     DEFAULT_OPTIONS,
@@ -288,16 +282,9 @@ def encode_rates(model, dataset, device, repeats: int) -> dict[str, Any]:
 
     def runners(net, channels_last=False, batch=None):  # as CachedEncoder with those options
         out = torch.empty(len(images), net.config.latent_dim)
-        passes = forward_batches(len(images), device, batch)
-        check = PassCheck() if device.type == "cpu" else None
-        first_conv = None if channels_last else FirstConvCheck()
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-        def load(b):
-            return images[b].contiguous(memory_format=memory_format)
-
+        encode = ScoringPasses(net, device, channels_last, batch)
         with torch.no_grad():
-            for b, mean, _ in encode_passes(net, passes, load, first_conv, check):
+            for b, mean, _ in encode(len(images), lambda b: images[b]):
                 out[b] = mean.cpu()
         return out.numpy()
 
