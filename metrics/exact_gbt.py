@@ -51,7 +51,12 @@ What is reproduced (scikit-learn 1.9, ``sklearn/ensemble/_gb.py`` and
   wherever it can decide a split. Samples with the same row and label
   ("twins": a point drawn twice) have equal residuals at every stage, so their
   order changes no sum; a value shared by non-twins (two images that encode
-  alike but are labelled apart, or codes that collide) can. Each tree is grown
+  alike but are labelled apart, or codes that collide) can. Samples with the
+  same row share their raw scores, so in the tree of class k even two
+  labelled apart have equal residuals ``onehot_k - p_k`` unless one of them
+  is labelled k: a tie between them matters to the trees of their own two
+  classes only (dSprites' symmetric shapes give such pairs: an ellipse
+  turned half a circle is the same image). Each tree is grown
   first from the presorted order and kept if every decision is certain: made
   between sums whose order is scikit-learn's, or by a margin wider than any
   order of the sums can move (a rounding-error bound, ``_order_error``);
@@ -227,18 +232,20 @@ def _order_error(n, abs_total):
 
 @_jit
 def _grow_tree(
-    xt, presorted, group_feature, group_offset, group_member, twin, residual, max_depth, seed, certify
+    xt, presorted, group_feature, group_offset, group_member, alike, residual, max_depth, seed, certify
 ):
     """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
 
     xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
-    each feature, samples with equal values grouped by ``twin``; twin: (N,) int64, equal for
-    samples with the same feature row and label, whose residuals are equal at every stage, so
-    that their order cannot change a sum; group_feature (G,), group_offset (G + 1,),
-    group_member: the tie groups whose order matters (a feature's value shared by samples that
-    are not twins; none with the "stable" tie order), group g's samples being
-    ``group_member[group_offset[g]:group_offset[g + 1]]``: scikit-learn's sort is replayed on
-    a feature in a node that holds two non-twins of one of its groups; residual: (N,) float64
+    each feature, samples with equal values grouped by twin (the same row and label; a row's
+    twins next to each other); alike: (N,) int64, equal for samples whose residuals in this
+    tree are equal at every stage (the same feature row and the same one-hot value of this
+    tree's class: ``_class_alike``), so that their order cannot change a sum; group_feature
+    (G,), group_offset (G + 1,), group_member: the tie groups whose order may matter (a
+    feature's value shared by samples that are not twins; none with the "stable" tie order),
+    group g's samples being ``group_member[group_offset[g]:group_offset[g + 1]]``: scikit-learn's
+    sort is replayed on a feature in a node that holds two samples of one of its groups that
+    are not alike; residual: (N,) float64
     targets, in [-1, 1] (a log loss's negative gradient);
     seed: the splitter's ``rand_r_state``, which orders the features visited at each node
     as scikit-learn's does (it decides between exactly tied splits).
@@ -272,7 +279,7 @@ def _grow_tree(
     sorted_values = np.empty(n_samples, np.float32)  # ... and their sorted order
     tie_prefix = np.empty(n_samples, np.int64)
     sample_node = np.zeros(n_samples, np.int64)  # the node each sample is in, kept for the tie groups
-    conflicted = np.zeros(n_features, np.bool_)  # per node: features with a tie between non-twins
+    conflicted = np.zeros(n_features, np.bool_)  # per node: features with a tie between samples not alike
     # scikit-learn's own sample array: its order fixes the order of the criterion's sums, and
     # so their rounding, which decides between splits that tie in exact arithmetic.
     node_order = np.arange(n_samples).astype(np.int32)
@@ -330,8 +337,8 @@ def _grow_tree(
                 sample = group_member[m]
                 if sample_node[sample] == node:
                     if first < 0:
-                        first = twin[sample]
-                    elif twin[sample] != first:
+                        first = alike[sample]
+                    elif alike[sample] != first:
                         conflicted[group_feature[g]] = True
                         break
         # Each visited feature re-sorts scikit-learn's node samples; without ties the order is
@@ -375,7 +382,7 @@ def _grow_tree(
                 for q in range(start + 1, end):
                     tie_prefix[q] = tie_prefix[q - 1]
                     previous, sample = samples[q - 1], samples[q]
-                    if values[sample] == values[previous] and twin[sample] != twin[previous]:
+                    if values[sample] == values[previous] and alike[sample] != alike[previous]:
                         tie_prefix[q] += 1
                 tied = tie_prefix[end - 1] > 0
             if tied:  # emulate the sort, and scan in its order: it fixes the sums' rounding
@@ -594,6 +601,18 @@ def _pairwise_sum(a, start, n):
 
 
 @_jit
+def _class_alike(row, onehot_k, out):
+    """(N,) keys equal for samples whose residuals in class k's trees are equal at every stage.
+
+    Samples with the same feature row (``row``, (N,)) fall in the same leaf of every tree, so
+    their raw scores, and the probabilities p from them, are equal to the bit at every stage;
+    the residual ``onehot_k - p_k`` then differs only where ``onehot_k`` (N,) does.
+    """
+    for i in range(len(row)):
+        out[i] = 2 * row[i] + (1 if onehot_k[i] != 0.0 else 0)
+
+
+@_jit
 def _fit_stage_trees(
     x,
     xt,
@@ -601,7 +620,7 @@ def _fit_stage_trees(
     group_feature,
     group_offset,
     group_member,
-    twin,
+    row,
     neg_gradient,
     onehot,
     classes,
@@ -620,8 +639,9 @@ def _fit_stage_trees(
     neg_gradient, onehot, raw_train: (K, N), class-major so that a class's column is
     contiguous; raw_test: (K, M); importance: (K, F) float64
     accumulates each class's unnormalised tree importances; relevant: (K,) counts trees with
-    more than one node; seeds: (K,) the trees' splitter seeds. Only the columns in
-    ``classes`` are written, so calls on disjoint class sets may run concurrently.
+    more than one node; seeds: (K,) the trees' splitter seeds; row: (N,) int64, equal for
+    samples with the same feature row (``_class_alike``). Only the columns in ``classes`` are
+    written, so calls on disjoint class sets may run concurrently.
     """
     n_samples = xt.shape[1]
     leaf_train = np.empty(n_samples, np.int64)
@@ -632,8 +652,10 @@ def _fit_stage_trees(
     leaf_gradient = np.empty(n_samples, np.float64)  # grouped by leaf, in sample order
     leaf_hessian = np.empty(n_samples, np.float64)
     value = np.empty(MAX_NODES, np.float64)
+    alike = np.empty(n_samples, np.int64)
     for k in classes:
-        groups = (group_feature, group_offset, group_member, twin)
+        _class_alike(row, onehot[k], alike)
+        groups = (group_feature, group_offset, group_member, alike)
         certify = len(group_feature) > 0  # only where the sort's tie order could matter
         node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, certain = _grow_tree(
             xt, presorted, *groups, neg_gradient[k], max_depth, seeds[k], certify
@@ -818,12 +840,15 @@ def fit_gradient_boosting(
     # twins (duplicates drawn with replacement are twins; codes that collide are not).
     # (F, N): each feature's samples in ascending order; "stable" sums equal values in sample
     # order and never replays the sort (no twins needed), "sklearn" groups them by twin to find
-    # the non-twin ties.
+    # the non-twin ties. Within a tie the twins of one row are next to each other (the ids of
+    # unique rows are in lexicographic order, the label last), so that each tree can tell the
+    # samples of one row apart by its own class only (``_class_alike``).
     twin = np.zeros(n_samples, np.int64)
+    row = np.zeros(n_samples, np.int64)
     presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
     if tie_order == "sklearn":
-        row_bits = np.ascontiguousarray(np.c_[x.view(np.int32), encoded.astype(np.int32)])
-        twin = np.unique(row_bits, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        row = np.unique(x.view(np.int32), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+        twin = np.unique(np.c_[row, encoded], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
         presorted = np.stack([np.lexsort((twin, values)) for values in xt]).astype(np.int32)
     group_feature, group_offset, group_member = _tie_groups(xt, presorted, twin, tie_order == "sklearn")
     neg_gradient = np.empty((n_trees, n_samples))
@@ -839,7 +864,7 @@ def fit_gradient_boosting(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for stage in range(n_stages):
             _negative_gradient(raw_train, onehot, binary, neg_gradient)
-            args = (x, xt, presorted, group_feature, group_offset, group_member, twin, neg_gradient, onehot)
+            args = (x, xt, presorted, group_feature, group_offset, group_member, row, neg_gradient, onehot)
             rest = (factor, learning_rate, max_depth, raw_train, x_test, raw_test, importance, relevant)
             if len(chunks) == 1:
                 _fit_stage_trees(*args, chunks[0], seeds[stage], *rest)

@@ -249,3 +249,42 @@ def test_the_order_error_bounds_a_measured_reordering():
             proxies.append(s_left * s_left / n_left + s_right * s_right / (n - n_left))
         worst = max(worst, abs(proxies[0] - proxies[1]))
     assert 0.0 < worst <= _order_error(n, np.abs(r).sum())
+
+
+def test_rows_labelled_apart_have_equal_residuals_in_every_other_class():
+    """``_class_alike``'s premise: a row's samples share raw scores; their own classes' residuals differ."""
+    from metrics.exact_gbt import _class_alike, _negative_gradient
+
+    rng = np.random.default_rng(2)
+    n_classes, labels = 6, np.array([0, 3, 5, 5])  # samples 0 and 1 share a row, as do 2 and 3
+    raw = rng.normal(size=(n_classes, 1)).repeat(2, axis=1)  # (K, 2): the two rows' raw scores
+    raw = np.ascontiguousarray(raw[:, [0, 0, 1, 1]] + np.array([0.0, 0.0, 0.25, 0.25]))  # (K, 4)
+    onehot = np.zeros((n_classes, 4))
+    onehot[labels, np.arange(4)] = 1.0
+    residual = np.empty_like(raw)
+    _negative_gradient(raw, onehot, False, residual)
+    row = np.array([0, 0, 1, 1], np.int64)
+    alike = np.empty(4, np.int64)
+    for k in range(n_classes):
+        _class_alike(row, onehot[k], alike)
+        assert (alike[0] == alike[1]) == (k not in (0, 3))  # labelled 0 and 3
+        assert (residual[k, 0] == residual[k, 1]) == (alike[0] == alike[1])
+        assert alike[2] == alike[3] and residual[k, 2] == residual[k, 3]  # twins: one label
+        assert alike[1] != alike[2]  # other rows are never alike
+
+
+def test_many_rows_labelled_apart_match_sklearn_exactly():
+    """A third of the rows repeated under another label, among 12 classes: scikit-learn's trees.
+
+    Each repeat ties in every feature and matters only to the trees of its two labels; the other
+    trees keep their presorted order.
+    """
+    rng = np.random.default_rng(8)
+    pool, pool_y = codes_and_labels(rng, 450, 4, 12)
+    pool = pool.astype(np.float32)
+    pool[150:300] = pool[:150]  # the same rows ...
+    pool_y[150:300] = (pool_y[:150] + 1 + rng.integers(0, 11, 150)) % 12  # ... labelled apart
+    draw = rng.integers(0, len(pool), 1200)  # with replacement: twins too
+    x, y = pool[draw], pool_y[draw]
+    x_test, _ = codes_and_labels(rng, 200, 4, 12)
+    assert_sklearns_trees_for_two_seeds(x, y, x_test)
