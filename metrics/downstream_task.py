@@ -51,9 +51,9 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
@@ -61,7 +61,7 @@ from sklearn.model_selection import KFold
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, warn
-from metrics.exact_gbt import HAVE_NUMBA, fit_gradient_boosting
+from metrics.exact_gbt import HAVE_NUMBA, draw_tree_seeds, fit_gradient_boosting
 from metrics.registry import FitCost, register_metric
 from metrics.sampling import (
     Encoder,
@@ -136,11 +136,14 @@ def fit_predict(
     implementation: str = "presorted",
     tie_order: str = "sklearn",
     n_jobs: int = 1,
+    tree_seeds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit dlib's ``predictor`` on ``x_train (N, D)``, ``y_train (N,)``; predict x_train and x_eval (M, D).
 
     ``classifier_rng`` is the trees' RandomState (dlib: numpy's global one); it is
-    advanced as scikit-learn advances it, so successive fits continue its stream.
+    advanced as scikit-learn advances it, so successive fits continue its stream. With
+    ``tree_seeds`` (presorted trees: ``exact_gbt.draw_tree_seeds``, drawn from it beforehand)
+    the fit draws nothing.
     """
     if predictor == "logistic_regression_cv":
         with _unconverged_lbfgs_kept():
@@ -153,6 +156,7 @@ def fit_predict(
             random_state=_classifier_stream(classifier_rng),
             tie_order=tie_order,
             n_jobs=n_jobs,
+            tree_seeds=tree_seeds,
         )
         return predicted_train, predicted_eval
     model = GradientBoostingClassifier(random_state=classifier_rng).fit(x_train, y_train)
@@ -204,50 +208,91 @@ def downstream_task_scores(
         classifier_rng: the trees' tie-breaking stream (dlib: numpy's global RNG), advanced fit after fit.
         implementation: trees grown by ``"presorted"`` (metrics.exact_gbt) or ``"sklearn"``.
         tie_order: exact_gbt's order of summing tied values; ``"sklearn"`` keeps scikit-learn's bits.
-        n_jobs: threads over the factors' regressions (lr) or over a stage's per-class trees (gbt, presorted).
+        n_jobs: threads over the factors' classifiers (the same result for any value; see ``_fit_sets``).
 
     A factor with a single value in ``factors_train`` (dlib's classifiers raise): NaN for that
     factor, with a MetricWarning.
     """
     _check_options(predictor, implementation)
-    codes_train, factors_train, codes_test, factors_test = check_arrays(
-        codes_train=codes_train, factors_train=factors_train, codes_test=codes_test, factors_test=factors_test
-    )
     classifier_rng = _check_classifier_rng(classifier_rng, np.random.RandomState(0))
-    n_factors = factors_train.shape[1]
-    acc_train, acc_test = np.full(n_factors, np.nan), np.full(n_factors, np.nan)
-    fitted = []
-    for i in range(n_factors):
-        if len(np.unique(factors_train[:, i])) < 2:
-            warn(
-                f"downstream_task: factor {i} takes a single value in the {len(codes_train)} training points "
-                "(dlib's classifier raises) -> NaN"
-            )
-            continue
-        fitted.append(i)
-    if predictor == "logistic_regression_cv":  # independent fits: one factor per thread
-        with _unconverged_lbfgs_kept():
-            predictions = Parallel(n_jobs=n_jobs, backend="threading")(
-                delayed(_fit_predict_lr)(codes_train, factors_train[:, i], codes_test) for i in fitted
-            )
-        for i, (predicted_train, predicted_test) in zip(fitted, predictions):
-            acc_train[i] = np.mean(predicted_train == factors_train[:, i])
-            acc_test[i] = np.mean(predicted_test == factors_test[:, i])
-        return acc_train, acc_test
-    for i in fitted:  # the trees one factor after another: they continue one classifier_rng stream
-        predicted_train, predicted_test = fit_predict(
-            codes_train,
-            factors_train[:, i],
-            codes_test,
+    sets = [(codes_train, factors_train, codes_test, factors_test)]
+    options = {"implementation": implementation, "tie_order": tie_order, "n_jobs": n_jobs}
+    return _fit_sets(sets, predictor, classifier_rng, **options)[0]
+
+
+def _fit_sets(
+    sets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    predictor: str,
+    classifier_rng: np.random.RandomState,
+    *,
+    implementation: str,
+    tie_order: str,
+    n_jobs: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per set ``(codes_train, factors_train, codes_test, factors_test)``: per-factor accuracies.
+
+    Every classifier of every set is independent once the trees' seeds are drawn, so they run as
+    one list of fits on ``n_jobs`` threads, the costliest first (points x classes: a thread takes
+    the next fit as it finishes one, so no size or factor waits for another): BLAS single-threaded
+    for the regressions, one thread each for the trees (more only where there are fewer fits than
+    threads). The trees' seeds are drawn beforehand from ``classifier_rng`` in dlib's order (set
+    by set, factor by factor: ``exact_gbt.draw_tree_seeds``), so the trees are those of fitting
+    one after another on the stream. scikit-learn's own trees draw as they grow: those fits run
+    one after another.
+    """
+    presorted = predictor == "gradient_boosting_classifier" and implementation == "presorted" and HAVE_NUMBA
+    fits = []  # (set, factor, cost, x_train, y_train, x_test, tree_seeds)
+    checked = []
+    for s, arrays in enumerate(sets):
+        codes_train, factors_train, codes_test, factors_test = check_arrays(
+            **dict(zip(("codes_train", "factors_train", "codes_test", "factors_test"), arrays))
+        )
+        checked.append((factors_train, factors_test))
+        for i in range(factors_train.shape[1]):
+            n_classes = len(np.unique(factors_train[:, i]))
+            if n_classes < 2:
+                warn(
+                    f"downstream_task: factor {i} takes a single value in the {len(codes_train)} training "
+                    "points (dlib's classifier raises) -> NaN"
+                )
+                continue
+            seeds = draw_tree_seeds(_classifier_stream(classifier_rng), n_classes) if presorted else None
+            y_train = factors_train[:, i]
+            fits.append((s, i, len(codes_train) * n_classes, codes_train, y_train, codes_test, seeds))
+    independent = predictor == "logistic_regression_cv" or presorted
+    workers = min(n_jobs, len(fits)) if independent else 1
+    tree_threads = max(1, n_jobs // max(1, len(fits))) if independent else n_jobs
+
+    def fit(f: int) -> tuple[np.ndarray, np.ndarray]:
+        *_, x_train, y_train, x_test, seeds = fits[f]
+        if predictor == "logistic_regression_cv":  # in the context entered below, in this thread
+            return _fit_predict_lr(x_train, y_train, x_test)
+        options = {"implementation": implementation, "tie_order": tie_order, "tree_seeds": seeds}
+        return fit_predict(
+            x_train,
+            y_train,
+            x_test,
             predictor=predictor,
             classifier_rng=classifier_rng,
-            implementation=implementation,
-            tie_order=tie_order,
-            n_jobs=n_jobs,
+            n_jobs=tree_threads,
+            **options,
         )
-        acc_train[i] = np.mean(predicted_train == factors_train[:, i])
-        acc_test[i] = np.mean(predicted_test == factors_test[:, i])
-    return acc_train, acc_test
+
+    with _unconverged_lbfgs_kept() if predictor == "logistic_regression_cv" else contextlib.nullcontext():
+        if workers <= 1:
+            predictions = [fit(f) for f in range(len(fits))]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                futures = {
+                    f: pool.submit(fit, f) for f in sorted(range(len(fits)), key=lambda f: -fits[f][2])
+                }
+                predictions = [futures[f].result() for f in range(len(fits))]
+    accuracies = [(np.full(f.shape[1], np.nan), np.full(f.shape[1], np.nan)) for f, _ in checked]
+    for (s, i, *_), (predicted_train, predicted_test) in zip(fits, predictions):
+        factors_train, factors_test = checked[s]
+        accuracies[s][0][i] = np.mean(predicted_train == factors_train[:, i])
+        accuracies[s][1][i] = np.mean(predicted_test == factors_test[:, i])
+    return accuracies
 
 
 def _check_sizes(train_sizes: object, n_test: object) -> tuple[int, ...]:
@@ -306,7 +351,8 @@ def downstream_task(
             ``rng`` once every point is drawn.
         implementation: trees grown by ``"presorted"`` or ``"sklearn"`` (see :func:`downstream_task_scores`).
         tie_order: exact_gbt's order of summing tied values (see :func:`downstream_task_scores`).
-        n_jobs: threads over the factors' regressions (lr) or over a stage's per-class trees (gbt, presorted).
+        n_jobs: threads over every size's and factor's classifiers, the costliest first (the same
+            result for any value; scikit-learn's own trees run one after another: ``_fit_sets``).
 
     Returns ``{downstream_<lr|gbt>_<n>_<key>: float}`` in dlib's order of keys (see the module docstring).
     """
@@ -321,18 +367,9 @@ def downstream_task(
     classifier_rng = _check_classifier_rng(classifier_rng, rng)
     short = PREDICTORS[predictor]
     scores: dict[str, float] = {}
-    for size, (codes_train, factors_train), (codes_test, factors_test) in sets:
-        acc_train, acc_test = downstream_task_scores(
-            codes_train,
-            factors_train,
-            codes_test,
-            factors_test,
-            predictor=predictor,
-            classifier_rng=classifier_rng,
-            implementation=implementation,
-            tie_order=tie_order,
-            n_jobs=n_jobs,
-        )
+    options = {"implementation": implementation, "tie_order": tie_order, "n_jobs": n_jobs}
+    arrays = [(*train, *test) for _, train, test in sets]  # every size's fits at once: _fit_sets
+    for size, (acc_train, acc_test) in zip(sizes, _fit_sets(arrays, predictor, classifier_rng, **options)):
         values = [np.mean(acc_train), np.mean(acc_test), np.min(acc_train), np.min(acc_test)]
         for i in range(len(acc_train) if per_factor else 0):
             values += [acc_train[i], acc_test[i]]
@@ -399,7 +436,7 @@ def downstream_task_lr(
     :func:`downstream_task` with ``predictor="logistic_regression_cv"``; keys
     ``downstream_lr_<n>_{mean,min}_{train,test}_accuracy`` for each ``n`` in
     ``train_sizes`` (per-factor keys with ``per_factor=True``). ``n_jobs``: threads over the
-    factors' regressions (the same result for any value).
+    regressions of every size and factor (the same result for any value).
     """
     return downstream_task(
         sampler,

@@ -298,12 +298,19 @@ def test_downstream_task_lr_threads_give_the_same_scores_and_leave_the_warning_f
         downstream_task(Grid((1, 4, 3)), np.nan_to_num, np.random.RandomState(0), train_sizes=(20,), n_jobs=2)
 
 
-def test_downstream_task_presorted_trees_equal_sklearn():
-    grid = Grid((3, 4))
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_downstream_task_presorted_trees_equal_sklearn(n_jobs):
+    """The presorted trees, side by side, are scikit-learn's grown one after another on the stream.
+
+    scikit-learn's trees draw their seeds from classifier_rng as they grow; the presorted ones
+    draw every fit's seeds from it first (size by size, factor by factor).
+    """
     rep = representation("identity_noise", "grid3")
     grid = Grid(load("downstream_task__grid3__gbt__identity_noise")["factor_sizes"])
-    kwargs = dict(predictor="gradient_boosting_classifier", train_sizes=(60,), n_test=100)
-    presorted = downstream_task(grid, rep, np.random.RandomState(4), classifier_rng=7, **kwargs)
+    kwargs = dict(predictor="gradient_boosting_classifier", train_sizes=(30, 60), n_test=100)
+    presorted = downstream_task(
+        grid, rep, np.random.RandomState(4), classifier_rng=7, n_jobs=n_jobs, **kwargs
+    )
     sklearn = downstream_task(
         grid, rep, np.random.RandomState(4), classifier_rng=7, implementation="sklearn", **kwargs
     )

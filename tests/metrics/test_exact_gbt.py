@@ -288,3 +288,32 @@ def test_many_rows_labelled_apart_match_sklearn_exactly():
     x, y = pool[draw], pool_y[draw]
     x_test, _ = codes_and_labels(rng, 200, 4, 12)
     assert_sklearns_trees_for_two_seeds(x, y, x_test)
+
+
+def test_seeds_drawn_beforehand_give_the_trees_of_one_stream():
+    """Two fits on one stream, one after another, equal the same fits from seeds drawn in that order."""
+    from metrics.exact_gbt import draw_tree_seeds
+
+    rng = np.random.default_rng(4)
+    (x1, y1), (x2, y2) = codes_and_labels(rng, 300, 4, 3), codes_and_labels(rng, 200, 4, 2)
+    x1[:, 2] = np.round(x1[:, 2])  # ties: the seeds decide between tied splits
+    x2[:, 2] = np.round(x2[:, 2])
+    stream = np.random.RandomState(9)
+    in_turn = [
+        fit_gradient_boosting(x, y, x[:50], random_state=stream._bit_generator)
+        for x, y in ((x1, y1), (x2, y2))
+    ]
+    stream = np.random.RandomState(9)
+    seeds = [draw_tree_seeds(stream._bit_generator, len(np.unique(y))) for y in (y1, y2)]
+    assert seeds[0].shape == (100, 3) and seeds[1].shape == (100, 1)  # two classes: one tree a stage
+    drawn = [
+        fit_gradient_boosting(x, y, x[:50], tree_seeds=s)
+        for (x, y), s in zip(((x2, y2), (x1, y1)), seeds[::-1])
+    ]
+    for ours, reference in zip(drawn[::-1], in_turn):
+        for a, b in zip(ours, reference):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(
+        ValueError, match=r"tree_seeds must have shape \(stages, trees\) \(100, 3\); got \(100, 1\)"
+    ):
+        fit_gradient_boosting(x1, y1, x1[:5], tree_seeds=seeds[1])
