@@ -28,8 +28,6 @@ tree growing with numba. ``implementation="sklearn"`` fits scikit-learn's own
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.stats
 from joblib import Parallel, delayed
@@ -37,7 +35,7 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from threadpoolctl import threadpool_limits
 
 from metrics._validation import check_arrays, warn
-from metrics.exact_gbt import fit_gradient_boosting
+from metrics.exact_gbt import fit_gradient_boostings
 from metrics.registry import FitCost, Presentation, register_metric
 from metrics.sampling import RandomGenerator, check_rng, rng_integers
 
@@ -66,11 +64,18 @@ def disentanglement_completeness(importance: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_presorted_gbt(x_train, y_train, x_test, y_test, seed, *, n_jobs):
-    importance, predicted_train, predicted_test = fit_gradient_boosting(
-        x_train, y_train, x_test, random_state=seed, n_jobs=n_jobs
-    )
-    return np.abs(importance), np.mean(predicted_train == y_train), np.mean(predicted_test == y_test)
+def _fit_presorted_gbts(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs):
+    """Every factor's classifier at once: ``fit_gradient_boostings`` shares the threads among their trees."""
+    problems = [(codes_train, y, codes_test) for y in factors_train.T]
+    fits = fit_gradient_boostings(problems, random_states=seeds, n_jobs=n_jobs)
+    out = []
+    for (importance, predicted_train, predicted_test), y_train, y_test in zip(
+        fits, factors_train.T, factors_test.T
+    ):
+        out.append(
+            (np.abs(importance), np.mean(predicted_train == y_train), np.mean(predicted_test == y_test))
+        )
+    return out
 
 
 def _fit_gbt(x_train, y_train, x_test, y_test, seed):
@@ -125,15 +130,18 @@ def _dci(name, fit, codes_train, factors_train, codes_test, factors_test, rng, n
         return dict.fromkeys(_KEYS, float("nan"))
     # One seed per factor, drawn up front: the result does not depend on n_jobs or on the order of the fits.
     seeds = [int(s) for s in np.atleast_1d(rng_integers(rng, 2**31 - 1, size=n_factors))]
-    # Largest factors first, so that the last fits to start are the short ones (balances the workers).
-    order = sorted(range(n_factors), key=lambda j: -n_classes[j])
-    fits = Parallel(n_jobs=n_jobs, backend=backend)(
-        delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
-        for j in order
-    )
+    if fit is _fit_presorted_gbts:
+        fits = fit(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs)
+    else:  # largest factors first, so that the last fits to start are the short ones
+        order = sorted(range(n_factors), key=lambda j: -n_classes[j])
+        in_order = Parallel(n_jobs=n_jobs, backend=backend)(
+            delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
+            for j in order
+        )
+        fits = [in_order[order.index(j)] for j in range(n_factors)]
     importance = np.zeros((n_codes, n_factors))
     acc_train, acc_test = np.zeros(n_factors), np.zeros(n_factors)
-    for j, (column, a_train, a_test) in zip(order, fits):
+    for j, (column, a_train, a_test) in enumerate(fits):
         importance[:, j], acc_train[j], acc_test[j] = column, a_train, a_test
     return {
         **disentanglement_completeness(importance),
@@ -181,7 +189,7 @@ def dci(
         factors_test: ``(M, n_factors)`` their factors.
         rng: seeds the trees' tie-breaking (one seed per factor; dlib uses the global RNG); both
             implementations give the same trees for the same seed.
-        n_jobs: threads: over each stage's per-class trees (presorted), over factors (sklearn).
+        n_jobs: threads: over every factor's stages' trees (presorted), over factors (sklearn).
         backend: joblib backend for ``implementation="sklearn"``: ``"threading"`` (its tree
             builder releases the GIL) or ``"loky"`` (processes).
         implementation: ``"presorted"`` (``metrics.exact_gbt``, the default) or ``"sklearn"``
@@ -190,16 +198,11 @@ def dci(
     A factor with a single value in the training set: dlib's classifier raises;
     we return NaN for all four keys with a warning.
     """
-    # (fit, workers over factors): the presorted fit spends its threads inside each fit, over a
-    # stage's per-class trees (balanced), and takes the factors one after another.
-    fits = {
-        "presorted": (functools.partial(_fit_presorted_gbt, n_jobs=n_jobs), 1),
-        "sklearn": (_fit_gbt, n_jobs),
-    }
+    fits = {"presorted": _fit_presorted_gbts, "sklearn": _fit_gbt}
     if implementation not in fits:
         raise ValueError(f"implementation must be one of {sorted(fits)}; got {implementation!r}")
-    fit, factor_jobs = fits[implementation]
-    return _dci("dci", fit, codes_train, factors_train, codes_test, factors_test, rng, factor_jobs, backend)
+    arrays = (codes_train, factors_train, codes_test, factors_test)
+    return _dci("dci", fits[implementation], *arrays, rng, n_jobs, backend)
 
 
 _FAST_KEYS = tuple(k.replace("dci_", "dci_fast_", 1) for k in _KEYS)

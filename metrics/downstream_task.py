@@ -61,7 +61,7 @@ from sklearn.model_selection import KFold
 
 from metrics._threads import single_threaded_blas
 from metrics._validation import check_arrays, warn
-from metrics.exact_gbt import HAVE_NUMBA, draw_tree_seeds, fit_gradient_boosting
+from metrics.exact_gbt import HAVE_NUMBA, fit_gradient_boosting, fit_gradient_boostings
 from metrics.registry import FitCost, register_metric
 from metrics.sampling import (
     Encoder,
@@ -136,14 +136,11 @@ def fit_predict(
     implementation: str = "presorted",
     tie_order: str = "sklearn",
     n_jobs: int = 1,
-    tree_seeds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit dlib's ``predictor`` on ``x_train (N, D)``, ``y_train (N,)``; predict x_train and x_eval (M, D).
 
     ``classifier_rng`` is the trees' RandomState (dlib: numpy's global one); it is
-    advanced as scikit-learn advances it, so successive fits continue its stream. With
-    ``tree_seeds`` (presorted trees: ``exact_gbt.draw_tree_seeds``, drawn from it beforehand)
-    the fit draws nothing.
+    advanced as scikit-learn advances it, so successive fits continue its stream.
     """
     if predictor == "logistic_regression_cv":
         with _unconverged_lbfgs_kept():
@@ -156,7 +153,6 @@ def fit_predict(
             random_state=_classifier_stream(classifier_rng),
             tie_order=tie_order,
             n_jobs=n_jobs,
-            tree_seeds=tree_seeds,
         )
         return predicted_train, predicted_eval
     model = GradientBoostingClassifier(random_state=classifier_rng).fit(x_train, y_train)
@@ -231,17 +227,16 @@ def _fit_sets(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per set ``(codes_train, factors_train, codes_test, factors_test)``: per-factor accuracies.
 
-    Every classifier of every set is independent once the trees' seeds are drawn, so they run as
-    one list of fits on ``n_jobs`` threads, the costliest first (points x classes: a thread takes
-    the next fit as it finishes one, so no size or factor waits for another): BLAS single-threaded
-    for the regressions, one thread each for the trees (more only where there are fewer fits than
-    threads). The trees' seeds are drawn beforehand from ``classifier_rng`` in dlib's order (set
-    by set, factor by factor: ``exact_gbt.draw_tree_seeds``), so the trees are those of fitting
-    one after another on the stream. scikit-learn's own trees draw as they grow: those fits run
-    one after another.
+    Every classifier of every set is independent of the others (the trees once their seeds are
+    drawn), so all of them share the ``n_jobs`` threads: the regressions as one list of fits,
+    the costliest first (points x classes; BLAS single-threaded), so that no size or factor
+    waits for another; the presorted trees through ``exact_gbt.fit_gradient_boostings``, which
+    draws every fit's seeds from ``classifier_rng`` in dlib's order (set by set, factor by
+    factor) and then grows all of their stages' trees side by side: the trees of fitting one
+    after another on the stream. scikit-learn's own trees draw as they grow: those fits run one
+    after another.
     """
-    presorted = predictor == "gradient_boosting_classifier" and implementation == "presorted" and HAVE_NUMBA
-    fits = []  # (set, factor, cost, x_train, y_train, x_test, tree_seeds)
+    fits = []  # (set, factor, cost, x_train, y_train, x_test)
     checked = []
     for s, arrays in enumerate(sets):
         codes_train, factors_train, codes_test, factors_test = check_arrays(
@@ -256,37 +251,21 @@ def _fit_sets(
                     "points (dlib's classifier raises) -> NaN"
                 )
                 continue
-            seeds = draw_tree_seeds(_classifier_stream(classifier_rng), n_classes) if presorted else None
-            y_train = factors_train[:, i]
-            fits.append((s, i, len(codes_train) * n_classes, codes_train, y_train, codes_test, seeds))
-    independent = predictor == "logistic_regression_cv" or presorted
-    workers = min(n_jobs, len(fits)) if independent else 1
-    tree_threads = max(1, n_jobs // max(1, len(fits))) if independent else n_jobs
-
-    def fit(f: int) -> tuple[np.ndarray, np.ndarray]:
-        *_, x_train, y_train, x_test, seeds = fits[f]
-        if predictor == "logistic_regression_cv":  # in the context entered below, in this thread
-            return _fit_predict_lr(x_train, y_train, x_test)
-        options = {"implementation": implementation, "tie_order": tie_order, "tree_seeds": seeds}
-        return fit_predict(
-            x_train,
-            y_train,
-            x_test,
-            predictor=predictor,
-            classifier_rng=classifier_rng,
-            n_jobs=tree_threads,
-            **options,
-        )
-
-    with _unconverged_lbfgs_kept() if predictor == "logistic_regression_cv" else contextlib.nullcontext():
-        if workers <= 1:
-            predictions = [fit(f) for f in range(len(fits))]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                futures = {
-                    f: pool.submit(fit, f) for f in sorted(range(len(fits)), key=lambda f: -fits[f][2])
-                }
+            fits.append((s, i, len(codes_train) * n_classes, codes_train, factors_train[:, i], codes_test))
+    problems = [fit[3:] for fit in fits]
+    if predictor == "logistic_regression_cv":
+        with _unconverged_lbfgs_kept():  # in this thread: the fits' threads only inherit its settings
+            costliest = sorted(range(len(fits)), key=lambda f: -fits[f][2])
+            with ThreadPoolExecutor(max(1, min(n_jobs, len(fits)))) as pool:
+                futures = {f: pool.submit(_fit_predict_lr, *problems[f]) for f in costliest}
                 predictions = [futures[f].result() for f in range(len(fits))]
+    elif implementation == "presorted" and HAVE_NUMBA:
+        stream = [_classifier_stream(classifier_rng)] * len(fits)
+        trees = fit_gradient_boostings(problems, stream, tie_order=tie_order, n_jobs=n_jobs)
+        predictions = [(predicted_train, predicted_test) for _, predicted_train, predicted_test in trees]
+    else:
+        options = {"predictor": predictor, "classifier_rng": classifier_rng, "implementation": implementation}
+        predictions = [fit_predict(*problem, **options) for problem in problems]
     accuracies = [(np.full(f.shape[1], np.nan), np.full(f.shape[1], np.nan)) for f, _ in checked]
     for (s, i, *_), (predicted_train, predicted_test) in zip(fits, predictions):
         factors_train, factors_test = checked[s]

@@ -75,6 +75,8 @@ codes, binary and multiclass.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -86,7 +88,7 @@ try:  # numba compiles the tree growing; without it the same algorithm runs in s
 except ImportError:  # pragma: no cover - exercised only where numba is missing (the GPU image)
     numba = None
 
-__all__ = ["HAVE_NUMBA", "draw_tree_seeds", "fit_gradient_boosting"]
+__all__ = ["HAVE_NUMBA", "fit_gradient_boosting", "fit_gradient_boostings"]
 
 HAVE_NUMBA = numba is not None
 
@@ -755,14 +757,14 @@ def _tie_groups(xt, presorted, twin, replay):
     )
 
 
-def draw_tree_seeds(random_state: object, n_classes: int, n_stages: int = 100) -> np.ndarray:
+def _draw_tree_seeds(random_state: object, n_classes: int, n_stages: int = 100) -> np.ndarray:
     """The splitter seeds ``(n_stages, n_trees)`` of one fit's trees, drawn from ``random_state``.
 
     As scikit-learn draws them (``Splitter.init``: ``random_state.randint(0, RAND_R_MAX)`` per
     tree, stage by stage, class by class; one tree a stage for two classes). ``random_state``
     is an int seed or a bit generator, whose state the draws advance: drawing the seeds of
-    several fits one after another, in their order, and fitting them with ``tree_seeds`` in any
-    order or side by side gives the trees of fitting them one after another on that stream.
+    several fits one after another, in their order, and growing them in any order or side by
+    side gives the trees of fitting them one after another on that stream.
     """
     n_trees = 1 if n_classes == 2 else n_classes
     return np.random.RandomState(random_state).randint(0, 2147483647, size=(n_stages, n_trees))
@@ -779,7 +781,6 @@ def fit_gradient_boosting(
     random_state: int = 0,
     tie_order: str = "stable",
     n_jobs: int = 1,
-    tree_seeds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``GradientBoostingClassifier(**defaults).fit(x_train, y_train)``, faster.
 
@@ -803,11 +804,35 @@ def fit_gradient_boosting(
             tie exactly. It saves the sort scikit-learn does at every node (3-4x faster on
             codes with few distinct values).
         n_jobs: threads growing a stage's per-class trees side by side.
-        tree_seeds: the trees' seeds drawn beforehand (``draw_tree_seeds``), in place of
-            drawing them from ``random_state``; needs numba.
 
     Returns:
         ``feature_importances_`` (F,), the predicted labels of x_train (N,) and of x_test (M,).
+    """
+    settings = {"n_stages": n_stages, "learning_rate": learning_rate, "max_depth": max_depth}
+    problems = [(x_train, y_train, x_test)]
+    return fit_gradient_boostings(problems, [random_state], tie_order=tie_order, n_jobs=n_jobs, **settings)[0]
+
+
+def fit_gradient_boostings(
+    problems: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    random_states: Sequence[object],
+    *,
+    n_stages: int = 100,
+    learning_rate: float = 0.1,
+    max_depth: int = 3,
+    tie_order: str = "stable",
+    n_jobs: int = 1,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``fit_gradient_boosting`` on each ``(x_train, y_train, x_test)`` of ``problems``, side by side.
+
+    Each fit's seeds come from its ``random_states`` entry: an int, or a bit generator the fits
+    may share (dlib's global RNG), drawn from in the problems' order before any tree grows, so
+    the trees are those of fitting one after another on that stream. The fits' stages run as
+    tasks on ``n_jobs`` threads: a stage's trees (one task each; one task a stage for a small
+    fit) once its gradients are computed, taken first come, first served across the fits, so
+    no thread waits at one fit's stage while another has trees to grow (``_grow_stages``).
+    Every tree is the one growing the fits one after another gives (tests/metrics/
+    test_exact_gbt.py). Returns each fit's ``fit_gradient_boosting`` outputs, in order.
     """
     if tie_order not in ("sklearn", "stable"):
         raise ValueError(f"tie_order must be 'sklearn' or 'stable'; got {tie_order!r}")
@@ -815,96 +840,193 @@ def fit_gradient_boosting(
         raise ValueError(f"max_depth must be <= 3 (the tree buffers hold {MAX_NODES} nodes); got {max_depth}")
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer; got {n_jobs}")
-    if tree_seeds is not None and not HAVE_NUMBA:
-        raise ValueError("tree_seeds needs numba: scikit-learn's own trees draw their seeds as they grow")
-    x = np.ascontiguousarray(x_train, dtype=np.float32)
-    x_test = np.ascontiguousarray(x_test, dtype=np.float32)
-    labels, encoded = np.unique(np.asarray(y_train), return_inverse=True)
-    if len(labels) < 2:
-        raise ValueError(f"y_train must hold at least two classes; got {labels.tolist()}")
-    if not HAVE_NUMBA:  # the same model, in scikit-learn
+    if len(random_states) != len(problems):
+        raise ValueError(f"{len(problems)} problems need as many random_states; got {len(random_states)}")
+    arrays = []
+    for x_train, y_train, x_test in problems:
+        labels = np.unique(np.asarray(y_train))
+        if len(labels) < 2:
+            raise ValueError(f"y_train must hold at least two classes; got {labels.tolist()}")
+        x, x_test = (np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test))
+        arrays.append((x, np.asarray(y_train), x_test, len(labels)))
+    if not HAVE_NUMBA:  # the same models, in scikit-learn
         from sklearn.ensemble import GradientBoostingClassifier
 
-        model = GradientBoostingClassifier(
-            n_estimators=n_stages, learning_rate=learning_rate, max_depth=max_depth, random_state=random_state
+        settings = {"n_estimators": n_stages, "learning_rate": learning_rate, "max_depth": max_depth}
+        models = [
+            GradientBoostingClassifier(**settings, random_state=random_state).fit(x, y)
+            for (x, y, _, _), random_state in zip(arrays, random_states)
+        ]
+        return [
+            (model.feature_importances_, model.predict(x), model.predict(x_test))
+            for model, (x, _, x_test, _) in zip(models, arrays)
+        ]
+    fits = [
+        _Boosting(
+            x,
+            y,
+            x_test,
+            _draw_tree_seeds(random_state, n_classes, n_stages),
+            learning_rate,
+            max_depth,
+            tie_order,
         )
-        model.fit(x, y_train)
-        return model.feature_importances_, model.predict(x), model.predict(x_test)
+        for (x, y, x_test, n_classes), random_state in zip(arrays, random_states)
+    ]
+    _grow_stages(fits, n_stages, n_jobs)
+    return [fit.result() for fit in fits]
 
-    n_samples, n_features = x.shape
-    n_classes = len(labels)
-    binary = n_classes == 2
-    n_trees = 1 if binary else n_classes  # trees per stage
-    # One splitter seed per tree, drawn in scikit-learn's order (stage by stage, class by class).
-    if tree_seeds is None:
-        seeds = draw_tree_seeds(random_state, n_classes, n_stages)
-    else:
-        seeds = np.asarray(tree_seeds)
-        if seeds.shape != (n_stages, n_trees):
-            expected = (n_stages, n_trees)
-            raise ValueError(f"tree_seeds must have shape (stages, trees) {expected}; got {seeds.shape}")
-    # Initial raw scores from the class priors (DummyClassifier(strategy="prior")), clipped,
-    # through the loss's link: logit, or the symmetric multinomial logit log(p / gmean(p)).
-    eps = np.finfo(np.float64).eps
-    counts = np.bincount(encoded, minlength=n_classes).astype(np.float64)
-    prior = np.clip(counts / counts.sum(), eps, 1 - eps)[None, :]  # (1, K)
-    if binary:
-        init = scipy.special.logit(prior[:, 1:])
-        onehot = (encoded == 1).astype(np.float64)[None, :]
-        factor = 1.0
-    else:
-        init = np.log(prior / scipy.stats.gmean(prior, axis=1)[:, None])
-        onehot = np.zeros((n_classes, n_samples))
-        onehot[encoded, np.arange(n_samples)] = 1.0
-        factor = (n_classes - 1) / n_classes
-    raw_train = np.ascontiguousarray(np.tile(init, (n_samples, 1)).T)  # (K, N)
-    raw_test = np.ascontiguousarray(np.tile(init, (len(x_test), 1)).T)
-    xt = np.ascontiguousarray(x.T)  # (F, N): one feature's values contiguous
-    # Twins: samples with the same row (bit for bit) and label. Their residuals are equal at
-    # every stage, so the order in which a sort leaves them cannot change any sum: the replay
-    # of scikit-learn's sort is needed only where a value is shared by samples that are not
-    # twins (duplicates drawn with replacement are twins; codes that collide are not).
-    # (F, N): each feature's samples in ascending order; "stable" sums equal values in sample
-    # order and never replays the sort (no twins needed), "sklearn" groups them by twin to find
-    # the non-twin ties. Within a tie the twins of one row are next to each other (the ids of
-    # unique rows are in lexicographic order, the label last), so that each tree can tell the
-    # samples of one row apart by its own class only (``_class_alike``).
-    twin = np.zeros(n_samples, np.int64)
-    row = np.zeros(n_samples, np.int64)
-    presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
-    if tie_order == "sklearn":
-        row = np.unique(x.view(np.int32), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-        twin = np.unique(np.c_[row, encoded], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-        presorted = np.stack([np.lexsort((twin, values)) for values in xt]).astype(np.int32)
-    group_feature, group_offset, group_member = _tie_groups(xt, presorted, twin, tie_order == "sklearn")
-    neg_gradient = np.empty((n_trees, n_samples))
-    importance = np.zeros((n_trees, n_features))
-    relevant = np.zeros(n_trees, np.int64)
-    # One tree per task when threaded: a thread takes the next class as it finishes one, so trees
-    # that cost more (a replayed sort) do not leave the other threads waiting for a fixed share.
-    workers = min(n_jobs, n_trees)
-    chunks = [np.arange(n_trees, dtype=np.int64)] if workers == 1 else [np.array([k]) for k in range(n_trees)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for stage in range(n_stages):
-            _negative_gradient(raw_train, onehot, binary, neg_gradient)
-            args = (x, xt, presorted, group_feature, group_offset, group_member, row, neg_gradient, onehot)
-            rest = (factor, learning_rate, max_depth, raw_train, x_test, raw_test, importance, relevant)
-            if len(chunks) == 1:
-                _fit_stage_trees(*args, chunks[0], seeds[stage], *rest)
-            else:
-                for future in [pool.submit(_fit_stage_trees, *args, c, seeds[stage], *rest) for c in chunks]:
-                    future.result()
-    # scikit-learn: mean over the trees with more than one node, normalised to sum 1.
-    n_relevant = relevant.sum()
-    if n_relevant == 0:
-        feature_importance = np.zeros(n_features)
-    else:
-        average = importance.sum(axis=0) / n_relevant
-        feature_importance = average / average.sum()
-    if binary:
-        return (
-            feature_importance,
-            labels[(raw_train[0] >= 0).astype(int)],
-            labels[(raw_test[0] >= 0).astype(int)],
+
+class _Boosting:
+    """One fit's arrays, grown stage by stage by ``_grow_stages``; ``result()`` reads it off."""
+
+    def __init__(self, x, y_train, x_test, seeds, learning_rate, max_depth, tie_order):
+        labels, encoded = np.unique(y_train, return_inverse=True)
+        n_samples, n_features = x.shape
+        n_classes = len(labels)
+        self.binary = binary = n_classes == 2
+        n_trees = 1 if binary else n_classes  # trees per stage
+        # Initial raw scores from the class priors (DummyClassifier(strategy="prior")), clipped,
+        # through the loss's link: logit, or the symmetric multinomial logit log(p / gmean(p)).
+        eps = np.finfo(np.float64).eps
+        counts = np.bincount(encoded, minlength=n_classes).astype(np.float64)
+        prior = np.clip(counts / counts.sum(), eps, 1 - eps)[None, :]  # (1, K)
+        if binary:
+            init = scipy.special.logit(prior[:, 1:])
+            onehot = (encoded == 1).astype(np.float64)[None, :]
+            factor = 1.0
+        else:
+            init = np.log(prior / scipy.stats.gmean(prior, axis=1)[:, None])
+            onehot = np.zeros((n_classes, n_samples))
+            onehot[encoded, np.arange(n_samples)] = 1.0
+            factor = (n_classes - 1) / n_classes
+        raw_train = np.ascontiguousarray(np.tile(init, (n_samples, 1)).T)  # (K, N)
+        raw_test = np.ascontiguousarray(np.tile(init, (len(x_test), 1)).T)
+        xt = np.ascontiguousarray(x.T)  # (F, N): one feature's values contiguous
+        # Twins: samples with the same row (bit for bit) and label. Their residuals are equal at
+        # every stage, so the order in which a sort leaves them cannot change any sum: the replay
+        # of scikit-learn's sort is needed only where a value is shared by samples that are not
+        # twins (duplicates drawn with replacement are twins; codes that collide are not).
+        # (F, N): each feature's samples in ascending order; "stable" sums equal values in sample
+        # order and never replays the sort (no twins needed), "sklearn" groups them by twin to find
+        # the non-twin ties. Within a tie the twins of one row are next to each other (the ids of
+        # unique rows are in lexicographic order, the label last), so that each tree can tell the
+        # samples of one row apart by its own class only (``_class_alike``).
+        twin = np.zeros(n_samples, np.int64)
+        row = np.zeros(n_samples, np.int64)
+        presorted = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
+        if tie_order == "sklearn":
+            row = np.unique(x.view(np.int32), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            twin = np.unique(np.c_[row, encoded], axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            presorted = np.stack([np.lexsort((twin, values)) for values in xt]).astype(np.int32)
+        groups = _tie_groups(xt, presorted, twin, tie_order == "sklearn")
+        self.labels, self.seeds, self.onehot = labels, seeds, onehot
+        self.raw_train, self.raw_test = raw_train, raw_test
+        self.neg_gradient = np.empty((n_trees, n_samples))
+        self.importance = np.zeros((n_trees, n_features))
+        self.relevant = np.zeros(n_trees, np.int64)
+        self.tree_args = (x, xt, presorted, *groups, row, self.neg_gradient, onehot)
+        self.stage_args = (
+            factor,
+            learning_rate,
+            max_depth,
+            raw_train,
+            x_test,
+            raw_test,
+            self.importance,
+            self.relevant,
         )
-    return feature_importance, labels[np.argmax(raw_train, axis=0)], labels[np.argmax(raw_test, axis=0)]
+        self.n_trees, self.n_samples = n_trees, n_samples
+
+    def gradients(self) -> None:
+        """The stage's negative gradients (K, N), from the raw scores of the stages before it."""
+        _negative_gradient(self.raw_train, self.onehot, self.binary, self.neg_gradient)
+
+    def grow(self, stage: int, classes: np.ndarray) -> None:
+        """The trees of ``stage`` for ``classes`` (K',), their leaves added to the raw scores."""
+        _fit_stage_trees(*self.tree_args, classes, self.seeds[stage], *self.stage_args)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``feature_importances_`` (F,), predicted labels of x_train (N,) and x_test (M,)."""
+        # scikit-learn: mean over the trees with more than one node, normalised to sum 1.
+        n_relevant = self.relevant.sum()
+        if n_relevant == 0:
+            feature_importance = np.zeros(self.importance.shape[1])
+        else:
+            average = self.importance.sum(axis=0) / n_relevant
+            feature_importance = average / average.sum()
+        if self.binary:
+            train, test = (self.raw_train[0] >= 0).astype(int), (self.raw_test[0] >= 0).astype(int)
+        else:
+            train, test = np.argmax(self.raw_train, axis=0), np.argmax(self.raw_test, axis=0)
+        return feature_importance, self.labels[train], self.labels[test]
+
+
+#: A fit with fewer points x trees a stage than this grows a stage as one task (a task a tree
+#: costs more in threads than the tree itself).
+SMALL_STAGE = 20_000
+
+
+def _grow_stages(fits: list[_Boosting], n_stages: int, n_jobs: int) -> None:
+    """Every stage of every fit: a stage's gradients, then its trees, on ``n_jobs`` threads.
+
+    A stage's trees are independent given its gradients, and write disjoint rows of the fit's
+    arrays; a fit's next stage starts when the last of its trees is grown (by the thread that
+    grew it), so the fits' stages interleave on the threads, first come, first served. The
+    order changes no number.
+    """
+    everything = [np.arange(fit.n_trees, dtype=np.int64) for fit in fits]
+    if n_jobs == 1 or not fits:
+        for fit, classes in zip(fits, everything):
+            for stage in range(n_stages):
+                fit.gradients()
+                fit.grow(stage, classes)
+        return
+    tasks = [
+        [classes] if fit.n_samples * fit.n_trees < SMALL_STAGE else [classes[k : k + 1] for k in classes]
+        for fit, classes in zip(fits, everything)
+    ]
+    lock = threading.Lock()
+    done = threading.Event()
+    stage = [0] * len(fits)
+    remaining = [0] * len(fits)
+    unfinished = [len(fits)]
+    errors: list[BaseException] = []
+
+    def start(f: int) -> None:  # the fit's next stage: its gradients, then its trees as tasks
+        if stage[f] == n_stages:
+            with lock:
+                unfinished[0] -= 1
+                if unfinished[0] == 0:
+                    done.set()
+            return
+        fits[f].gradients()
+        remaining[f] = len(tasks[f])
+        for classes in tasks[f]:
+            pool.submit(grow, f, classes)
+
+    def grow(f: int, classes: np.ndarray) -> None:
+        if errors:
+            return
+        try:
+            fits[f].grow(stage[f], classes)
+            with lock:
+                remaining[f] -= 1
+                last = remaining[f] == 0
+            if last:
+                stage[f] += 1
+                start(f)
+        except BaseException as error:  # raised in the calling thread below
+            errors.append(error)
+            done.set()
+
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        try:
+            for f in range(len(fits)):
+                start(f)
+        except BaseException as error:  # the tasks already queued stop at once
+            errors.append(error)
+            raise
+        done.wait()
+    if errors:
+        raise errors[0]

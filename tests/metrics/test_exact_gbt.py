@@ -290,30 +290,37 @@ def test_many_rows_labelled_apart_match_sklearn_exactly():
     assert_sklearns_trees_for_two_seeds(x, y, x_test)
 
 
-def test_seeds_drawn_beforehand_give_the_trees_of_one_stream():
-    """Two fits on one stream, one after another, equal the same fits from seeds drawn in that order."""
-    from metrics.exact_gbt import draw_tree_seeds
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+def test_fits_side_by_side_on_one_stream_are_the_fits_one_after_another(n_jobs):
+    """``fit_gradient_boostings``: every fit's seeds drawn in order, stages interleaved on the threads."""
+    from metrics.exact_gbt import SMALL_STAGE, fit_gradient_boostings
 
     rng = np.random.default_rng(4)
-    (x1, y1), (x2, y2) = codes_and_labels(rng, 300, 4, 3), codes_and_labels(rng, 200, 4, 2)
-    x1[:, 2] = np.round(x1[:, 2])  # ties: the seeds decide between tied splits
-    x2[:, 2] = np.round(x2[:, 2])
+    problems = []
+    for n, n_classes in ((300, 3), (200, 2), (2500, 9), (120, 5)):  # small and large stages
+        x, y = codes_and_labels(rng, n, 4, n_classes)
+        x[:, 2] = np.round(x[:, 2])  # ties: the seeds decide between tied splits
+        problems.append((x, y, x[:50]))
+    assert any(len(x) * 9 >= SMALL_STAGE for x, _, _ in problems)  # a stage a tree a task
     stream = np.random.RandomState(9)
-    in_turn = [
-        fit_gradient_boosting(x, y, x[:50], random_state=stream._bit_generator)
-        for x, y in ((x1, y1), (x2, y2))
-    ]
+    in_turn = [fit_gradient_boosting(*problem, random_state=stream._bit_generator) for problem in problems]
     stream = np.random.RandomState(9)
-    seeds = [draw_tree_seeds(stream._bit_generator, len(np.unique(y))) for y in (y1, y2)]
-    assert seeds[0].shape == (100, 3) and seeds[1].shape == (100, 1)  # two classes: one tree a stage
-    drawn = [
-        fit_gradient_boosting(x, y, x[:50], tree_seeds=s)
-        for (x, y), s in zip(((x2, y2), (x1, y1)), seeds[::-1])
-    ]
-    for ours, reference in zip(drawn[::-1], in_turn):
+    side_by_side = fit_gradient_boostings(problems, [stream._bit_generator] * 4, n_jobs=n_jobs)
+    for ours, reference in zip(side_by_side, in_turn, strict=True):
         for a, b in zip(ours, reference):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(
-        ValueError, match=r"tree_seeds must have shape \(stages, trees\) \(100, 3\); got \(100, 1\)"
-    ):
-        fit_gradient_boosting(x1, y1, x1[:5], tree_seeds=seeds[1])
+    with pytest.raises(ValueError, match="4 problems need as many random_states; got 1"):
+        fit_gradient_boostings(problems, [0])
+
+
+def test_an_error_in_a_fit_side_by_side_is_raised(monkeypatch):
+    from metrics import exact_gbt
+
+    def broken(*args):
+        raise FloatingPointError("a tree failed")
+
+    monkeypatch.setattr(exact_gbt, "_fit_stage_trees", broken)
+    rng = np.random.default_rng(1)
+    problems = [(*codes_and_labels(rng, 400, 3, 60), np.zeros((5, 3))) for _ in range(2)]
+    with pytest.raises(FloatingPointError, match="a tree failed"):
+        exact_gbt.fit_gradient_boostings([(x, y, t) for x, y, t in problems], [0, 1], n_jobs=2)

@@ -588,7 +588,7 @@ def markdown(info: dict) -> str:
         "",
         "DCI's 11,300 trees (100 stages x 113 classes) are the ones scikit-learn grows, split for split "
         "(tests/metrics/test_exact_gbt.py): the speedup comes from sorting each code once per fit instead of "
-        "at every node, compiled tree growing (numba), and a stage's per-class trees grown on "
+        "at every node, compiled tree growing (numba), and the factors' stages' trees grown side by side on "
         f"{info['n_jobs']} threads (one thread: {info['dci_one_thread_seconds']:.1f} s). The naive "
         "baseline's five factor fits took "
         + ", ".join(f"{t:.1f}" for t in info["dci_naive_factor_cpu_seconds"])
