@@ -16,7 +16,8 @@ and reads off the same impurity importances and predictions, but
   sorting at every node (the classic presorted CART of Breiman et al. 1984);
 - compiles the tree growing with numba (``nogil``) and grows the K trees of a
   stage, which are independent given the stage's gradients, on ``n_jobs``
-  threads.
+  threads, and the trees of several fits side by side on the same threads
+  (``fit_gradient_boostings``: a metric's fits, one per factor and train size).
 
 What is reproduced (scikit-learn 1.9, ``sklearn/ensemble/_gb.py`` and
 ``sklearn/tree/_splitter.pyx``, ``_criterion.pyx``, ``_tree.pyx``):

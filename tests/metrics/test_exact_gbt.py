@@ -280,13 +280,13 @@ def test_many_rows_labelled_apart_match_sklearn_exactly():
     trees keep their presorted order.
     """
     rng = np.random.default_rng(8)
-    pool, pool_y = codes_and_labels(rng, 450, 4, 12)
+    pool, pool_y = codes_and_labels(rng, 300, 4, 12)
     pool = pool.astype(np.float32)
-    pool[150:300] = pool[:150]  # the same rows ...
-    pool_y[150:300] = (pool_y[:150] + 1 + rng.integers(0, 11, 150)) % 12  # ... labelled apart
-    draw = rng.integers(0, len(pool), 1200)  # with replacement: twins too
+    pool[100:200] = pool[:100]  # the same rows ...
+    pool_y[100:200] = (pool_y[:100] + 1 + rng.integers(0, 11, 100)) % 12  # ... labelled apart
+    draw = rng.integers(0, len(pool), 600)  # with replacement: twins too
     x, y = pool[draw], pool_y[draw]
-    x_test, _ = codes_and_labels(rng, 200, 4, 12)
+    x_test, _ = codes_and_labels(rng, 100, 4, 12)
     assert_sklearns_trees_for_two_seeds(x, y, x_test)
 
 
