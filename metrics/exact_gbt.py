@@ -927,16 +927,7 @@ class _Boosting:
         self.importance = np.zeros((n_trees, n_features))
         self.relevant = np.zeros(n_trees, np.int64)
         self.tree_args = (x, xt, presorted, *groups, row, self.neg_gradient, onehot)
-        self.stage_args = (
-            factor,
-            learning_rate,
-            max_depth,
-            raw_train,
-            x_test,
-            raw_test,
-            self.importance,
-            self.relevant,
-        )
+        self.stage_args = (factor, learning_rate, max_depth, raw_train, x_test, raw_test)
         self.n_trees, self.n_samples = n_trees, n_samples
 
     def gradients(self) -> None:
@@ -945,7 +936,8 @@ class _Boosting:
 
     def grow(self, stage: int, classes: np.ndarray) -> None:
         """The trees of ``stage`` for ``classes`` (K',), their leaves added to the raw scores."""
-        _fit_stage_trees(*self.tree_args, classes, self.seeds[stage], *self.stage_args)
+        seeds = self.seeds[stage]
+        _fit_stage_trees(*self.tree_args, classes, seeds, *self.stage_args, self.importance, self.relevant)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``feature_importances_`` (F,), predicted labels of x_train (N,) and x_test (M,)."""
