@@ -64,8 +64,11 @@ def disentanglement_completeness(importance: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_presorted_gbts(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs):
-    """Every factor's classifier at once: ``fit_gradient_boostings`` shares the threads among their trees."""
+def _fit_presorted_gbts(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs, backend):
+    """Every factor's classifier at once: ``fit_gradient_boostings`` shares the threads among their trees.
+
+    (``backend`` is joblib's, for the per-factor fits; the compiled trees run on their own threads.)
+    """
     problems = [(codes_train, y, codes_test) for y in factors_train.T]
     fits = fit_gradient_boostings(problems, random_states=seeds, n_jobs=n_jobs)
     out = []
@@ -112,7 +115,23 @@ def _fit_hgb(x_train, y_train, x_test, y_test, seed):
     return importance, np.mean(predicted_train == y_train), np.mean(predicted_test == y_test)
 
 
-def _dci(name, fit, codes_train, factors_train, codes_test, factors_test, rng, n_jobs, backend):
+def _each_factor(fit):
+    """``fit`` (one factor's classifier) as a fit of every factor: joblib over the factors, largest first."""
+
+    def fit_factors(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs, backend):
+        n_classes = [len(np.unique(y)) for y in factors_train.T]
+        order = sorted(range(len(n_classes)), key=lambda j: -n_classes[j])  # the short ones start last
+        in_order = Parallel(n_jobs=n_jobs, backend=backend)(
+            delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
+            for j in order
+        )
+        return [in_order[order.index(j)] for j in range(len(n_classes))]
+
+    return fit_factors
+
+
+def _dci(name, fit_factors, codes_train, factors_train, codes_test, factors_test, rng, n_jobs, backend):
+    """DCI from ``fit_factors`` (every factor's importance column and accuracies, from per-factor seeds)."""
     codes_train, factors_train, codes_test, factors_test = check_arrays(
         codes_train=codes_train,
         factors_train=factors_train,
@@ -130,15 +149,7 @@ def _dci(name, fit, codes_train, factors_train, codes_test, factors_test, rng, n
         return dict.fromkeys(_KEYS, float("nan"))
     # One seed per factor, drawn up front: the result does not depend on n_jobs or on the order of the fits.
     seeds = [int(s) for s in np.atleast_1d(rng_integers(rng, 2**31 - 1, size=n_factors))]
-    if fit is _fit_presorted_gbts:
-        fits = fit(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs)
-    else:  # largest factors first, so that the last fits to start are the short ones
-        order = sorted(range(n_factors), key=lambda j: -n_classes[j])
-        in_order = Parallel(n_jobs=n_jobs, backend=backend)(
-            delayed(fit)(codes_train, factors_train[:, j], codes_test, factors_test[:, j], seeds[j])
-            for j in order
-        )
-        fits = [in_order[order.index(j)] for j in range(n_factors)]
+    fits = fit_factors(codes_train, factors_train, codes_test, factors_test, seeds, n_jobs, backend)
     importance = np.zeros((n_codes, n_factors))
     acc_train, acc_test = np.zeros(n_factors), np.zeros(n_factors)
     for j, (column, a_train, a_test) in enumerate(fits):
@@ -198,7 +209,7 @@ def dci(
     A factor with a single value in the training set: dlib's classifier raises;
     we return NaN for all four keys with a warning.
     """
-    fits = {"presorted": _fit_presorted_gbts, "sklearn": _fit_gbt}
+    fits = {"presorted": _fit_presorted_gbts, "sklearn": _each_factor(_fit_gbt)}
     if implementation not in fits:
         raise ValueError(f"implementation must be one of {sorted(fits)}; got {implementation!r}")
     arrays = (codes_train, factors_train, codes_test, factors_test)
@@ -237,7 +248,15 @@ def dci_fast(
     tests/metrics/test_properties.py::test_dci_fast_is_close_to_dci_but_not_equal).
     """
     scores = _dci(
-        "dci_fast", _fit_hgb, codes_train, factors_train, codes_test, factors_test, rng, n_jobs, backend
+        "dci_fast",
+        _each_factor(_fit_hgb),
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        rng,
+        n_jobs,
+        backend,
     )
     # Its own keys, so that a record holding both never confuses it with dlib's DCI.
     return {k.replace("dci_", "dci_fast_", 1): v for k, v in scores.items()}
