@@ -235,22 +235,32 @@ def _order_error(n, abs_total):
 
 @_jit
 def _grow_tree(
-    xt, presorted, group_feature, group_offset, group_member, alike, residual, max_depth, seed, certify
+    xt,
+    presorted,
+    presorted_values,
+    group_feature,
+    group_offset,
+    group_member,
+    alike,
+    residual,
+    max_depth,
+    seed,
+    certify,
 ):
     """One squared-error regression tree on ``residual``, grown as scikit-learn's best splitter does.
 
-    xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of
-    each feature, samples with equal values grouped by twin (the same row and label; a row's
-    twins next to each other); alike: (N,) int64, equal for samples whose residuals in this
-    tree are equal at every stage (the same feature row and the same one-hot value of this
-    tree's class: ``_class_alike``), so that their order cannot change a sum; group_feature
-    (G,), group_offset (G + 1,), group_member: the tie groups whose order may matter (a
-    feature's value shared by samples that are not twins; none with the "stable" tie order),
-    group g's samples being ``group_member[group_offset[g]:group_offset[g + 1]]``: scikit-learn's
-    sort is replayed on a feature in a node that holds two samples of one of its groups that
-    are not alike; residual: (N,) float64
-    targets, in [-1, 1] (a log loss's negative gradient);
-    seed: the splitter's ``rand_r_state``, which orders the features visited at each node
+    xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of each
+    feature, samples with equal values grouped by twin (the same row and label; a row's twins next
+    to each other); presorted_values: (F, N) float32 their values (``xt`` taken along
+    ``presorted``), partitioned with them so that a scan reads values in order; alike: (N,) int64,
+    equal for samples whose residuals in this tree are equal at every stage (the same feature row
+    and the same one-hot value of this tree's class: ``_class_alike``), so that their order cannot
+    change a sum; group_feature (G,), group_offset (G + 1,), group_member: the tie groups whose
+    order may matter (a feature's value shared by samples that are not twins; none with the "stable"
+    tie order), group g's samples being ``group_member[group_offset[g]:group_offset[g + 1]]``:
+    scikit-learn's sort is replayed on a feature in a node that holds two samples of one of its
+    groups that are not alike; residual: (N,) float64 targets, in [-1, 1] (a log loss's negative
+    gradient); seed: the splitter's ``rand_r_state``, which orders the features visited at each node
     as scikit-learn's does (it decides between exactly tied splits).
 
     certify: instead of replaying the sorts, sum in the presorted order and check that no
@@ -276,8 +286,10 @@ def _grow_tree(
     tree_impurity = np.zeros(MAX_NODES, np.float64)
     # Each node's samples, sorted per feature, in one contiguous segment of every row.
     work = presorted.copy()
+    work_values = presorted_values.copy()  # (F, N) the values of ``work``'s samples, moved with them
     scratch = np.empty(n_samples, np.int32)  # the right-going samples of a partition
-    goes_left = np.empty(n_samples, np.bool_)
+    scratch_values = np.empty(n_samples, np.float32)
+    goes_left = np.empty(n_samples, np.int8)
     sort_values = np.empty(n_samples, np.float32)  # the replayed introsort's keys ...
     sorted_values = np.empty(n_samples, np.float32)  # ... and their sorted order
     tie_prefix = np.empty(n_samples, np.int64)
@@ -377,6 +389,7 @@ def _grow_tree(
             f = features[f_j]
             samples = work[f]
             values = xt[f]
+            sorted_at = work_values[f]  # (N,) values in ``samples``' order
             tied = False
             last_conflicted = conflicted[f]
             exact = not certify or (node_exact and not conflicted[f])
@@ -407,9 +420,10 @@ def _grow_tree(
                     tie_prefix,
                 )
                 samples = node_order
+                sorted_at = sort_values
             else:
                 pending = f
-            if values[samples[end - 1]] <= values[samples[start]] + _FEATURE_THRESHOLD:
+            if sorted_at[end - 1] <= sorted_at[start] + _FEATURE_THRESHOLD:
                 features[f_j], features[n_total_constants] = features[n_total_constants], features[f_j]
                 n_found_constants += 1
                 n_total_constants += 1
@@ -422,7 +436,7 @@ def _grow_tree(
             while p < end:
                 # Partitioner.next_p: step over values within FEATURE_THRESHOLD of their predecessor.
                 p += 1
-                while p < end and values[samples[p]] <= values[samples[p - 1]] + _FEATURE_THRESHOLD:
+                while p < end and sorted_at[p] <= sorted_at[p - 1] + _FEATURE_THRESHOLD:
                     p += 1
                 if p >= end:
                     break
@@ -453,7 +467,7 @@ def _grow_tree(
                     best_proxy = proxy
                     best_feature = f
                     best_pos = p
-                    lower, upper = np.float64(values[samples[p - 1]]), np.float64(values[samples[p]])
+                    lower, upper = np.float64(sorted_at[p - 1]), np.float64(sorted_at[p])
                     best_threshold = lower / 2.0 + upper / 2.0
         features[:n_known_constants] = constant_features[:n_known_constants]
         constant_features[n_known_constants:n_total_constants] = features[n_known_constants:n_total_constants]
@@ -525,18 +539,22 @@ def _grow_tree(
                 if f == best_feature:
                     continue  # already partitioned: its left samples are exactly those before best_pos
                 samples = work[f]
+                sorted_at = work_values[f]
                 n_l = start
                 n_r = 0
-                for q in range(start, end):
+                for q in range(start, end):  # branch-free: both slots written, one kept
                     sample = samples[q]
-                    if goes_left[sample]:
-                        samples[n_l] = sample
-                        n_l += 1
-                    else:
-                        scratch[n_r] = sample
-                        n_r += 1
+                    value = sorted_at[q]
+                    is_left = goes_left[sample]
+                    samples[n_l] = sample
+                    sorted_at[n_l] = value
+                    scratch[n_r] = sample
+                    scratch_values[n_r] = value
+                    n_l += is_left
+                    n_r += 1 - is_left
                 for q in range(n_r):
                     samples[n_l + q] = scratch[q]
+                    sorted_at[n_l + q] = scratch_values[q]
         tree_feature[node] = best_feature
         tree_threshold[node] = best_threshold
         tree_children[node, 0] = left
@@ -620,6 +638,7 @@ def _fit_stage_trees(
     x,
     xt,
     presorted,
+    presorted_values,
     group_feature,
     group_offset,
     group_member,
@@ -661,11 +680,11 @@ def _fit_stage_trees(
         groups = (group_feature, group_offset, group_member, alike)
         certify = len(group_feature) > 0  # only where the sort's tie order could matter
         node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, certain = _grow_tree(
-            xt, presorted, *groups, neg_gradient[k], max_depth, seeds[k], certify
+            xt, presorted, presorted_values, *groups, neg_gradient[k], max_depth, seeds[k], certify
         )
         if not certain:  # too close to call in the presorted order: replay scikit-learn's sorts
             node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, _ = _grow_tree(
-                xt, presorted, *groups, neg_gradient[k], max_depth, seeds[k], False
+                xt, presorted, presorted_values, *groups, neg_gradient[k], max_depth, seeds[k], False
             )
         if node_count > 1:
             relevant[k] += 1
@@ -926,7 +945,8 @@ class _Boosting:
         self.neg_gradient = np.empty((n_trees, n_samples))
         self.importance = np.zeros((n_trees, n_features))
         self.relevant = np.zeros(n_trees, np.int64)
-        self.tree_args = (x, xt, presorted, *groups, row, self.neg_gradient, onehot)
+        presorted_values = np.take_along_axis(xt, presorted, axis=1)  # (F, N)
+        self.tree_args = (x, xt, presorted, presorted_values, *groups, row, self.neg_gradient, onehot)
         self.stage_args = (factor, learning_rate, max_depth, raw_train, x_test, raw_test)
         self.n_trees, self.n_samples = n_trees, n_samples
 
