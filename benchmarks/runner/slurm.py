@@ -335,6 +335,7 @@ class SlurmBackend(Backend):
             disable=not tty,
         )
         last_line = 0.0
+        last_said = ""
         quiet = QuietSacct(self.console.print)
         submitit_log = logging.getLogger("submitit")
         submitit_log.addFilter(quiet)
@@ -354,11 +355,12 @@ class SlurmBackend(Backend):
                     else f"{done}/{len(jobs)} tasks finished"
                 )
                 progress.update(task, completed=recorded, states=summary)
-                if not tty and time.monotonic() - last_line > 30:
-                    last_line = time.monotonic()
-                    self.console.print(
-                        f"[{time.strftime('%H:%M:%S')}] {recorded}/{len(runs)} runs recorded; {summary}"
-                    )
+                # Without a terminal: a line when anything changes (a task starting, preempted and
+                # requeued, ending; a run recorded), and every 30 s to show the command is alive.
+                said = f"{recorded}/{len(runs)} runs recorded; {summary}"
+                if not tty and (said != last_said or time.monotonic() - last_line > 30):
+                    last_line, last_said = time.monotonic(), said
+                    self.console.print(f"[{time.strftime('%H:%M:%S')}] {said}")
                 if done == len(jobs):
                     break
                 time.sleep(2)

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,27 @@ def finish(proc, timeout=240):
     """(exit code, output with whitespace normalised)."""
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, " ".join(out.split())
+
+
+def read_lines(proc):
+    """A list that a thread fills with ``proc``'s output lines as they come (for ``finish_reading``)."""
+    lines: list[str] = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc.reader = reader
+    return lines
+
+
+def finish_reading(proc, lines, timeout=240):
+    """``finish`` for a process whose output ``read_lines`` collects."""
+    proc.wait(timeout=timeout)
+    proc.reader.join(timeout=30)
+    return proc.returncode, " ".join("".join(lines).split())
 
 
 def cli(*args, timeout=240, **kw):
@@ -322,17 +344,27 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     out = tmp_path / "slurm"
     cancel_jobs.append(out)
     follower = start("run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", out)
+    lines = read_lines(follower)
     checkpoint = out / "checkpoints" / "toy" / f"{run_id}.pt"
     wait_for(checkpoint.exists, 120, "the task's first checkpoint")
     (job,) = job_ids(out)
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
     requeued = lambda: scontrol_show(job).get("Restarts", "0") != "0" and job_state(job) == "PENDING"  # noqa: E731
     wait_for(requeued, 60, "the task to be requeued")
-    time.sleep(5)  # the follower polls every 2 s: it sees the requeued task pending, not done
-    assert follower.poll() is None, "the followed sweep returned while its task was requeued"
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
 
-    code, output = finish(follower)
+    # The follower says each change of its tasks' states (without a terminal): once it has said the
+    # task is pending after running, it has seen the requeued task and taken it for unfinished.
+    def saw_requeue():
+        said = [line for line in list(lines) if "runs recorded;" in line]
+        running = [i for i, line in enumerate(said) if "1 running" in line]
+        return running and any("1 pending" in line for line in said[running[0] + 1 :])
+
+    wait_for(saw_requeue, 60, "the follower to report the requeued task pending")
+    assert follower.poll() is None, "the followed sweep returned while its task was requeued"
+    # now+3, not now: a relaunch in the second of the kill is refused (see the test above)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+3"], check=True, timeout=30)
+
+    code, output = finish_reading(follower, lines)
     assert code == 0, output
     assert "1 run(s) completed" in output, output
     (record,) = records(out).values()
