@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scaleout_gate import GATE_STEP
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
@@ -31,6 +32,8 @@ from vae_zoo import VAE, register_model
 
 HERE = Path(__file__).resolve().parent
 CLI = (sys.executable, "-m", "benchmarks.cli")  # toy_squares is a built-in dataset
+# The CLI with the test variant scaleout_gated registered (a SLURM task imports its module itself).
+GATED_CLI = (sys.executable, "-c", "import scaleout_gate; from benchmarks.cli import app; app()")
 ROOT = HERE.parents[1]
 runner = CliRunner()
 
@@ -46,6 +49,12 @@ class ScaleoutNaN(VAE):
     def regularizer(self, terms):
         kl = terms.kl.mean()
         return (kl * float("nan") if terms.step >= 3 else kl), {"kl": kl}
+
+
+def gated(tmp_path):
+    """(environment of a gated SLURM run, its gate, the file saying the run waits at the gate)."""
+    gate = tmp_path / "gate"
+    return env(VAEBENCH_TEST_GATE=str(gate)), gate, Path(str(gate) + ".waiting")
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -78,7 +87,7 @@ def env(**extra):
 def start(*args, **kw):
     """The toy CLI as a process of its own (submitit and claims need real processes)."""
     return subprocess.Popen(
-        [*CLI, *map(str, args)],
+        [*kw.pop("cli", CLI), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -278,15 +287,17 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     submitit's ``job._interrupt()`` sends it) once the run has checkpointed makes submitit checkpoint
     and requeue the task.
     """
-    suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="vae = [{}]")
+    suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="scaleout_gated = [{}]")
     (run_id,) = suite_run_ids(suite)
     out = tmp_path / "slurm"
     cancel_jobs.append(out)
-    reference = start("run", "--suite", suite, "--device", "cpu", "--out", tmp_path / "local")
+    reference = start("run", "--suite", suite, "--device", "cpu", "--out", tmp_path / "local", cli=GATED_CLI)
+    gated_env, gate, waiting = gated(tmp_path)
 
     code, output = cli(
-        "run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--no-wait", "--out", out
-    )
+        "run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--no-wait", "--out", out,
+        cli=GATED_CLI, env=gated_env,
+    )  # fmt: skip
     assert code == 0, output
     (job,) = job_ids(out)
     assert f"job {job.split('_')[0]}" in output and "vaebench status" in output, output
@@ -295,7 +306,8 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     assert rows["toy"]["SLURM jobs"] in ("1 pending", "1 running", "1 configuring"), rows
 
     checkpoint = out / "checkpoints" / "toy" / f"{run_id}.pt"
-    wait_for(checkpoint.exists, 120, "the task's first checkpoint")
+    wait_for(waiting.exists, 120, f"the task to wait at step {GATE_STEP}")
+    assert checkpoint.exists()
     rows, text = status(out, "--suite", suite)
     assert rows["toy"]["claimed (running)"] == "1" and rows["toy"]["pending"] == "0", text
     assert f"SLURM job {job}" in text and rows["toy"]["SLURM jobs"] == "1 running", text
@@ -304,6 +316,7 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     # A requeued job waits (BeginTime) before it may start again; let it start now.
     requeued = lambda: scontrol_show(job).get("Restarts", "0") != "0" and job_state(job) == "PENDING"  # noqa: E731
     wait_for(requeued, 60, "the task to be requeued")
+    gate.touch()  # the requeued task goes past step 25
     # Not StartTime=now: slurmd revokes the killed run's credential with a one-second resolution,
     # and a relaunch within the same second is killed as "Job credential revoked" (exit 1, FAILED;
     # slurmctld.log says so). Three seconds on, the new credential is past the revocation.
@@ -315,7 +328,7 @@ def test_a_preempted_task_is_requeued_and_ends_with_the_record_of_an_uninterrupt
     assert "Caught signal SIGUSR2" in err, err
     (record,) = records(out).values()
     assert record["status"] == "ok"
-    assert record["timing"]["resumed_from_step"] > 0  # the interruption landed mid-run
+    assert record["timing"]["resumed_from_step"] == 20  # the last checkpoint before the gate
     assert scontrol_show(job)["Restarts"] == "1"
 
     code, ref_output = finish(reference)
@@ -339,14 +352,19 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     counts REQUEUED, PENDING and PREEMPTED as incomplete); the command returns once the requeued task
     has resumed and recorded the run.
     """
-    suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="vae = [{}]")
+    suite = write_suite(toy_suite, steps=150, checkpoint_every=10, models="scaleout_gated = [{}]")
     (run_id,) = suite_run_ids(suite)
     out = tmp_path / "slurm"
     cancel_jobs.append(out)
-    follower = start("run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", out)
+    gated_env, gate, waiting = gated(tmp_path)
+    follower = start(
+        "run", "--suite", suite, "--device", "cpu", "--backend", "slurm", "--out", out,
+        cli=GATED_CLI, env=gated_env,
+    )  # fmt: skip
     lines = read_lines(follower)
     checkpoint = out / "checkpoints" / "toy" / f"{run_id}.pt"
-    wait_for(checkpoint.exists, 120, "the task's first checkpoint")
+    wait_for(waiting.exists, 120, f"the task to wait at step {GATE_STEP}")
+    assert checkpoint.exists()
     (job,) = job_ids(out)
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
     requeued = lambda: scontrol_show(job).get("Restarts", "0") != "0" and job_state(job) == "PENDING"  # noqa: E731
@@ -361,6 +379,7 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
 
     wait_for(saw_requeue, 60, "the follower to report the requeued task pending")
     assert follower.poll() is None, "the followed sweep returned while its task was requeued"
+    gate.touch()
     # now+3, not now: a relaunch in the second of the kill is refused (see the test above)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+3"], check=True, timeout=30)
 
@@ -368,10 +387,10 @@ def test_a_followed_sweep_waits_through_a_requeue_and_reports_the_resumed_run(
     assert code == 0, output
     assert "1 run(s) completed" in output, output
     (record,) = records(out).values()
-    assert record["status"] == "ok" and record["timing"]["resumed_from_step"] > 0
+    assert record["status"] == "ok" and record["timing"]["resumed_from_step"] == 20
     assert scontrol_show(job)["Restarts"] == "1"
 
-    reference = start("run", "--suite", suite, "--device", "cpu", "--out", tmp_path / "local")
+    reference = start("run", "--suite", suite, "--device", "cpu", "--out", tmp_path / "local", cli=GATED_CLI)
     code, ref_output = finish(reference)
     assert code == 0, ref_output
     (ref,) = records(tmp_path / "local").values()
