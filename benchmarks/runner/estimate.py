@@ -10,13 +10,17 @@ points it fits). The evaluation's cache encodes each grid point once, and a
 metric's draws of ``d`` points reach an expected ``N (1 - exp(-d / N))`` of the
 N grid points; the sampled representation reuses its metric's points (the same
 seed draws them). The same per-metric costs give the evaluation's ETA.
+
+Both timings are taken once per process for each ``timing_key``: runs that differ only in a
+regularizer's strength or in their seed run the same network on the same data, so they cost
+the same (a paper suite's 2,520 runs need about 50 timings, not one a run).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from functools import cache
 
 import torch
 
@@ -25,12 +29,13 @@ from benchmarks.runner.encoding import FORWARD_BATCH, PassCheck, encode_passes
 from benchmarks.runner.evaluate import SUMMARY_POINTS, metric_entry
 from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.plan import pack_key
-from benchmarks.runner.spec import RunSpec
+from benchmarks.runner.spec import RunSpec, thaw
 from benchmarks.runner.train import train_runs
 from metrics import get_metric
 from vae_zoo import create_model
 
 __all__ = [
+    "timing_key",
     "seconds_per_step",
     "seconds_per_image",
     "estimate_training_seconds",
@@ -41,8 +46,34 @@ __all__ = [
 _TIMED_STEPS = 5
 
 
+def timing_key(spec: RunSpec) -> tuple:
+    """What a run's step and encoding cost depends on: its variant, network, data and training settings.
+
+    A packable run's ``pack_key`` (its network's layer types and shapes, not its regularizer's
+    strength); an unpackable one's own config, dataset and training settings: never the seed.
+    """
+    key = pack_key(spec)
+    if key[0] == "alone":  # keyed by its run id; the same config with another seed costs the same
+        config = json.dumps(thaw(spec.model_config), sort_keys=True)
+        training = json.dumps(spec.training.to_dict(), sort_keys=True)
+        key = ("alone", config, spec.dataset, spec.dataset_source, training)
+    return (spec.model, *key)
+
+
+#: Timings already taken in this process: (timing_key, device, threads) -> seconds.
+_STEP_SECONDS: dict[tuple, float] = {}
+_IMAGE_SECONDS: dict[tuple, float] = {}
+
+
 def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
-    """The fastest of a few timed steps of ``spec``'s model, through the training loop."""
+    """The fastest of a few timed steps of ``spec``'s model, through the training loop (once per key)."""
+    key = (timing_key(spec), str(device), torch.get_num_threads())
+    if key not in _STEP_SECONDS:
+        _STEP_SECONDS[key] = _timed_steps(spec, device)
+    return _STEP_SECONDS[key]
+
+
+def _timed_steps(spec: RunSpec, device: torch.device) -> float:
     shape = get_dataset_class(spec.dataset).observation_shape
     g = torch.Generator().manual_seed(0)
     images = TrainingImages(torch.randint(0, 256, (256, *shape), dtype=torch.uint8, generator=g).to(device))
@@ -70,18 +101,10 @@ def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
 
 
 def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dict[str, float]:
-    """run_id -> estimated training seconds, timing each distinct (dataset, model, config) once."""
-    per_key: dict[tuple, float] = {}
-    out = {}
-    for spec in specs:
-        key = (spec.model, pack_key(spec))
-        if key not in per_key:
-            per_key[key] = seconds_per_step(spec, device)
-        out[spec.run_id] = per_key[key] * spec.training.steps
-    return out
+    """run_id -> estimated training seconds, timing each ``timing_key`` once."""
+    return {spec.run_id: seconds_per_step(spec, device) * spec.training.steps for spec in specs}
 
 
-@cache
 def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device: torch.device) -> float:
     model = create_model(model_name, **dict(config)).to(device).eval()
     x = torch.rand(2 * FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
@@ -101,10 +124,13 @@ def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device
 
 
 def seconds_per_image(spec: RunSpec, device: torch.device) -> float:
-    """Seconds to encode one image with ``spec``'s encoder on ``device``, timed (once per architecture)."""
-    config = spec.full_model_config()
-    shape = tuple(get_dataset_class(spec.dataset).observation_shape)
-    return _timed_encode(spec.model, tuple(sorted(config.items())), shape, device)
+    """Seconds to encode one image with ``spec``'s encoder on ``device``, timed (once per key)."""
+    key = (timing_key(spec), str(device), torch.get_num_threads())
+    if key not in _IMAGE_SECONDS:
+        config = spec.full_model_config()
+        shape = tuple(get_dataset_class(spec.dataset).observation_shape)
+        _IMAGE_SECONDS[key] = _timed_encode(spec.model, tuple(sorted(config.items())), shape, device)
+    return _IMAGE_SECONDS[key]
 
 
 def evaluation_costs(spec: RunSpec, device: torch.device, per_image: float | None = None) -> dict[str, float]:
