@@ -21,7 +21,7 @@ import inspect
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +349,13 @@ def _evaluation_differences(spec: RunSpec, ref: Reference) -> tuple[list[Differe
     return found, additions
 
 
+@cache
+def _defaults(function: Any) -> Mapping[str, Any]:
+    """A metric function's keyword defaults (those it has), read once: a suite's runs share them."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 def _setting_deviations(
     scored_entry: str, settings: Mapping[str, Any], entry: Mapping[str, Any]
 ) -> list[Difference]:
@@ -362,12 +369,12 @@ def _setting_deviations(
         value = settings.get(key)
         if _plain(value) != _plain(expected):
             found.append(Difference("evaluation", f"{scored_entry}.{key}", value, expected, entry["source"]))
-    defaults = inspect.signature(get_metric(scored_entry.partition("@")[0]).function).parameters
+    defaults = _defaults(get_metric(scored_entry.partition("@")[0]).function)
     for key, value in settings.items():
         if key in entry["settings"] or key in _NOT_NUMBERS or key not in defaults:
             continue
-        default = defaults[key].default
-        if default is not inspect.Parameter.empty and _plain(value) != _plain(default):
+        default = defaults[key]
+        if _plain(value) != _plain(default):
             study = f"{describe_value(default)} (the default)"
             found.append(Difference("evaluation", f"{scored_entry}.{key}", value, study, entry["source"]))
     return found

@@ -29,8 +29,15 @@ from vae_zoo import get_model
 __all__ = ["RunSpec", "RunTraining", "definition_modules", "freeze", "import_definitions", "thaw"]
 
 
+#: Leaves of a spec's values, returned as they are. Checked by exact type before the abstract
+#: ``Mapping`` check, which is slow: a paper suite's plan freezes and thaws millions of values.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """A deep, read-only copy: mappings become MappingProxyType, lists tuples."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return types.MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
@@ -40,6 +47,8 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """The plain JSON-like form of a frozen value: dicts and lists (what JSON reads back)."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
