@@ -13,7 +13,8 @@ seed draws them). The same per-metric costs give the evaluation's ETA.
 
 Both timings are taken once per process for each ``timing_key``: runs that differ only in a
 regularizer's strength or in their seed run the same network on the same data, so they cost
-the same (a paper suite's 2,520 runs need about 50 timings, not one a run).
+the same (the paper suite's 2,520 runs: 77 keys, where the steps were timed 455 times, once per
+unpackable run, and the encoding 180 times, once per regularizer strength).
 """
 
 from __future__ import annotations
