@@ -118,8 +118,9 @@ class ProtocolDiff:
             parts = []
             for group in GROUPS:
                 of_group = [d for d in self.deviations if d.group == group]
-                items = [_describe(d) for d in of_group if "@" not in d.key]
-                unscored = [d.key for d in of_group if "@" in d.key]  # metrics not scored on a representation
+                # "mig@sampled": not scored on that representation; "mig@sampled.n_train": a setting.
+                unscored = [d.key for d in of_group if _unscored_representation(d)]
+                items = [_describe(d) for d in of_group if not _unscored_representation(d)]
                 if unscored:
                     representation = unscored[0].partition("@")[2]
                     items.append(
@@ -455,6 +456,12 @@ def describe_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={describe_value(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _unscored_representation(d: Difference) -> bool:
+    """Whether ``d`` says a study metric went unscored on a representation (key ``metric@representation``)."""
+    metric, at, rest = d.key.partition("@")
+    return bool(at) and "." not in rest
 
 
 def _describe(d: Difference) -> str:

@@ -5,6 +5,7 @@ spec.
 """
 
 import collections
+import re
 
 import pytest
 
@@ -248,7 +249,15 @@ def test_what_a_record_says_ran_replaces_the_specs_auto(paper):
         ),
         (
             "study-cpu",
-            ["annealed_vae.gamma = 100 (study: 1000)", "annealed_vae.ramp_steps = 700 (study: 100,000)"],
+            [
+                "annealed_vae.gamma = 100 (study: 1000)",
+                "annealed_vae.ramp_steps = 700 (study: 100,000)",
+                # It scores the unsupervised scores on both representations, with the same settings.
+                "unsupervised@sampled.batch_size = 500 (study: 16)",
+                "unsupervised@sampled.n_train = 2,000 (study: 10,000)",
+                "not scored on the sampled representation: beta_vae, dci, factor_vae, mig, "
+                "modularity_explicitness, sap (study: every metric on both)",
+            ],
         ),
     ],
 )
@@ -256,6 +265,16 @@ def test_the_cpu_suites_notes_list_every_deviation(suite, expected):
     note = compare_runs(expand_suite(load_suite(suite))).note()
     for part in expected:
         assert part in note, part
+    # Every deviation is said, once: as a setting, or in the list of the metrics not scored.
+    listed = note.partition("not scored on the sampled representation: ")[2].partition(" (study")[0]
+    unscored = listed.split(", ")
+    assert len(unscored) == len(set(unscored))
+    for d in compare_runs(expand_suite(load_suite(suite))).deviations:
+        metric, _, rest = d.key.partition("@")
+        if rest and "." not in rest:
+            assert metric in unscored, d.key
+        else:
+            assert len(re.findall(rf"(?<![\w.@]){re.escape(d.key)} = ", note)) == 1, d.key
 
 
 def test_the_reference_names_a_source_for_every_value_and_agrees_with_the_zoos_grids():
