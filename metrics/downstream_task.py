@@ -216,6 +216,13 @@ def downstream_task_scores(
     return _fit_sets(sets, predictor, classifier_rng, **options)[0]
 
 
+#: The regressions on fewer training points than this run one after another on one thread.
+#: lbfgs on a small problem is mostly Python holding the GIL, so two of them on two threads took
+#: longer than in turn (200 points: 0.75-0.96x), where larger ones gain (1,000: 1.4x; 3,000:
+#: 1.5-2x; the study model's codes, five factors, two threads, one process, 2 repeats).
+THREADED_LR_POINTS = 1000
+
+
 def _fit_sets(
     sets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     predictor: str,
@@ -230,7 +237,8 @@ def _fit_sets(
     Every classifier of every set is independent of the others (the trees once their seeds are
     drawn), so all of them share the ``n_jobs`` threads: the regressions as one list of fits,
     the costliest first (points x classes; BLAS single-threaded), so that no size or factor
-    waits for another; the presorted trees through ``exact_gbt.fit_gradient_boostings``, which
+    waits for another, those on fewer than ``THREADED_LR_POINTS`` points as one task; the
+    presorted trees through ``exact_gbt.fit_gradient_boostings``, which
     draws every fit's seeds from ``classifier_rng`` in dlib's order (set by set, factor by
     factor) and then grows all of their stages' trees side by side: the trees of fitting one
     after another on the stream. scikit-learn's own trees draw as they grow: those fits run one
@@ -254,11 +262,19 @@ def _fit_sets(
             fits.append((s, i, len(codes_train) * n_classes, codes_train, factors_train[:, i], codes_test))
     problems = [fit[3:] for fit in fits]
     if predictor == "logistic_regression_cv":
+        # A task per large fit, the costliest first, then one task of all the small ones in turn.
+        costliest = sorted(range(len(fits)), key=lambda f: -fits[f][2])
+        small = [f for f in costliest if len(problems[f][0]) < THREADED_LR_POINTS]
+        tasks = [[f] for f in costliest if f not in small] + ([small] if small else [])
+
+        def fit_in_turn(task: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [_fit_predict_lr(*problems[f]) for f in task]
+
         with _unconverged_lbfgs_kept():  # in this thread: the fits' threads only inherit its settings
-            costliest = sorted(range(len(fits)), key=lambda f: -fits[f][2])
-            with ThreadPoolExecutor(max(1, min(n_jobs, len(fits)))) as pool:
-                futures = {f: pool.submit(_fit_predict_lr, *problems[f]) for f in costliest}
-                predictions = [futures[f].result() for f in range(len(fits))]
+            with ThreadPoolExecutor(max(1, min(n_jobs, len(tasks)))) as pool:
+                done = [pool.submit(fit_in_turn, task) for task in tasks]
+                by_fit = {f: out for task, d in zip(tasks, done) for f, out in zip(task, d.result())}
+        predictions = [by_fit[f] for f in range(len(fits))]
     elif implementation == "presorted" and HAVE_NUMBA:
         stream = [_classifier_stream(classifier_rng)] * len(fits)
         trees = fit_gradient_boostings(problems, stream, tie_order=tie_order, n_jobs=n_jobs)
