@@ -13,8 +13,8 @@ seed draws them). The same per-metric costs give the evaluation's ETA.
 
 Both timings are taken once per process for each ``timing_key``: runs that differ only in a
 regularizer's strength or in their seed run the same network on the same data, so they cost
-the same (the paper suite's 2,520 runs: 77 keys, where the steps were timed 455 times, once per
-unpackable run, and the encoding 180 times, once per regularizer strength).
+the same, and so do datasets of one shape (the paper suite's 2,520 runs: 40 keys, where the steps
+were timed 455 times, once per unpackable run, and the encoding 180 times, once per strength).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from benchmarks.datasets import TrainingImages, get_dataset_class
 from benchmarks.runner.encoding import FORWARD_BATCH, PassCheck, encode_passes
 from benchmarks.runner.evaluate import SUMMARY_POINTS, metric_entry
 from benchmarks.runner.first_conv import FirstConvCheck
-from benchmarks.runner.plan import pack_key
+from benchmarks.runner.plan import network_structure
 from benchmarks.runner.spec import RunSpec, thaw
 from benchmarks.runner.train import train_runs
 from metrics import get_metric
@@ -48,17 +48,22 @@ _TIMED_STEPS = 5
 
 
 def timing_key(spec: RunSpec) -> tuple:
-    """What a run's step and encoding cost depends on: its variant, network, data and training settings.
+    """What a run's timed step and encoding depend on: what ``_timed_steps`` and ``_timed_encode`` use.
 
-    A packable run's ``pack_key`` (its network's layer types and shapes, not its regularizer's
-    strength); an unpackable one's own config, dataset and training settings: never the seed.
+    The variant; its network (a packable run's layer types and shapes, whatever its regularizer's
+    strength; an unpackable run's whole config); the observations' shape (the timing trains on
+    random images, so datasets of one shape share it); its pairs; its training settings but the
+    step counts. Never the seed.
     """
-    key = pack_key(spec)
-    if key[0] == "alone":  # keyed by its run id; the same config with another seed costs the same
-        config = json.dumps(thaw(spec.model_config), sort_keys=True)
-        training = json.dumps(spec.training.to_dict(), sort_keys=True)
-        key = ("alone", config, spec.dataset, spec.dataset_source, training)
-    return (spec.model, *key)
+    structure = network_structure(spec)
+    network = json.dumps(thaw(spec.model_config), sort_keys=True) if structure is None else structure
+    shape = tuple(get_dataset_class(spec.dataset).observation_shape)
+    training = {k: v for k, v in spec.training.to_dict().items() if k not in _STEP_COUNTS}
+    pairs = json.dumps(thaw(spec.pairs), sort_keys=True)
+    return (spec.model, network, shape, pairs, json.dumps(training, sort_keys=True))
+
+
+_STEP_COUNTS = ("steps", "log_every", "checkpoint_every")  # the timing runs its own few steps
 
 
 #: Timings already taken in this process: (timing_key, device, threads) -> seconds.

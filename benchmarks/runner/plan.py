@@ -108,6 +108,12 @@ def why_not_packable(spec: RunSpec) -> str | None:
     return _structure(spec)[0]
 
 
+def network_structure(spec: RunSpec) -> str | None:
+    """A packable run's network, as a hash of its layer types and shapes; None for a run that trains alone."""
+    reason, structure = _structure(spec)
+    return None if reason is not None else structure
+
+
 def pack_key(spec: RunSpec) -> tuple:
     """Runs with equal keys can train in one pack. A run that cannot be packed gets a key of its own."""
     reason, structure = _structure(spec)
