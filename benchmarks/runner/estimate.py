@@ -11,10 +11,12 @@ metric's draws of ``d`` points reach an expected ``N (1 - exp(-d / N))`` of the
 N grid points; the sampled representation reuses its metric's points (the same
 seed draws them). The same per-metric costs give the evaluation's ETA.
 
-Both timings are taken once per process for each ``timing_key``: runs that differ only in a
-regularizer's strength or in their seed run the same network on the same data, so they cost
-the same, and so do datasets of one shape (the paper suite's 2,520 runs: 40 keys, where the steps
-were timed 455 times, once per unpackable run, and the encoding 180 times, once per strength).
+Each timing is taken once per process for its key (``timing_key``, ``encoding_key``): runs that
+differ only in a regularizer's strength or in their seed run the same network on the same data,
+so they cost the same, and so do datasets of one shape (the paper suite's 2,520 runs: 40 step
+timings, where there were 455, once per unpackable run, and 40 encoding timings, where there
+were 180, once per strength). A suite whose runs differ only in training settings or pairs
+shares one encoding timing between them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from metrics import get_metric
 from vae_zoo import create_model
 
 __all__ = [
+    "encoding_key",
     "timing_key",
     "seconds_per_step",
     "seconds_per_image",
@@ -47,26 +50,33 @@ __all__ = [
 _TIMED_STEPS = 5
 
 
-def timing_key(spec: RunSpec) -> tuple:
-    """What a run's timed step and encoding depend on: what ``_timed_steps`` and ``_timed_encode`` use.
+def encoding_key(spec: RunSpec) -> tuple:
+    """What a run's timed encoding depends on (``_timed_encode``): its variant, network and image shape.
 
-    The variant; its network (a packable run's layer types and shapes, whatever its regularizer's
-    strength; an unpackable run's whole config); the observations' shape (the timing trains on
-    random images, so datasets of one shape share it); its pairs; its training settings but the
-    step counts. Never the seed.
+    The network is a packable run's layer types and shapes, whatever its regularizer's strength,
+    or an unpackable run's whole config; the timing encodes random images, so datasets of one
+    shape share it. Never the seed.
     """
     structure = network_structure(spec)
     network = json.dumps(thaw(spec.model_config), sort_keys=True) if structure is None else structure
-    shape = tuple(get_dataset_class(spec.dataset).observation_shape)
+    return (spec.model, network, tuple(get_dataset_class(spec.dataset).observation_shape))
+
+
+def timing_key(spec: RunSpec) -> tuple:
+    """What a run's timed step depends on (``_timed_steps``).
+
+    Its ``encoding_key``, its pairs, and its training settings but the step counts (the timing
+    runs its own few steps).
+    """
     training = {k: v for k, v in spec.training.to_dict().items() if k not in _STEP_COUNTS}
     pairs = json.dumps(thaw(spec.pairs), sort_keys=True)
-    return (spec.model, network, shape, pairs, json.dumps(training, sort_keys=True))
+    return (*encoding_key(spec), pairs, json.dumps(training, sort_keys=True))
 
 
-_STEP_COUNTS = ("steps", "log_every", "checkpoint_every")  # the timing runs its own few steps
+_STEP_COUNTS = ("steps", "log_every", "checkpoint_every")
 
 
-#: Timings already taken in this process: (timing_key, device, threads) -> seconds.
+#: Timings already taken in this process: (timing_key or encoding_key, device, threads) -> seconds.
 _STEP_SECONDS: dict[tuple, float] = {}
 _IMAGE_SECONDS: dict[tuple, float] = {}
 
@@ -131,7 +141,7 @@ def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device
 
 def seconds_per_image(spec: RunSpec, device: torch.device) -> float:
     """Seconds to encode one image with ``spec``'s encoder on ``device``, timed (once per key)."""
-    key = (timing_key(spec), str(device), torch.get_num_threads())
+    key = (encoding_key(spec), str(device), torch.get_num_threads())
     if key not in _IMAGE_SECONDS:
         config = spec.full_model_config()
         shape = tuple(get_dataset_class(spec.dataset).observation_shape)

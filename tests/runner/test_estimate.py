@@ -32,6 +32,9 @@ def test_runs_that_differ_in_seed_strength_or_dataset_of_one_shape_share_one_tim
     assert estimate.timing_key(spec.replace(training={**spec.training.to_dict(), "batch_size": 8})) != (
         estimate.timing_key(spec)
     )
+    # The encoding does not train: another batch size shares its timing.
+    other_batch = spec.replace(training={**spec.training.to_dict(), "batch_size": 8})
+    assert estimate.encoding_key(other_batch) == estimate.encoding_key(spec)
 
 
 def test_the_estimate_times_each_key_once(monkeypatch):
