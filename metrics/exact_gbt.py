@@ -864,34 +864,35 @@ def fit_gradient_boostings(
         raise ValueError(f"{len(problems)} problems need as many random_states; got {len(random_states)}")
     arrays = []
     for x_train, y_train, x_test in problems:
-        labels = np.unique(np.asarray(y_train))
+        labels, encoded = np.unique(np.asarray(y_train), return_inverse=True)
         if len(labels) < 2:
             raise ValueError(f"y_train must hold at least two classes; got {labels.tolist()}")
         x, x_test = (np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, x_test))
-        arrays.append((x, np.asarray(y_train), x_test, len(labels)))
+        arrays.append((x, np.asarray(y_train), x_test, labels, encoded.reshape(-1)))
     if not HAVE_NUMBA:  # the same models, in scikit-learn
         from sklearn.ensemble import GradientBoostingClassifier
 
         settings = {"n_estimators": n_stages, "learning_rate": learning_rate, "max_depth": max_depth}
         models = [
             GradientBoostingClassifier(**settings, random_state=random_state).fit(x, y)
-            for (x, y, _, _), random_state in zip(arrays, random_states)
+            for (x, y, _, _, _), random_state in zip(arrays, random_states)
         ]
         return [
             (model.feature_importances_, model.predict(x), model.predict(x_test))
-            for model, (x, _, x_test, _) in zip(models, arrays)
+            for model, (x, _, x_test, _, _) in zip(models, arrays)
         ]
     fits = [
         _Boosting(
             x,
-            y,
+            labels,
+            encoded,
             x_test,
-            _draw_tree_seeds(random_state, n_classes, n_stages),
+            _draw_tree_seeds(random_state, len(labels), n_stages),
             learning_rate,
             max_depth,
             tie_order,
         )
-        for (x, y, x_test, n_classes), random_state in zip(arrays, random_states)
+        for (x, _, x_test, labels, encoded), random_state in zip(arrays, random_states)
     ]
     _grow_stages(fits, n_stages, n_jobs)
     return [fit.result() for fit in fits]
@@ -900,8 +901,8 @@ def fit_gradient_boostings(
 class _Boosting:
     """One fit's arrays, grown stage by stage by ``_grow_stages``; ``result()`` reads it off."""
 
-    def __init__(self, x, y_train, x_test, seeds, learning_rate, max_depth, tie_order):
-        labels, encoded = np.unique(y_train, return_inverse=True)
+    def __init__(self, x, labels, encoded, x_test, seeds, learning_rate, max_depth, tie_order):
+        # labels (K,): the sorted classes; encoded (N,): each training point's index into them
         n_samples, n_features = x.shape
         n_classes = len(labels)
         self.binary = binary = n_classes == 2
