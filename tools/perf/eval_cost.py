@@ -350,6 +350,7 @@ def describe_record(path: Path) -> dict[str, Any]:
         "suite": record.suite,
         "steps": record.spec.get("training", {}).get("steps"),
         "scored_by_commit": scored_by.get("git_commit"),
+        "scored_with_uncommitted_changes": bool(scored_by.get("git_dirty")),
         "metrics": record.metrics,
     }
 
@@ -381,7 +382,9 @@ def comparison_lines(info: dict) -> list[str]:
     r, c = info["record"], info["against_record"]
     line = (
         f"The model is run {r['run_id']} of suite {r['suite']} ({r['steps']} steps), whose record "
-        f"(`{r['path']}`) was scored by commit {str(r['scored_by_commit'])[:10]}. Of the "
+        f"(`{r['path']}`) was scored by commit {str(r['scored_by_commit'])[:10]}"
+        + (" with uncommitted changes" if r.get("scored_with_uncommitted_changes") else "")
+        + f". Of the "
         f"{c['compared']} scores both hold, **{c['equal']} are equal to the bit**"
     )
     if c["moved"]:
