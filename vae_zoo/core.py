@@ -25,6 +25,7 @@ before sampling, and assembles the loss over the 2B images in the same
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,7 +38,7 @@ from vae_zoo.likelihoods import LIKELIHOODS
 from vae_zoo.losses import gaussian_kl
 from vaebench.errors import UserError
 
-__all__ = ["VAE", "Terms", "VAEOutput", "ConfigError", "non_negative"]
+__all__ = ["VAE", "Terms", "VAEOutput", "ConfigError", "non_negative", "one_of"]
 
 
 class ConfigError(UserError, ValueError):
@@ -95,6 +96,15 @@ def non_negative(config: Any, *names: str) -> None:
             raise ConfigError(
                 f"{type(config).__qualname__}.{name} must be a finite number >= 0; got {value!r}"
             )
+
+
+def one_of(config: Any, name: str, choices: Iterable[str]) -> None:
+    """Refuse a string hyperparameter that is not one of ``choices`` (a registry's keys), naming both."""
+    value = getattr(config, name)
+    if value not in choices:
+        raise ConfigError(
+            f"{type(config).__qualname__}.{name} must be one of {', '.join(choices)}; got {value!r}"
+        )
 
 
 class VAE(nn.Module):

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from vae_zoo.core import VAE, ConfigError, Terms, non_negative
+from vae_zoo.core import VAE, ConfigError, Terms, non_negative, one_of
 from vae_zoo.losses import TC_ESTIMATORS, gaussian_log_density, log_aggregate_posterior
 from vae_zoo.registry import register_model
 
@@ -30,11 +30,7 @@ class BetaTCVAE(VAE):
         def __post_init__(self):
             super().__post_init__()
             non_negative(self, "alpha", "beta", "gamma")
-            if self.estimator not in TC_ESTIMATORS:
-                raise ConfigError(
-                    f"BetaTCVAE.Config.estimator must be one of {', '.join(TC_ESTIMATORS)}; "
-                    f"got {self.estimator!r}"
-                )
+            one_of(self, "estimator", TC_ESTIMATORS)
             if self.estimator == "dlib" and (self.alpha, self.gamma) != (1.0, 1.0):
                 raise ConfigError(
                     "BetaTCVAE.Config.estimator 'dlib' fixes alpha = gamma = 1 (KL + (beta - 1) TC); "

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vae_zoo.core import VAE, ConfigError, Terms, VAEOutput, non_negative
+from vae_zoo.core import VAE, Terms, VAEOutput, non_negative, one_of
 from vae_zoo.losses import DISCRIMINATOR_LOSSES, discriminator_loss, permute_dims
 from vae_zoo.registry import register_model
 
@@ -46,11 +46,7 @@ class FactorVAE(VAE):
         def __post_init__(self):
             super().__post_init__()
             non_negative(self, "gamma", "discriminator_lr")
-            if self.discriminator_clip not in DISCRIMINATOR_LOSSES:
-                raise ConfigError(
-                    f"FactorVAE.Config.discriminator_clip must be one of {', '.join(DISCRIMINATOR_LOSSES)}; "
-                    f"got {self.discriminator_clip!r}"
-                )
+            one_of(self, "discriminator_clip", DISCRIMINATOR_LOSSES)
 
     study_grid = tuple({"gamma": g} for g in (10.0, 20.0, 30.0, 40.0, 50.0, 100.0))
     strength_field = "gamma"

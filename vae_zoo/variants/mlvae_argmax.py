@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from vae_zoo.core import VAE, ConfigError, Terms, non_negative
+from vae_zoo.core import VAE, Terms, non_negative, one_of
 from vae_zoo.losses import ALL_EQUAL_ROWS, adaptive_shared_mask, ml_average, pair_kl
 from vae_zoo.registry import register_model
 
@@ -28,11 +28,7 @@ class MLVaeArgmax(VAE):
         def __post_init__(self):
             super().__post_init__()
             non_negative(self, "beta")
-            if self.all_equal not in ALL_EQUAL_ROWS:
-                raise ConfigError(
-                    f"MLVaeArgmax.Config.all_equal must be one of {', '.join(ALL_EQUAL_ROWS)}; "
-                    f"got {self.all_equal!r}"
-                )
+            one_of(self, "all_equal", ALL_EQUAL_ROWS)
 
     study_grid = tuple({"beta": b} for b in (1.0, 2.0, 4.0, 6.0, 8.0, 16.0))
     strength_field = "beta"
