@@ -16,7 +16,12 @@ training process drains them after a first signal and stops them after a
 second), and are bounded: at most N runs are scored at once and at most N more
 wait, so a fast trainer blocks before the finished models pile up. Each worker
 runs its metrics' fits on ``fit_jobs`` threads; the sweep divides the
-machine's cores between the trainer and the workers (``pooled_fit_jobs``).
+machine's cores between the trainer and the workers (``pooled_fit_jobs``). A
+worker encodes with the training process's torch threads, not ``fit_jobs``: on a
+CPU an image's codes can depend on the threads computing its pass (on a 2-core
+AMD EPYC a toy model's passes of 218, 32 and 6 images gave other last bits on one
+thread than on two, and so other unsupervised scores), so fewer would change the
+record. The encoding's threads are in the evaluation's provenance.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class EvaluationJob:
     out_dir: str
     options: EvaluationOptions
     modules: tuple[str, ...]  # where the run's model and dataset are defined (a plug-in's module)
+    torch_threads: int  # the training process's: the worker encodes with as many (see the module docstring)
 
     @classmethod
     def of(
@@ -101,7 +107,15 @@ class EvaluationJob:
         fields = {k: getattr(outcome, k) for k in TrainResult.__dataclass_fields__ if k != "model"}
         modules = tuple(definition_modules(spec))
         return cls(
-            spec.to_dict(), str(checkpoint), fields, provenance, str(device), str(out_dir), options, modules
+            spec.to_dict(),
+            str(checkpoint),
+            fields,
+            provenance,
+            str(device),
+            str(out_dir),
+            options,
+            modules,
+            torch.get_num_threads(),
         )
 
 
@@ -119,7 +133,7 @@ def score_job(job: EvaluationJob) -> str:
 
     for module in job.modules:
         import_definitions(module)
-    torch.set_num_threads(job.options.fit_jobs)
+    torch.set_num_threads(job.torch_threads)  # the codes of scoring in the training process
     device = torch.device(job.device)
     spec = RunSpec.from_dict(job.spec)
     model = model_from_payload(read_checkpoint(job.checkpoint, map_location=device)).to(device).eval()

@@ -149,9 +149,15 @@ def evaluation_provenance(
     """An evaluation's own provenance: the code and libraries that scored, on which device, when, how.
 
     ``options``: ``evaluate.EvaluationOptions.to_dict()``, how it ran (threads of the fits, the
-    encoder's memory format).
+    encoder's memory format). ``torch_threads``: the encoding's, on which a CPU's codes can depend.
     """
-    out = {**code_provenance(), "blas": blas(), "device": device, "device_name": device_name}
+    out = {
+        **code_provenance(),
+        "blas": blas(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "device_name": device_name,
+    }
     if options is not None:
         out["options"] = options
     return out

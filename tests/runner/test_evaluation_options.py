@@ -126,6 +126,9 @@ def test_runs_scored_in_a_worker_while_the_next_pack_trains_are_recorded_as_scor
             assert a[run_id][key] == b[run_id][key], (run_id, key)
         options = b[run_id]["evaluation_provenance"]["options"]
         assert options == {"fit_jobs": 1, "channels_last": False, "encode_batch": None}
+        # The worker encodes with the trainer's threads (a CPU's codes can depend on them), and says so.
+        threads = [r[run_id]["evaluation_provenance"]["torch_threads"] for r in (a, b)]
+        assert threads[0] == threads[1] == torch.get_num_threads()
         artifacts = [np.load(d / "artifacts" / "toy" / f"{run_id}.npz") for d in (inline, pooled)]
         np.testing.assert_array_equal(artifacts[0]["traversals"], artifacts[1]["traversals"])
     # Every claim was let go once its record was written, and a rerun has nothing to do.
