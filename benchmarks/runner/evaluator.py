@@ -46,6 +46,8 @@ __all__ = ["EvaluationJob", "InlineEvaluator", "PooledEvaluator", "pooled_fit_jo
 
 #: One run's evaluation done: its record, to be written by the training process.
 Finish = Callable[[RunRecord], None]
+#: Builds the picklable job a worker process scores a run from (only a pooled evaluator calls it).
+MakeJob = Callable[[], "EvaluationJob"]
 
 
 def pooled_fit_jobs(workers: int, cores: int | None = None) -> int:
@@ -148,8 +150,11 @@ class InlineEvaluator:
 
     workers = 0
 
-    def submit(self, job: EvaluationJob, finish: Finish, *, evaluate: Callable[[], RunRecord]) -> None:
-        """Score now (``evaluate``, with the caller's progress display) and hand the record to ``finish``."""
+    def submit(self, job: MakeJob, finish: Finish, *, evaluate: Callable[[], RunRecord]) -> None:
+        """Score now (``evaluate``, with the caller's progress display) and hand the record to ``finish``.
+
+        ``job`` (what a worker process would need) is not built: the run is scored here.
+        """
         finish(evaluate())
 
     def pending(self) -> set[str]:
@@ -178,12 +183,13 @@ class PooledEvaluator:
         )
         self._futures: dict[Future, tuple[str, Finish]] = {}
 
-    def submit(self, job: EvaluationJob, finish: Finish, *, evaluate: Callable[[], RunRecord]) -> None:
-        """Queue ``job``; ``finish`` gets its record in this process, from ``collect``."""
+    def submit(self, job: MakeJob, finish: Finish, *, evaluate: Callable[[], RunRecord]) -> None:
+        """Queue the job ``job()`` builds; ``finish`` gets its record in this process, from ``collect``."""
         while len(self._futures) >= 2 * self.workers:  # bounded: the trainer waits for a free slot
             self.collect(block=True)
-        future = self._pool.submit(score_job, job)
-        self._futures[future] = (RunSpec.from_dict(job.spec).run_id, finish)
+        built = job()
+        future = self._pool.submit(score_job, built)
+        self._futures[future] = (RunSpec.from_dict(built.spec).run_id, finish)
 
     def pending(self) -> set[str]:
         """Run ids submitted whose record is not yet handed on."""

@@ -386,7 +386,10 @@ class _Pack:
         if isinstance(outcome, Diverged):
             finish(record_of(spec, outcome, provenance))
             return
-        job = EvaluationJob.of(spec, ckpt, outcome, provenance, self.device, self.out_dir, self.options)
+
+        def job() -> EvaluationJob:  # what a worker process needs, built only where one scores it
+            return EvaluationJob.of(spec, ckpt, outcome, provenance, self.device, self.out_dir, self.options)
+
         self.evaluator.submit(job, finish, evaluate=evaluate)
 
     def record(self, spec: RunSpec, record: RunRecord) -> None:
