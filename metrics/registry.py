@@ -212,7 +212,7 @@ class FitCost:
     """What a metric costs beyond encoding, for the plan's estimate and the evaluation's ETA.
 
     ``study_seconds``: its wall seconds at its study settings on dSprites, encoding left out: the
-    "fit" column of results/perf/eval_cost_cpu.md (tools/perf/eval_cost.py on a 2-core Xeon with 2
+    "fit" column of results/perf/eval_cost_cpu.md (tools/perf/eval_cost.py on a 2-core AMD EPYC with 2
     fit threads; the mean of the two representations). 0 where it was not measured (the metrics
     outside the study's set). ``per_class``: it fits one output per factor class (trees, multinomial
     regressions), so it grows with the dataset's classes. Scaled linearly by the points it fits.
