@@ -25,7 +25,7 @@ before sampling, and assembles the loss over the 2B images in the same
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -98,7 +98,7 @@ def non_negative(config: Any, *names: str) -> None:
             )
 
 
-def one_of(config: Any, name: str, choices: Iterable[str]) -> None:
+def one_of(config: Any, name: str, choices: Collection[str]) -> None:
     """Refuse a string hyperparameter that is not one of ``choices`` (a registry's keys), naming both."""
     value = getattr(config, name)
     if value not in choices:
