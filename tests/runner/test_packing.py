@@ -390,22 +390,27 @@ def test_pair_variants_are_packed_only_with_pair_variants_of_the_same_pairs():
 
 
 @pytest.mark.parametrize(
-    ("models", "params_tol"),
+    ("models", "params_tol", "curve_atol"),
     [
-        (("group_vae_labels", "mlvae_labels"), 1e-4),
+        (("group_vae_labels", "mlvae_labels"), 1e-4, 1e-6),
         # The other pooling: the same path, seconds more; in the slow run (the default stays < 5 min).
-        pytest.param(("group_vae_argmax", "mlvae_argmax"), None, marks=pytest.mark.slow),
+        pytest.param(("group_vae_argmax", "mlvae_argmax"), None, 2e-5, marks=pytest.mark.slow),
     ],
 )
-def test_packed_pair_runs_equal_their_alone_runs_and_resume_exactly(tmp_path, images, models, params_tol):
+def test_packed_pair_runs_equal_their_alone_runs_and_resume_exactly(
+    tmp_path, images, models, params_tol, curve_atol
+):
     """The labelled variants' packed weights agree with the unpacked ones.
 
     They agree as the others' do. The adaptive ones choose their shared dimensions by a threshold, and
     near initialisation a pair's per-dimension KLs are all close: the grouped convolutions' last-bit
     differences flip a dimension now and then (measured: weights 1e-6 apart after 5 steps, then a jump
-    to 0.5-3% of the distance moved), a discontinuity no tolerance on weights survives; their loss
-    curves still agree to 1e-6. (The labelled ones bifurcate as the module docstring says the
-    unsupervised ones can: measured 5e-7 here, and 1e-3 for ML-VAE with labels at seed 1 and beta 2.)
+    to 0.5-3% of the distance moved), a discontinuity no tolerance on weights survives. Their loss
+    curves still agree to 1e-6 relative; their KL, a term near 1e-3 nats here, moves with a flip by
+    more than 1e-6 nats (5.1e-6 at step 20 on a 2-core AMD EPYC, under 1e-6 on the Intel Xeons of
+    earlier runs), so it is held to 2e-5 nats. (The labelled ones bifurcate as the module docstring
+    says the unsupervised ones can: measured 5e-7 here, and 1e-3 for ML-VAE with labels at seed 1 and
+    beta 2.)
     """
     specs = [
         spec(models[0], 0, steps=20, beta=2.0).replace(pairs={"k": 1, "semantics": "dlib"}),
@@ -418,7 +423,7 @@ def test_packed_pair_runs_equal_their_alone_runs_and_resume_exactly(tmp_path, im
     for s, a, p in zip(specs, alone, packed):
         if params_tol is not None:
             assert_same_run(a.model, p.model, s, params_tol=params_tol)
-        assert_same_curve(a.curve, p.curve, rtol=1e-6)
+        assert_same_curve(a.curve, p.curve, rtol=1e-6, atol=curve_atol)
         assert a.images_per_second > 0 and "kl" in a.curve
 
     ckpts = [tmp_path / f"r{i}.pt" for i in range(2)]
