@@ -19,9 +19,9 @@ runs its metrics' fits on ``fit_jobs`` threads; the sweep divides the
 machine's cores between the trainer and the workers (``pooled_fit_jobs``). A
 worker encodes with the training process's torch threads, not ``fit_jobs``: on a
 CPU an image's codes can depend on the threads computing its pass (on a 2-core
-AMD EPYC a toy model's passes of 218, 32 and 6 images gave other last bits on one
-thread than on two, and so other unsupervised scores), so fewer would change the
-record. The encoding's threads are in the evaluation's provenance.
+AMD EPYC a toy model's pass of 6 images gave other last bits on one thread than
+on two, its passes of 218 and 32 did not, and the unsupervised scores moved), so
+fewer would change the record. The encoding's threads are in the evaluation's provenance.
 """
 
 from __future__ import annotations

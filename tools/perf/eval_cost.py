@@ -384,7 +384,7 @@ def comparison_lines(info: dict) -> list[str]:
         f"The model is run {r['run_id']} of suite {r['suite']} ({r['steps']} steps), whose record "
         f"(`{r['path']}`) was scored by commit {str(r['scored_by_commit'])[:10]}"
         + (" with uncommitted changes" if r.get("scored_with_uncommitted_changes") else "")
-        + f". Of the "
+        + ". Of the "
         f"{c['compared']} scores both hold, **{c['equal']} are equal to the bit**"
     )
     if c["moved"]:
