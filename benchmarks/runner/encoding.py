@@ -10,8 +10,8 @@ runner gets the same codes, bit for bit, faster, in three ways, each checked whe
 * each pass as sub-passes of SIDE_BY_SIDE_BATCH images side by side, one thread each
   (``encode_passes``): oneDNN's convolutions on a few hundred images scale poorly across threads,
   and a small pass keeps its activations in cache. On the 2-core AMD EPYC of
-  results/perf/eval_cost_cpu.md's encoding table: 9,233 images/s against 5,882 for the same
-  passes whole on two threads (1.57x), the same codes. An image's codes can depend on the threads
+  results/perf/eval_cost_cpu.md's encoding table: 10,295 images/s against 5,121 for the same
+  passes whole on two threads (2.0x), the same codes. An image's codes can depend on the threads
   and the batch computing it (there, one thread on 8 images differed from two threads on 256; on
   16 to 64 it did not), so each sub-pass size is compared bit for bit with its images' codes in a
   whole pass on its first use (``PassCheck``); a size that differs runs whole on all threads.
@@ -86,8 +86,8 @@ def encode_for_scoring(
     second copy of each activation (the first convolution's is 32 x 32 x 32 floats an image):
     10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
     first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
-    checked against PyTorch's on each input shape's first pass (the encoding 1.25x faster on a
-    2-core CPU, results/perf/eval_cost_cpu.md). Only without autograd, and only for the core's
+    checked against PyTorch's on each input shape's first pass (the speed-up measured is in
+    ``first_conv``'s docstring). Only without autograd, and only for the core's
     own ``encode``; anything else is encoded by its ``encode``.
     """
     if torch.is_grad_enabled() or not runs_layers(model):
