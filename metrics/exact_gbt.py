@@ -245,6 +245,7 @@ def _grow_tree(
     xt,
     presorted,
     presorted_values,
+    inverse,
     group_feature,
     group_offset,
     group_member,
@@ -259,7 +260,8 @@ def _grow_tree(
     xt: (F, N) float32 feature values; presorted: (F, N) int32 samples in ascending order of each
     feature, samples with equal values grouped by twin (the same row and label; a row's twins next
     to each other); presorted_values: (F, N) float32 their values (``xt`` taken along
-    ``presorted``), partitioned with them so that a scan reads values in order; alike: (N,) int64,
+    ``presorted``), partitioned with them so that a scan reads values in order; inverse: (N + 1,)
+    float64, ``1 / n`` (0 at 0), for the scan's bound on a proxy (``_BOUND_SLACK``); alike: (N,) int64,
     equal for samples whose residuals in this tree are equal at every stage (the same feature row
     and the same one-hot value of this tree's class: ``_class_alike``), so that their order cannot
     change a sum; group_feature (G,), group_offset (G + 1,), group_member: the tie groups whose
@@ -314,10 +316,6 @@ def _grow_tree(
     stack_error = np.zeros(MAX_NODES, np.float64)  # how far the order of sums can move the impurity
     stack_exact = np.ones(MAX_NODES, np.bool_)  # whether the node's sample order is scikit-learn's
     stack_constants = np.empty(MAX_NODES, np.int64)  # features known constant in the node
-    inverse = np.empty(n_samples + 1, np.float64)  # 1 / n, for the scan's bound on a proxy
-    inverse[0] = 0.0
-    for n in range(1, n_samples + 1):
-        inverse[n] = 1.0 / n
     features = np.arange(n_features)  # BestSplitter's feature array, permuted in place across nodes
     constant_features = np.empty(n_features, np.int64)
     state = seed
@@ -656,6 +654,7 @@ def _fit_stage_trees(
     xt,
     presorted,
     presorted_values,
+    inverse,
     group_feature,
     group_offset,
     group_member,
@@ -676,11 +675,11 @@ def _fit_stage_trees(
     """Grow the trees of one stage for the given classes and apply their Newton-step leaves.
 
     neg_gradient, onehot, raw_train: (K, N), class-major so that a class's column is
-    contiguous; raw_test: (K, M); importance: (K, F) float64
-    accumulates each class's unnormalised tree importances; relevant: (K,) counts trees with
-    more than one node; seeds: (K,) the trees' splitter seeds; row: (N,) int64, equal for
-    samples with the same feature row (``_class_alike``). Only the columns in ``classes`` are
-    written, so calls on disjoint class sets may run concurrently.
+    contiguous; inverse: (N + 1,) ``1 / n`` for every tree's scans (``_grow_tree``); raw_test:
+    (K, M); importance: (K, F) float64 accumulates each class's unnormalised tree importances;
+    relevant: (K,) counts trees with more than one node; seeds: (K,) the trees' splitter seeds;
+    row: (N,) int64, equal for samples with the same feature row (``_class_alike``). Only the
+    columns in ``classes`` are written, so calls on disjoint class sets may run concurrently.
     """
     n_samples = xt.shape[1]
     leaf_train = np.empty(n_samples, np.int64)
@@ -697,11 +696,11 @@ def _fit_stage_trees(
         groups = (group_feature, group_offset, group_member, alike)
         certify = len(group_feature) > 0  # only where the sort's tie order could matter
         node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, certain = _grow_tree(
-            xt, presorted, presorted_values, *groups, neg_gradient[k], max_depth, seeds[k], certify
+            xt, presorted, presorted_values, inverse, *groups, neg_gradient[k], max_depth, seeds[k], certify
         )
         if not certain:  # too close to call in the presorted order: replay scikit-learn's sorts
             node_count, tree_feature, tree_threshold, tree_children, tree_n, tree_impurity, _ = _grow_tree(
-                xt, presorted, presorted_values, *groups, neg_gradient[k], max_depth, seeds[k], False
+                xt, presorted, presorted_values, inverse, *groups, neg_gradient[k], max_depth, seeds[k], False
             )
         if node_count > 1:
             relevant[k] += 1
@@ -964,7 +963,10 @@ class _Boosting:
         self.importance = np.zeros((n_trees, n_features))
         self.relevant = np.zeros(n_trees, np.int64)
         presorted_values = np.take_along_axis(xt, presorted, axis=1)  # (F, N)
-        self.tree_args = (x, xt, presorted, presorted_values, *groups, row, self.neg_gradient, onehot)
+        inverse = 1.0 / np.maximum(np.arange(n_samples + 1), 1.0)  # (N + 1,) 1 / n, once for all the trees
+        inverse[0] = 0.0
+        self.tree_args = (x, xt, presorted, presorted_values, inverse, *groups, row)
+        self.tree_args += (self.neg_gradient, onehot)
         self.stage_args = (factor, learning_rate, max_depth, raw_train, x_test, raw_test)
         self.n_trees, self.n_samples = n_trees, n_samples
 
