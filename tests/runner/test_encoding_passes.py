@@ -207,3 +207,35 @@ def test_a_model_the_runner_does_not_run_layer_by_layer_is_called_whole_from_the
         )
     assert [b for b, *_ in out] == [slice(0, 300), slice(300, 600)]
     assert model.threads == {threading.get_ident()} and not check.agrees
+
+
+@two_threads
+def test_the_heap_is_trimmed_after_whole_passes_only(monkeypatch):
+    """Every 256 images of whole passes trims the heap; passes run side by side never do.
+
+    Size 32 is made to disagree (one ulp on one thread), so the passes of 256 run whole on every
+    encoding, while the pass of 300 runs whole only while its sizes are checked, side by side after.
+    """
+    torch.manual_seed(0)
+    model = create_model("vae", architecture="dlib_conv", in_channels=1, latent_dim=4).eval()
+    x = torch.rand(1024 + 300, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    real = encoding.encode_for_scoring
+
+    def off_by_one_ulp_at_32(model, x, first_conv=None):
+        mean, logvar = real(model, x, first_conv)
+        if torch.get_num_threads() == 1 and len(x) == 32:
+            mean = torch.nextafter(mean, torch.full_like(mean, np.inf))
+        return mean, logvar
+
+    trims = []
+    monkeypatch.setattr(encoding, "encode_for_scoring", off_by_one_ulp_at_32)
+    monkeypatch.setattr(encoding, "release_freed_memory", lambda: trims.append(True))
+    forward = encoding.ScoringPasses(model, CPU)
+    with torch.no_grad():
+        first = sorted((b.start, b.stop) for b, *_ in forward(len(x), lambda b: x[b]))
+        assert first == [(0, 256), (256, 512), (512, 768), (768, 1024), (1024, 1324)]  # all whole
+        assert len(trims) == 5
+        trims.clear()
+        second = [(b.start, b.stop) for b, *_ in forward(len(x), lambda b: x[b])]
+        assert len(second) == 4 + 9 and (1024, 1324) not in second  # the 300 as nine sub-passes
+        assert len(trims) == 4  # after each pass of 256; none for the sub-passes' 300 images
