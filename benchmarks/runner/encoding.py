@@ -61,10 +61,11 @@ RECORDED_BATCH = 1024
 FORWARD_BATCH = 256
 #: Every this many images encoded in whole passes, their freed activations go back to the OS (a trim
 #: costs about a millisecond; the small batches of a metric that encodes point by point are not worth
-#: one each). Sub-passes run side by side are not counted: each thread's few megabytes of
-#: activations are reused by its next sub-pass, and trimming them between sub-passes made the
-#: threads fault the same pages back in (the β-VAE score's encoding at the study's settings, an
-#: ad-hoc probe on a 2-core AMD EPYC: 70.5 s trimming every 256 images, 65.8 s without).
+#: one each). Sub-passes run side by side are not counted: each thread's activations (about
+#: 10 MB for 32 to 36 images) are reused by its next sub-pass, and trimming them between
+#: sub-passes made the threads fault the same pages back in (the β-VAE score's encoding at the
+#: study's settings, an ad-hoc probe on a 2-core AMD EPYC: 70.5 s trimming every 256 images,
+#: 65.8 s without).
 TRIM_AFTER_IMAGES = 256
 
 
@@ -290,7 +291,8 @@ class ScoringPasses:
 
         Every TRIM_AFTER_IMAGES images encoded in whole passes, the freed activations (~0.3 MB an
         image) go back to the OS, so they are not kept as resident memory; a pass run as sub-passes
-        side by side keeps only its threads' few megabytes (the evaluation trims after each metric).
+        side by side keeps only its threads' activations, about 10 MB each (the evaluation trims after
+        each metric).
         """
 
         def formatted(batch: slice) -> torch.Tensor:
