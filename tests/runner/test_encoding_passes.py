@@ -33,6 +33,25 @@ def encoded(model, x, passes, first_conv=None, check=None) -> torch.Tensor:
     return torch.cat([bits((mean, logvar)) for _, mean, logvar in parts])
 
 
+def one_ulp_off_at_32_on_one_thread(monkeypatch, one_thread_calls: list | None = None) -> None:
+    """Make a sub-pass of 32 images one ulp off on one thread (its size's check then fails).
+
+    ``one_thread_calls`` collects the sizes of the passes encoded on one thread.
+    """
+    real = encoding.encode_for_scoring
+
+    def off_by_one_ulp(model, x, first_conv=None):
+        mean, logvar = real(model, x, first_conv)
+        if torch.get_num_threads() == 1:
+            if one_thread_calls is not None:
+                one_thread_calls.append(len(x))
+            if len(x) == 32:
+                mean = torch.nextafter(mean, torch.full_like(mean, np.inf))
+        return mean, logvar
+
+    monkeypatch.setattr(encoding, "encode_for_scoring", off_by_one_ulp)
+
+
 def test_sub_passes_cover_a_pass_in_order_as_evenly_as_possible():
     sizes = lambda b: [s.stop - s.start for s in sub_passes(b, 32)]  # noqa: E731
     assert sizes(slice(0, 256)) == [32] * 8
@@ -79,18 +98,8 @@ def test_a_size_whose_single_threaded_codes_differ_never_runs_side_by_side(monke
     x = torch.rand(1024 + 300, 1, 64, 64, generator=torch.Generator().manual_seed(2))
     passes = forward_batches(len(x), CPU)  # 256 x 4 (sub-passes of 32), then 300 (34 x 3 and 33 x 6)
     threads = torch.get_num_threads()
-    real = encoding.encode_for_scoring
     one_thread_calls = []
-
-    def off_by_one_ulp_on_one_thread(model, x, first_conv=None):
-        mean, logvar = real(model, x, first_conv)
-        if torch.get_num_threads() == 1:
-            one_thread_calls.append(len(x))
-            if len(x) == 32:
-                mean = torch.nextafter(mean, torch.full_like(mean, np.inf))
-        return mean, logvar
-
-    monkeypatch.setattr(encoding, "encode_for_scoring", off_by_one_ulp_on_one_thread)
+    one_ulp_off_at_32_on_one_thread(monkeypatch, one_thread_calls)
     with torch.no_grad():
         recorded = torch.cat([bits(model.encode(x[i : i + 1024])) for i in range(0, len(x), 1024)])
         check = PassCheck()
@@ -219,16 +228,8 @@ def test_the_heap_is_trimmed_after_whole_passes_only(monkeypatch):
     torch.manual_seed(0)
     model = create_model("vae", architecture="dlib_conv", in_channels=1, latent_dim=4).eval()
     x = torch.rand(1024 + 300, 1, 64, 64, generator=torch.Generator().manual_seed(3))
-    real = encoding.encode_for_scoring
-
-    def off_by_one_ulp_at_32(model, x, first_conv=None):
-        mean, logvar = real(model, x, first_conv)
-        if torch.get_num_threads() == 1 and len(x) == 32:
-            mean = torch.nextafter(mean, torch.full_like(mean, np.inf))
-        return mean, logvar
-
     trims = []
-    monkeypatch.setattr(encoding, "encode_for_scoring", off_by_one_ulp_at_32)
+    one_ulp_off_at_32_on_one_thread(monkeypatch)
     monkeypatch.setattr(encoding, "release_freed_memory", lambda: trims.append(True))
     forward = encoding.ScoringPasses(model, CPU)
     with torch.no_grad():
