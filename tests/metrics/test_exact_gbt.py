@@ -343,3 +343,67 @@ def test_the_scans_bound_is_never_below_a_proxy():
             proxy = sum_left * sum_left / n_left + sum_right * sum_right / n_right
             bound = sum_left * sum_left * (1.0 / n_left) + sum_right * sum_right * (1.0 / n_right)
             assert proxy <= bound * _BOUND_SLACK
+
+
+def sklearns_scan(values, residual, start, end):
+    """A plain port of node_split_best's scan of one feature: (position, left sum) at every candidate.
+
+    Partitioner.next_p steps over values within FEATURE_THRESHOLD of their predecessor (float32);
+    Criterion.update adds the samples stepped over from the left, or, when the step is longer than the
+    rest of the node, restarts from the total and subtracts the rest, last first.
+    """
+    threshold = np.float32(1e-7)
+    total = 0.0
+    for q in range(start, end):
+        total += residual[q]
+    sum_left, pos, p, out = 0.0, start, start, []
+    while p < end:
+        p += 1
+        while p < end and values[p] <= values[p - 1] + threshold:
+            p += 1
+        if p >= end:
+            break
+        if p - pos <= end - p:
+            for q in range(pos, p):
+                sum_left += residual[q]
+        else:
+            sum_left = total
+            for q in range(end - 1, p - 1, -1):
+                sum_left -= residual[q]
+        pos = p
+        out.append((p, sum_left))
+    return total, out
+
+
+@pytest.mark.parametrize("layout", ["continuous", "tied", "long_tie_then_a_few", "near_ties"])
+def test_the_scan_kernel_reaches_sklearns_sums_at_every_candidate(layout):
+    """``_next_candidate_split`` with no threshold stops at every candidate, with scikit-learn's sums.
+
+    Bit for bit, on a node inside a longer array (start > 0): continuous values, many ties, a long tie
+    followed by a few values (Criterion.update's subtraction from the end), and near-ties.
+    """
+    from metrics.exact_gbt import _next_candidate_split
+
+    rng = np.random.default_rng(3)
+    n, start, end = 400, 37, 350
+    values = {
+        "continuous": np.sort(rng.normal(size=n)),
+        "tied": np.sort(rng.integers(0, 9, n)),
+        "long_tie_then_a_few": np.r_[np.zeros(n - 80), np.sort(rng.normal(size=80)) + 5.0],
+        "near_ties": np.cumsum(rng.choice([4e-8, 1e-3], size=n, p=[0.7, 0.3])),  # steps float32 keeps
+    }[layout].astype(np.float32)
+    residual = rng.uniform(-1, 1, n)
+    samples = np.arange(n, dtype=np.int32)
+    inverse = 1.0 / np.maximum(np.arange(n + 1), 1.0)
+    total, expected = sklearns_scan(values, residual, start, end)
+    assert expected
+    reached, p, sum_left, value = [], start, 0.0, values[start]
+    while True:
+        args = (samples, values, residual, inverse, start, end, p, sum_left, value, total, -np.inf)
+        p, sum_left, value = _next_candidate_split(*args)
+        if p >= end:
+            break
+        reached.append((p, sum_left))
+    assert reached == expected  # positions and float sums, to the bit
+    if layout == "long_tie_then_a_few":  # the case is there: the first candidate is reached from the end
+        assert expected[0][0] - start > end - expected[0][0]
