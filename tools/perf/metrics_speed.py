@@ -549,7 +549,7 @@ def markdown(info: dict) -> str:
         "# Metric speed on CPU (python -m tools.perf.metrics_speed)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); "
-        f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}, "
+        f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit_learn']}, "
         f"joblib {m['joblib']}. Load average {load(info['loadavg_start'])} at the start, "
         f"{load(info['loadavg_end'])} at the end"
         + (
@@ -810,7 +810,7 @@ def extra_markdown(info: dict) -> str:
         "# Downstream task, fairness and UDR speed on CPU (python -m tools.perf.metrics_speed --extra)",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable cores ({m['cpu_count']} online); Python "
-        f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit-learn']}. "
+        f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, scikit-learn {m['scikit_learn']}. "
         f"Load: `{info['uptime']}` at the start, `{info['uptime_end']}` at the end"
         + (
             " -- other jobs shared the machine: the wall-clock times are upper bounds of a quiet machine's."
