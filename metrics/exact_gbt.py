@@ -593,9 +593,7 @@ def _grow_tree(
             for q in range(start, best_pos):
                 left_sum += residual[node_order[q]]
         else:
-            left_sum = sum_total
-            for q in range(end - 1, best_pos - 1, -1):
-                left_sum -= residual[node_order[q]]
+            left_sum = _sum_from_end(node_order, residual, sum_total, best_pos, end)
         left_sq = 0.0
         for q in range(start, best_pos):
             r = residual[node_order[q]]
