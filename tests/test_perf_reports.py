@@ -25,3 +25,22 @@ def test_metric_speed_reports_render_with_todays_machine_facts(stem, render):
     text = render(info)
     assert f"scikit-learn {info['machine']['scikit_learn']}" in text
     assert info["machine"]["cpu_model"] in text
+
+
+def test_eval_cost_report_renders_whole_and_skipped():
+    from tools.perf import eval_cost
+
+    info = json.loads((RESULTS / "eval_cost_cpu.json").read_text())
+    whole = eval_cost.markdown(info)
+    assert "## Ours, whole" in whole and "equal to the bit" in whole
+    assert "against ours measured whole" in whole and "x the measurement." in whole
+    # --skip-full with --record: the fraction's run stands in, and nothing is compared to the record
+    info["full"] = info["paired"]["ours"][0]
+    info["full_skipped"] = True
+    del info["against_record"]
+    skipped = eval_cost.markdown(info)
+    assert "## Ours, whole" not in skipped
+    assert "(--skip-full: no whole evaluation)" in skipped
+    assert "Its scores were not compared" in skipped
+    assert "against no whole evaluation of ours" in skipped
+    assert "not comparable with the run above" in skipped and "x the measurement" not in skipped

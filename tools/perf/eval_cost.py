@@ -379,14 +379,16 @@ def comparison_lines(info: dict) -> list[str]:
     """The markdown paragraph on the record, if one was given."""
     if "record" not in info:
         return []
-    r, c = info["record"], info["against_record"]
+    r = info["record"]
     line = (
         f"The model is run {r['run_id']} of suite {r['suite']} ({r['steps']} steps), whose record "
         f"(`{r['path']}`) was scored by commit {str(r['scored_by_commit'])[:10]}"
         + (" with uncommitted changes" if r.get("scored_with_uncommitted_changes") else "")
-        + ". Of the "
-        f"{c['compared']} scores both hold, **{c['equal']} are equal to the bit**"
     )
+    if "against_record" not in info:  # --skip-full: no evaluation at the study's sizes to compare
+        return [line + ". Its scores were not compared: there was no whole evaluation (--skip-full).", ""]
+    c = info["against_record"]
+    line += f". Of the {c['compared']} scores both hold, **{c['equal']} are equal to the bit**"
     if c["moved"]:
         line += f"; {len(c['moved'])} moved, by up to {c['max_move']:.4g}"
         scores = {k: v for k, v in c["moved"].items() if higher_is_better(k) is not None}
@@ -450,6 +452,31 @@ def fast_markdown(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def whole_heading(info: dict) -> list[str]:
+    """The heading of the whole evaluation's section, saying so where --skip-full left it out."""
+    if not info.get("full_skipped"):
+        return ["## Ours, whole", ""]
+    fraction = info["paired"]["fraction"]
+    return [
+        f"## Ours, at {fraction:g} of the study's sizes (--skip-full: no whole evaluation)",
+        "",
+        "The first paired repeat's run stands in for the whole evaluation below; its figures are not "
+        "the study's.",
+        "",
+    ]
+
+
+def estimate_sentence(info: dict) -> str:
+    """The plan's estimate of the whole evaluation, against the measurement where there is one."""
+    sentence = (
+        "The plan's estimate for this evaluation (`benchmarks.runner.estimate`, its encoding rate timed "
+        f"as the plan times it): {info['estimate_seconds']:.0f} s"
+    )
+    if info.get("full_skipped"):
+        return sentence + ", for the study's sizes: not comparable with the run above."
+    return sentence + f", {info['estimate_seconds'] / info['full']['seconds']:.2f}x the measurement."
+
+
 def markdown(info: dict) -> str:
     """The report, from the JSON's content."""
     m = info["machine"]
@@ -463,14 +490,10 @@ def markdown(info: dict) -> str:
         f"Metric set: {len(info['metrics'])} entries, the study's metrics at its settings on the mean "
         "and the sampled representation. Model: " + info["model"] + ".",
         "",
-        "## Ours, whole",
-        "",
+        *whole_heading(info),
         f"Total **{info['full']['seconds']:.1f} s** with {info['workers']} worker(s); "
         f"{info['full']['images_encoded']:,} images encoded (each grid point once), "
-        f"{info['full']['seconds_per_image'] * 1e3:.3f} ms an image. The plan's estimate for this evaluation "
-        f"(`benchmarks.runner.estimate`, its encoding rate timed as the plan times it): "
-        f"{info['estimate_seconds']:.0f} s, {info['estimate_seconds'] / info['full']['seconds']:.2f}x the "
-        "measurement.",
+        f"{info['full']['seconds_per_image'] * 1e3:.3f} ms an image. " + estimate_sentence(info),
         "",
         *comparison_lines(info),
         "| metric | seconds | encode | sample | fit | images encoded |",
@@ -518,15 +541,18 @@ def markdown(info: dict) -> str:
             f"| {p['baseline'][0]['per_metric'][entry]['images_encoded']:,} "
             f"| {p['ours'][0]['per_metric'][entry]['images_encoded']:,} |"
         )
-    lines += [
-        "",
+    extrapolated = (
         f"Baseline whole-study time, extrapolated linearly from the fraction (a lower bound): "
-        f"{p['baseline_extrapolated_seconds']:.0f} s, against ours measured whole: "
-        f"{info['full']['seconds']:.0f} s "
-        f"({p['baseline_extrapolated_seconds'] / info['full']['seconds']:.1f}x).",
-        "",
-    ]
-    return "\n".join(lines)
+        f"{p['baseline_extrapolated_seconds']:.0f} s"
+    )
+    if info.get("full_skipped"):
+        extrapolated += ", against no whole evaluation of ours (--skip-full)."
+    else:
+        extrapolated += (
+            f", against ours measured whole: {info['full']['seconds']:.0f} s "
+            f"({p['baseline_extrapolated_seconds'] / info['full']['seconds']:.1f}x)."
+        )
+    return "\n".join([*lines, "", extrapolated, ""])
 
 
 def main() -> None:
@@ -629,6 +655,8 @@ def main() -> None:
             info["against_record"] = compare_scores(full["scores"], info["record"].pop("metrics"))
     else:
         info["full"] = paired["ours"][0]
+        info["full_skipped"] = True
+        info.get("record", {}).pop("metrics", None)  # nothing to compare them with
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "eval_cost_cpu" if device.type == "cpu" else f"eval_cost_{device.type}"
     (args.out / f"{stem}.json").write_text(json.dumps(info, indent=1, default=float) + "\n")

@@ -4,6 +4,17 @@
 #
 #   OUT=/some/dir bash tools/perf/gpu_check.sh            # on the GPU machine, from the checkout
 #   OUT=/tmp/gpuout bash tools/perf/gpu_check.sh --dry-run  # anywhere: every step, tiny, on the CPU
+#   OUT=/some/dir bash tools/perf/gpu_check.sh --stages=eval  # only the named stages (comma-separated)
+#
+# --stages=LIST picks stages from throughput, profile, tests, quick (the default: those four) and eval
+# (not in the default: up to 460 s of its own, so a call of its own):
+#   eval        the study's evaluation on a GPU node (issue 22's target: <= 30 s a model): the
+#               study-eval suite (tools/perf/suites/study-eval.toml: a dlib_conv beta-VAE, 3,000 steps,
+#               the study's full metric set on both representations) trained and scored by
+#               `vaebench run --device cuda` (eval_train), then `python -m tools.perf.eval_cost
+#               --device cuda` on its checkpoint and record (eval_cost): the per-metric and per-stage
+#               seconds with the fits on every core, the paired dlib-style baseline at 5% of the
+#               study's sizes, and the scores against the record; results/perf/eval_cost_cuda.*
 #
 # Stages (each under its own time limit, so one that hangs cannot eat the others' time; each writes
 # its log to $OUT/logs/<stage>.log and its rc to $OUT/logs/rc.txt):
@@ -26,13 +37,23 @@
 set -uo pipefail
 
 DRY_RUN=0
+STAGES=throughput,profile,tests,quick
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
+        --stages=*) STAGES=${arg#--stages=} ;;
         -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {print}' "$0"; exit 0 ;;
-        *) echo "gpu_check.sh: unknown argument $arg (use --dry-run or --help)" >&2; exit 2 ;;
+        *) echo "gpu_check.sh: unknown argument $arg (use --dry-run, --stages=LIST or --help)" >&2; exit 2 ;;
     esac
 done
+for name in ${STAGES//,/ }; do
+    case "$name" in
+        throughput | profile | tests | quick | eval) ;;
+        *) echo "gpu_check.sh: unknown stage '$name' in --stages=$STAGES" \
+            "(use throughput, profile, tests, quick, eval)" >&2; exit 2 ;;
+    esac
+done
+wanted() { [[ ",$STAGES," == *",$1,"* ]]; }
 if [ -z "${OUT:-}" ]; then
     echo "gpu_check.sh: set OUT to the directory the results go to" >&2
     exit 2
@@ -117,6 +138,8 @@ if [ "$DRY_RUN" = 1 ]; then
     TEST_ENV=(env VAEBENCH_GPU_TESTS_ON_CPU=1)
     TEST_ARGS=(-k "not compile")  # torch.compile on 2 CPU cores takes minutes; it runs on the GPU
     QUICK_ARGS=(--device cpu --steps 3 --models vae,factor_vae --metrics mig,sap)
+    EVAL_TRAIN_ARGS=(--device cpu --steps 3 --metrics mig,sap)
+    EVAL_COST_ARGS=(--device cpu --fraction 0.005 --repeats 1 --workers 2 --skip-full)
 else
     TT_ARGS=(--device cuda --steps 100 --repeats 3 --warmup 20 --packs 1,6,36,144,288 --compile off
         --evaluation off)
@@ -125,22 +148,36 @@ else
     TEST_ENV=(env)
     TEST_ARGS=()
     QUICK_ARGS=(--device cuda)
+    EVAL_TRAIN_ARGS=(--device cuda)
+    EVAL_COST_ARGS=(--device cuda --fraction 0.05 --repeats 1 --workers "$(nproc)")
     export VAEBENCH_DATA=${VAEBENCH_DATA:-/tmp/vaebench-data}  # dSprites is generated here (~400 MB)
 fi
 
-stage throughput 150 "$PY" -m tools.perf.train_throughput "${TT_ARGS[@]}" --configs "$TT_CONFIGS" \
-    --out "$OUT/throughput"
-stage profile 45 "$PY" -m tools.perf.train_throughput --device "$DEVICE" --profile-pack "$PROFILE_PACK" \
-    --out "$OUT/profile"
-stage tests 150 "${TEST_ENV[@]}" VAEBENCH_GPU_REPORT="$OUT/tests" "$PY" -m pytest -m gpu tests/gpu -rs -q \
-    -p no:cacheprovider --durations=15 "${TEST_ARGS[@]}" --junitxml "$OUT/tests/junit.xml"
-stage quick 170 "$PY" -m benchmarks.cli run --suite quick "${QUICK_ARGS[@]}" --out "$OUT/quick" \
-    --progress-interval 10
+wanted throughput && stage throughput 150 "$PY" -m tools.perf.train_throughput "${TT_ARGS[@]}" \
+    --configs "$TT_CONFIGS" --out "$OUT/throughput"
+wanted profile && stage profile 45 "$PY" -m tools.perf.train_throughput --device "$DEVICE" \
+    --profile-pack "$PROFILE_PACK" --out "$OUT/profile"
+wanted tests && stage tests 150 "${TEST_ENV[@]}" VAEBENCH_GPU_REPORT="$OUT/tests" "$PY" -m pytest -m gpu \
+    tests/gpu -rs -q -p no:cacheprovider --durations=15 "${TEST_ARGS[@]}" --junitxml "$OUT/tests/junit.xml"
+wanted quick && stage quick 170 "$PY" -m benchmarks.cli run --suite quick "${QUICK_ARGS[@]}" \
+    --out "$OUT/quick" --progress-interval 10
+if wanted eval; then
+    stage eval_train 170 "$PY" -m benchmarks.cli run --suite tools/perf/suites/study-eval.toml \
+        "${EVAL_TRAIN_ARGS[@]}" --out "$OUT/studyeval" --progress-interval 10
+    # The run's final checkpoint and its record, if it got that far (else eval_cost scores an untrained model).
+    CHECKPOINT=$(find "$OUT/studyeval/checkpoints" -name '*.pt' 2>/dev/null | sort | head -n 1)
+    RECORD=$(find "$OUT/studyeval/runs" -name '*.json' 2>/dev/null | sort | head -n 1)
+    [ -n "$CHECKPOINT" ] && EVAL_COST_ARGS+=(--checkpoint "$CHECKPOINT")
+    [ -n "$RECORD" ] && EVAL_COST_ARGS+=(--record "$RECORD")
+    stage eval_cost 290 "$PY" -m tools.perf.eval_cost "${EVAL_COST_ARGS[@]}" --out "$OUT/results/perf"
+fi
 
 # -- the report -----------------------------------------------------------------------------------
-REPORT_ARGS=("$OUT" "${FILELOCK_STAND_IN[@]}")
-[ "$DRY_RUN" = 1 ] && REPORT_ARGS+=(--dry-run)
-"$PY" -m tools.perf.gpu_check_report "${REPORT_ARGS[@]}" 2>&1 | tee "$LOGS/report.log"
+if wanted throughput || wanted profile || wanted tests || wanted quick; then
+    REPORT_ARGS=("$OUT" "${FILELOCK_STAND_IN[@]}")
+    [ "$DRY_RUN" = 1 ] && REPORT_ARGS+=(--dry-run)
+    "$PY" -m tools.perf.gpu_check_report "${REPORT_ARGS[@]}" 2>&1 | tee "$LOGS/report.log"
+fi
 say "done; stages:"
 cat "$LOGS/rc.txt"
 exit 0
