@@ -6,6 +6,15 @@
 #   OUT=/tmp/gpuout bash tools/perf/gpu_check.sh --dry-run  # anywhere: every step, tiny, on the CPU
 #   OUT=/some/dir bash tools/perf/gpu_check.sh --stages=eval  # only the named stages (comma-separated)
 #
+# Through the device tool (its README: the working tree that travels <= 64 MiB; at most 8 files come
+# back from its $OUT, none more than two folders down):
+#   - the checkout's tracked files are about 66 MiB, 43 of them results/artifacts, which no stage
+#     reads: before the call, here, `git rm -r -q --cached results/artifacts && echo /results/artifacts/
+#     >>.git/info/exclude` (the files stay on disk); after it, `git reset -q results/artifacts` and
+#     drop that line from .git/info/exclude;
+#   - write under a folder of the machine's own and bring back one archive (BUNDLE, set before OUT so
+#     that $OUT is still the tool's): BUNDLE=$OUT/gpu_check.tar.gz OUT=/tmp/gc bash tools/perf/gpu_check.sh
+#
 # --stages=LIST picks stages from throughput, profile, tests, quick (the default: those four) and eval
 # (not in the default: up to 460 s of its own, so a call of its own):
 #   eval        the study's evaluation on a GPU node (issue 22's target: <= 30 s a model): the
@@ -180,4 +189,14 @@ if wanted throughput || wanted profile || wanted tests || wanted quick; then
 fi
 say "done; stages:"
 cat "$LOGS/rc.txt"
+# -- one file back ---------------------------------------------------------------------------------
+# The device machine returns at most 8 files from its $OUT, none more than two folders down: BUNDLE
+# packs everything this script wrote into one archive (checkpoints left out: tens of MB, no figure).
+if [ -n "${BUNDLE:-}" ]; then
+    if tar -czf "$BUNDLE" --exclude='*.pt' -C "$OUT" .; then
+        say "bundle: $BUNDLE ($(du -h "$BUNDLE" | cut -f1))"
+    else
+        say "bundle: tar failed; the results are under $OUT"
+    fi
+fi
 exit 0
