@@ -38,11 +38,12 @@
 #               $OUT, with single_vs_baseline and packed_aggregate_images_per_s at the top level, plus
 #               the other stages' numbers
 #
-# The device machine has no filelock (benchmarks/datasets/cache.py and benchmarks/runner/claims.py
+# The device machine had no filelock (benchmarks/datasets/cache.py and benchmarks/runner/claims.py
 # import it at module level): when `import filelock` fails, the stand-in in tools/perf/stand_ins/
 # (fcntl.flock, the same locking) is put on PYTHONPATH for this script only, and the report says so.
 # --dry-run also puts tools/perf/stand_ins/dry_run first, which hides the installed numba, filelock
-# and submitit as the device machine lacks them.
+# and submitit, as the device machine lacked them (its package list of 2026-11-17, the device tool's
+# KINDS.md, has numba and filelock, not submitit): the dry run rehearses the fallbacks.
 set -uo pipefail
 
 DRY_RUN=0
@@ -55,6 +56,10 @@ for arg in "$@"; do
         *) echo "gpu_check.sh: unknown argument $arg (use --dry-run, --stages=LIST or --help)" >&2; exit 2 ;;
     esac
 done
+if [ -z "${STAGES//,/}" ]; then
+    echo "gpu_check.sh: --stages= names no stage (use throughput, profile, tests, quick, eval)" >&2
+    exit 2
+fi
 for name in ${STAGES//,/ }; do
     case "$name" in
         throughput | profile | tests | quick | eval) ;;
