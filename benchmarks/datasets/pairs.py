@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from benchmarks.datasets.grid import uniform_integers
+from benchmarks.datasets.grid import uniform_columns, uniform_integers
 
 __all__ = ["PAIR_SEMANTICS", "PairSampler", "check_pair_settings", "resample_factors", "sample_pairs"]
 
@@ -99,7 +99,7 @@ def sample_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` pairs of grid points: first (n, F), second (n, F) int64 and the changed factor (n,)."""
     sizes = list(factor_sizes)
-    first = np.stack([uniform_integers(rng, size, n) for size in sizes], axis=1)
+    first = uniform_columns(rng, sizes, n)  # (n, F)
     second, changed = resample_factors(first, sizes, k, rng, semantics=semantics)
     return first, second, changed
 

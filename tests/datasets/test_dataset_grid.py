@@ -84,3 +84,29 @@ def test_sample_factors_accepts_both_numpy_generators_and_covers_each_factor(mak
 def test_sample_factors_refuses_other_rngs():
     with pytest.raises(TypeError, match="Generator or RandomState"):
         FactorGrid(("a",), (3,)).sample_factors(2, rng=0)
+
+
+@pytest.mark.parametrize("make_rng", [np.random.default_rng, np.random.RandomState])
+@pytest.mark.parametrize("highs", [(3, 6, 40, 32, 32), (1, 2, 1), (2**40, 3, 2**33), (7,)])
+@pytest.mark.parametrize("n", [0, 1, 64, 1000])
+def test_uniform_columns_draws_dlibs_stream_one_column_after_another(make_rng, highs, n):
+    # dlib's sample_factors: one randint call per factor, in order. uniform_columns draws them in one
+    # call; the values and the generator's state after must be those of the per-column calls.
+    from benchmarks.datasets.grid import uniform_columns, uniform_integers
+
+    for seed in range(20):
+        per_column_rng, one_call_rng = make_rng(seed), make_rng(seed)
+        expected = np.stack([uniform_integers(per_column_rng, h, n) for h in highs], axis=1)
+        got = uniform_columns(one_call_rng, highs, n)
+        assert got.dtype == np.int64 and got.shape == (n, len(highs))
+        np.testing.assert_array_equal(got, expected)
+        after = [uniform_integers(r, 2**31, 4).tolist() for r in (per_column_rng, one_call_rng)]
+        assert after[0] == after[1]  # the same state after
+
+
+def test_uniform_columns_with_no_columns_draws_nothing():
+    from benchmarks.datasets.grid import uniform_columns
+
+    rng = np.random.RandomState(0)
+    assert uniform_columns(rng, (), 5).shape == (5, 0)
+    assert rng.randint(2**31) == np.random.RandomState(0).randint(2**31)
