@@ -56,7 +56,7 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     },
     study={"n_train": 10000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "batch_size": 500, "n_bins": 20},
-    fit_cost=FitCost(0.06),
+    fit_cost=FitCost(0.04),
 )
 def unsupervised(codes: np.ndarray, *, n_bins: int = 20) -> dict[str, float]:
     """Gaussian total correlation, Wasserstein correlation (raw, normalised), mean pairwise MI of the codes.

@@ -10,7 +10,7 @@ runner gets the same codes, bit for bit, faster, in three ways, each checked whe
 * each pass as sub-passes of SIDE_BY_SIDE_BATCH images side by side, one thread each
   (``encode_passes``): oneDNN's convolutions on a few hundred images scale poorly across threads,
   and a small pass keeps its activations in cache. On the 2-core AMD EPYC of
-  results/perf/eval_cost_cpu.md's encoding table: 11,709 images/s against 5,899 for the same
+  results/perf/eval_cost_cpu.md's encoding table: 11,292 images/s against 5,623 for the same
   passes whole on two threads (2.0x), the same codes. An image's codes can depend on the threads
   and the batch computing it (there, one thread on 8 images differed from two threads on 256; on
   16 to 64 it did not), so each sub-pass size is compared bit for bit with its images' codes in a
