@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m tools.perf.memory                      # dSprites and 3D Shapes, 200 steps each
-    python -m tools.perf.memory --datasets dsprites --steps 100
+    python -m tools.perf.memory        # dSprites and 3D Shapes, 200 steps each -> results/perf/memory_cpu.*
+    python -m tools.perf.memory --datasets dsprites --steps 100 --out /tmp/memory   # not results/perf
 
 Every measurement runs in its own subprocess, so each peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that child) is one path's
@@ -212,7 +212,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="pairs of (baseline, new) processes")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "memory_cpu")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "results" / "perf",
+        help="the directory of memory_cpu.json and .md (default: results/perf)",
+    )
     parser.add_argument(
         "--suites",
         nargs="*",
@@ -288,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
             f"(ratio {s['throughput_ratio']:.3f}); same loss: {s['same_final_loss']}"
         )
     report = {
+        "argv": sys.argv[1:] if argv is None else list(argv),
         "machine": machine,
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -296,10 +302,11 @@ def main(argv: list[str] | None = None) -> None:
         "suites": suites,
         "runs": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(f"wrote {args.out.with_suffix('.md')} and .json")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / "memory_cpu"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(f"wrote {stem.with_suffix('.md')} and .json")
 
 
 def markdown(report: dict) -> str:
@@ -308,7 +315,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Memory and throughput: whole cache in RAM vs. batches read by index",
         "",
-        f"From `python -m tools.perf.memory` ({report['steps']} training steps, batch "
+        f"From `{' '.join(['python -m tools.perf.memory', *report.get('argv', [])])}` "
+        f"({report['steps']} training steps, batch "
         f"{report['batch_size']}, beta_vae, fp32, CPU). Machine: {m['cpu_model']}, {m['cpu_count']} cores. "
         f"Load before: `{m['load_before']}`; after: `{m['load_after']}`. Each measurement is one "
         f"subprocess; peak RSS is its `ru_maxrss` (the largest of {report.get('repeats', 1)}). The two paths "

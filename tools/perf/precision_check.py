@@ -45,8 +45,9 @@ from benchmarks.datasets import TrainingImages, load_dataset
 from benchmarks.runner import provenance
 from benchmarks.runner.evaluate import evaluate_run
 from benchmarks.runner.spec import RunTraining, thaw
-from benchmarks.runner.suite import expand_suite, load_suite, override_suite
+from benchmarks.runner.suite import SuiteError, expand_suite, load_suite, override_suite
 from benchmarks.runner.train import train_run
+from vaebench.registry import UnknownNameError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,18 +120,29 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     models = args.models.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
     metric_names = args.metrics.split(",")
-
-    suite = override_suite(
-        load_suite("quick"),
-        models=models,
-        seeds=seeds,
-        steps=args.steps,
-        metrics=metric_names,
-        dataset_source="procedural",
-    )
-    specs = expand_suite(suite)
+    # Bad input is refused here, before any training: the comparison is made after every run.
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {args.seeds!r}")
+    if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+        parser.error(
+            f"--seeds needs at least two different seeds, each once (the precisions are compared in "
+            f"units of the seed standard deviation); got {args.seeds!r}"
+        )
+    try:
+        suite = override_suite(
+            load_suite("quick"),
+            models=models,
+            seeds=seeds,
+            steps=args.steps,
+            metrics=metric_names,
+            dataset_source="procedural",
+        )
+        specs = expand_suite(suite)
+    except (SuiteError, UnknownNameError) as exc:
+        parser.error(str(exc))
     started_all = time.perf_counter()
     load_start = os.getloadavg()
     dataset = load_dataset("dsprites", "procedural")
