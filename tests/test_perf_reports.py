@@ -44,3 +44,21 @@ def test_eval_cost_report_renders_whole_and_skipped():
     assert "Its scores were not compared" in skipped
     assert "against no whole evaluation of ours" in skipped
     assert "not comparable with the run above" in skipped and "x the measurement" not in skipped
+
+
+def test_memory_report_names_its_command_and_a_cache_its_prepare_built():
+    from benchmarks.runner import provenance
+    from tools.perf import memory
+
+    info = json.loads((RESULTS / "memory_cpu.json").read_text())
+    info["machine"] = {**provenance.machine(), "load_before": "0.5", "load_after": "1.5"}  # as main() does
+    info["argv"] = ["--datasets", "dsprites", "--out", "/tmp/x"]
+    for summary in info["summary"].values():
+        summary["cache_built_by_prepare"] = False
+    text = memory.markdown(info)
+    assert "From `python -m tools.perf.memory --datasets dsprites --out /tmp/x`" in text
+    assert "checks the cache (already built)." in text and "generated it first" not in text
+    name = next(iter(info["summary"]))
+    info["summary"][name]["cache_built_by_prepare"] = True  # its peak holds the generation: say so
+    text = memory.markdown(info)
+    assert f"for {name} the cache was missing and that process generated it first" in text
