@@ -27,11 +27,11 @@ manifest invalid, warns (``CacheRebuildWarning``, naming the file and chunk)
 and rebuilds. ``vaebench data info`` checks a sample of chunks, ``vaebench data
 verify`` all of them.
 
-Measured cost (Intel Xeon, 2 cores shared, 1 thread per core; page cache warm),
-by ``tools/perf/memory.py`` (results/perf/memory_cpu.md): the full check on
-load takes 0.22 s (1-min load 2.7) to 0.85 s (load 5.7) for dSprites' 377 MB
-bit-packed cache and 5.9 s (load 5.5) for 3D Shapes' 5.9 GB, against minutes
-of training; building adds the same hashing once.
+Measured cost (2-core AMD EPYC, page cache warm), by ``tools/perf/memory.py``
+(results/perf/memory_cpu.md): the full check on load takes 0.16 s for dSprites'
+377 MB bit-packed cache and 2.0 s for 3D Shapes' 5.9 GB (an earlier file on a
+shared 2-core Intel Xeon: 0.22-0.85 s and 5.9 s under loads of 2.7-5.7), against
+minutes of training; building adds the same hashing once.
 
 Training reads a cache by index with ``CacheReader`` (``os.preadv`` of the
 rows, contiguous runs coalesced): nothing of the cache stays resident. A
