@@ -47,6 +47,7 @@
 set -uo pipefail
 
 DRY_RUN=0
+KNOWN_STAGES=throughput,profile,tests,quick,eval
 STAGES=throughput,profile,tests,quick
 for arg in "$@"; do
     case "$arg" in
@@ -57,15 +58,14 @@ for arg in "$@"; do
     esac
 done
 if [ -z "${STAGES//,/}" ]; then
-    echo "gpu_check.sh: --stages= names no stage (use throughput, profile, tests, quick, eval)" >&2
+    echo "gpu_check.sh: --stages= names no stage (use ${KNOWN_STAGES//,/, })" >&2
     exit 2
 fi
 for name in ${STAGES//,/ }; do
-    case "$name" in
-        throughput | profile | tests | quick | eval) ;;
-        *) echo "gpu_check.sh: unknown stage '$name' in --stages=$STAGES" \
-            "(use throughput, profile, tests, quick, eval)" >&2; exit 2 ;;
-    esac
+    if [[ ",$KNOWN_STAGES," != *",$name,"* ]]; then
+        echo "gpu_check.sh: unknown stage '$name' in --stages=$STAGES (use ${KNOWN_STAGES//,/, })" >&2
+        exit 2
+    fi
 done
 wanted() { [[ ",$STAGES," == *",$1,"* ]]; }
 if [ -z "${OUT:-}" ]; then
