@@ -24,6 +24,8 @@ Executing one pack
                    side by side, one thread each, checked bit for bit against whole passes.
     ``first_conv`` a 1-channel first convolution and its ReLU in oneDNN's order (the same codes,
                    faster on a CPU), checked against PyTorch's per input shape.
+    ``blocked_convs`` the leading convolutions on oneDNN's blocked tensors (the same codes, no
+                   reorders), checked against the NCHW layers per input shape and threads.
     ``data``       datasets and training images loaded once per process.
     ``claims``     a lock per run, so processes sharing an output directory never train one twice.
     ``progress``   bars or plain lines while a pack trains.

@@ -1,20 +1,27 @@
 """How the runner runs an encoder on images for scoring: the passes, and each pass, as the records need them.
 
 A record's codes were made by forward passes over chunks of RECORDED_BATCH images. On a CPU the
-runner gets the same codes, bit for bit, faster, in three ways, each checked where it is not exact:
+runner gets the same codes, bit for bit, faster, in four ways, each checked where it is not exact:
 
 * passes of FORWARD_BATCH images (``forward_batches``): oneDNN computes each image alike in any
   batch of 256 or more (tests/runner/test_evaluation_options.py checks it on the machine it runs on);
 * the encoder's ReLUs in place and a 1-channel first convolution fused with its ReLU
   (``encode_for_scoring``; ``first_conv`` checks the fused layer against PyTorch per input shape);
+* the encoder's leading convolutions and ReLUs on oneDNN's blocked tensors, without the reorders
+  to and from NCHW around each layer (``blocked_convs``, checked against the NCHW layers per
+  input shape and threads; where it is used the first convolution is oneDNN's own): on the
+  AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, the runner's 15,429 images/s
+  against 11,937 without it (1.29x; 1.25x in a paired whole-process probe of 65,536 dSprites
+  images, 5 pairs), the same codes;
 * each pass as sub-passes of SIDE_BY_SIDE_BATCH images side by side, one thread each
   (``encode_passes``): oneDNN's convolutions on a few hundred images scale poorly across threads,
   and a small pass keeps its activations in cache. On the 2-core AMD EPYC of
-  results/perf/eval_cost_cpu.md's encoding table: 11,292 images/s against 5,623 for the same
-  passes whole on two threads (2.0x), the same codes. An image's codes can depend on the threads
-  and the batch computing it (there, one thread on 8 images differed from two threads on 256; on
-  16 to 64 it did not), so each sub-pass size is compared bit for bit with its images' codes in a
-  whole pass on its first use (``PassCheck``); a size that differs runs whole on all threads.
+  results/perf/eval_cost_cpu.md's encoding table (NCHW layers, the first convolution fused):
+  11,937 images/s against 5,842 for the same passes whole on two threads (2.0x), the same codes.
+  An image's codes can depend on the threads and the batch computing it (there, one thread on 8
+  images differed from two threads on 256; on 16 to 64 it did not), so each sub-pass size is
+  compared bit for bit with its images' codes in a whole pass on its first use (``PassCheck``);
+  a size that differs runs whole on all threads.
   Passes are cut evenly (sub-passes of 32 to 36 images), so an encoding checks at most five sizes:
   cut as 32s and a remainder (32 to 63), the β-VAE score's 313 calls for its 10,000 training points
   at the study's settings checked all 32 sizes, 6.4 s of their 73 s in checks, against 1.4 s cut
@@ -33,6 +40,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.runner.blocked_convs import BlockedConvs
 from benchmarks.runner.first_conv import FirstConvCheck, first_conv_relu, fusable
 from vae_zoo import VAE
 from vaebench.memory import release_freed_memory
@@ -82,8 +90,25 @@ def runs_layers(model: VAE | Any) -> bool:
     )
 
 
+def _nchw_layers(
+    layers: list[torch.nn.Module], x: torch.Tensor, first_conv: FirstConvCheck | None
+) -> torch.Tensor:
+    """``layers`` on ``x`` as PyTorch runs them, ReLUs in place, a 1-channel first convolution fused."""
+    h = x  # (B, C, H, W)
+    fuse = first_conv is not None and len(layers) > 1 and type(layers[1]) is torch.nn.ReLU
+    if fuse and fusable(layers[0], x):
+        h = first_conv_relu(layers[0], x, first_conv)  # (B, C', H', W'), ReLU applied
+        layers = layers[2:]
+    for layer in layers:
+        h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
+    return h
+
+
 def encode_for_scoring(
-    model: VAE | Any, x: torch.Tensor, first_conv: FirstConvCheck | None = None
+    model: VAE | Any,
+    x: torch.Tensor,
+    first_conv: FirstConvCheck | None = None,
+    blocked: BlockedConvs | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``model.encode(x)``, its ReLUs applied in place where the encoder is a plain ``nn.Sequential``.
 
@@ -92,19 +117,29 @@ def encode_for_scoring(
     10-25% faster encoding on a 2-core CPU. With ``first_conv`` (one per encoding), a 1-channel
     first convolution and its ReLU run as ``first_conv.first_conv_relu``: oneDNN's numbers,
     checked against PyTorch's on each input shape's first pass (the speed-up measured is in
-    ``first_conv``'s docstring). Only without autograd, and only for the core's
+    ``first_conv``'s docstring). With ``blocked`` (``BlockedConvs.of`` the encoder's layers, one
+    per encoding), the leading convolutions run on oneDNN's blocked tensors instead, once their
+    output on the input's shape and threads was found equal to the bit to those layers' in NCHW
+    (computed both ways on that key's second pass: a key seen once, such as a short chunk's
+    pass, costs no check). Only without autograd, and only for the core's
     own ``encode``; anything else is encoded by its ``encode``.
     """
     if torch.is_grad_enabled() or not runs_layers(model):
         return model.encode(x)
     layers = list(model.encoder)
-    h = x  # (B, C, H, W)
-    fuse = first_conv is not None and len(layers) > 1 and type(layers[1]) is torch.nn.ReLU
-    if fuse and fusable(layers[0], x):
-        h = first_conv_relu(layers[0], x, first_conv)  # (B, C', H', W'), ReLU applied
-        layers = layers[2:]
-    for layer in layers:
-        h = torch.relu_(h) if type(layer) is torch.nn.ReLU and h is not x else layer(h)
+    if blocked is not None and blocked.applies(x):
+        key = blocked.key(x)
+        agrees = blocked.agrees.get(key)
+        if agrees:
+            h = blocked.run(x)
+        else:
+            h = _nchw_layers(layers[: blocked.count], x, first_conv)
+            if agrees is None and key in blocked.seen:  # the key's second pass: compared, NCHW kept
+                blocked.agrees[key] = _same_bits((h,), (blocked.run(x),))
+            blocked.seen.add(key)
+        h = _nchw_layers(layers[blocked.count :], h, None)
+    else:
+        h = _nchw_layers(layers, x, first_conv)
     mean, logvar = h.chunk(2, dim=1)  # (B, D) each, as VAE.encode
     return mean, logvar
 
@@ -171,12 +206,14 @@ def _same_bits(a: Codes, b: Codes) -> bool:
     return len(bits_a) == len(bits_b) and all(torch.equal(x, y) for x, y in zip(bits_a, bits_b))
 
 
-def _single_threaded(model: VAE | Any, load: Callable[[slice], torch.Tensor], first_conv, inference: bool):
+def _single_threaded(
+    model: VAE | Any, load: Callable[[slice], torch.Tensor], first_conv, blocked, inference: bool
+):
     """A pass in a pool thread (set to one thread by the pool's initializer), under the caller's grad mode."""
 
     def encode(batch: slice) -> Codes:
         with torch.inference_mode() if inference else torch.no_grad():
-            return encode_for_scoring(model, load(batch), first_conv)
+            return encode_for_scoring(model, load(batch), first_conv, blocked)
 
     return encode
 
@@ -209,6 +246,7 @@ def encode_passes(
     load: Callable[[slice], torch.Tensor],
     first_conv: FirstConvCheck | None = None,
     check: PassCheck | None = None,
+    blocked: BlockedConvs | None = None,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
     """``(slice, mean, logvar)`` over ``passes``: the codes ``encode_for_scoring`` gives, in no fixed order.
 
@@ -223,13 +261,15 @@ def encode_passes(
     threads = torch.get_num_threads()
     if check is None or threads < 2 or torch.is_grad_enabled() or not runs_layers(model):
         for batch in passes:
-            yield (batch, *encode_for_scoring(model, load(batch), first_conv))
+            yield (batch, *encode_for_scoring(model, load(batch), first_conv, blocked))
         return
-    one_thread = _single_threaded(model, load, first_conv, torch.is_inference_mode_enabled())
+    one_thread = _single_threaded(model, load, first_conv, blocked, torch.is_inference_mode_enabled())
     checking, rest = _split(passes, check, threads)
     try:
         # A checking pass whole on all threads (its codes), then as sub-passes on one thread each.
-        references = [(batch, encode_for_scoring(model, load(batch), first_conv)) for batch in checking]
+        references = [
+            (batch, encode_for_scoring(model, load(batch), first_conv, blocked)) for batch in checking
+        ]
         with _one_thread_pool(threads) as pool:
             for batch, (mean, logvar) in references:
                 for sub, codes in zip(sub_passes(batch), pool.map(one_thread, sub_passes(batch))):
@@ -249,7 +289,7 @@ def encode_passes(
             ):
                 side_by_side += subs
             else:
-                yield (batch, *encode_for_scoring(model, load(batch), first_conv))
+                yield (batch, *encode_for_scoring(model, load(batch), first_conv, blocked))
         with _one_thread_pool(threads) as pool:
             window: deque = deque()  # bounded: a few sub-passes' activations alive at a time
             for batch in side_by_side:
@@ -283,6 +323,9 @@ class ScoringPasses:
         # The fused first convolution is for the default (contiguous) path; channels_last is PyTorch's own.
         self.first_conv = None if channels_last else FirstConvCheck()
         self.check = PassCheck() if device.type == "cpu" else None
+        # On a CPU the leading convolutions run on oneDNN's blocked tensors (checked per shape)
+        cpu_layers = device.type == "cpu" and not channels_last and runs_layers(model)
+        self.blocked = BlockedConvs.of(list(model.encoder)) if cpu_layers else None
 
     def __call__(
         self, n: int, load: Callable[[slice], torch.Tensor]
@@ -303,7 +346,9 @@ class ScoringPasses:
         # of FORWARD_BATCH or more (``sub_passes`` cuts it in eight or more).
         whole = {(batch.start, batch.stop) for batch in passes}
         untrimmed = 0
-        for batch, mean, logvar in encode_passes(self.model, passes, formatted, self.first_conv, self.check):
+        for batch, mean, logvar in encode_passes(
+            self.model, passes, formatted, self.first_conv, self.check, self.blocked
+        ):
             yield batch, mean, logvar
             if (batch.start, batch.stop) not in whole:
                 continue

@@ -28,9 +28,8 @@ import time
 import torch
 
 from benchmarks.datasets import TrainingImages, get_dataset_class
-from benchmarks.runner.encoding import FORWARD_BATCH, PassCheck, encode_passes
+from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses
 from benchmarks.runner.evaluate import SUMMARY_POINTS, metric_entry
-from benchmarks.runner.first_conv import FirstConvCheck
 from benchmarks.runner.plan import network_structure
 from benchmarks.runner.spec import RunSpec, thaw
 from benchmarks.runner.train import train_runs
@@ -124,14 +123,13 @@ def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dic
 def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device: torch.device) -> float:
     model = create_model(model_name, **dict(config)).to(device).eval()
     x = torch.rand(2 * FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
-    passes = [slice(0, FORWARD_BATCH), slice(FORWARD_BATCH, len(x))]
     best = math.inf
-    # As the runner's encoders: the first pass checks the fused layer and the passes side by side.
-    first_conv, check = FirstConvCheck(), PassCheck() if device.type == "cpu" else None
+    # The runner's encoders' passes: the first checks the layers run faster and the passes side by side.
+    encode = ScoringPasses(model, device)
     with torch.inference_mode():
         for _ in range(3):  # the first warms up
             started = time.perf_counter()
-            for _ in encode_passes(model, passes, lambda batch: x[batch], first_conv, check):
+            for _ in encode(len(x), lambda batch: x[batch]):
                 pass
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

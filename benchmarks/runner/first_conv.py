@@ -6,9 +6,12 @@ fraction of the machine's matmul rate: for ``dlib_conv`` the first layer is 1 MF
 floats. Scoring a model at the study's settings encodes nearly the whole dSprites grid (about
 700,000 images).
 
-``first_conv_relu`` computes the same numbers, bit for bit, faster (the whole encoding 1.14x on
-the AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, 1.07-1.22x there in its earlier
-runs, 1.19x on the Intel Xeon of an earlier one): each output is oneDNN's sum, the kernel's taps
+``first_conv_relu`` computes the same numbers, bit for bit, faster (the whole encoding in NCHW
+passes of 256 1.13x on the AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, 1.07-1.22x
+there in its earlier runs, 1.19x on the Intel Xeon of an earlier one). Where the runner keeps the
+convolutions on oneDNN's blocked tensors (``blocked_convs``), the first one runs there too: this
+layer serves the passes run in NCHW (a shape's first pass, or one the blocked layers disagree on).
+Each output is oneDNN's sum, the kernel's taps
 (row by row, then column by column) accumulated with fused multiply-adds from zero, the bias
 added last, then ``torch.relu``'s ``v < 0 ? 0 : v`` (-0 stays -0, NaN stays NaN). That order was
 found by comparing candidate orders with PyTorch's output (tests/runner/test_first_conv.py holds

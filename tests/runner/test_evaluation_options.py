@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from benchmarks.cli import app
 from benchmarks.datasets import load_dataset
+from benchmarks.runner.blocked_convs import BlockedConvs
 from benchmarks.runner.encoding import encode_for_scoring, forward_batches
 from benchmarks.runner.evaluate import EvaluationOptions, evaluate_encoder
 from benchmarks.runner.evaluator import CUDA_EVAL_WORKERS, pooled_fit_jobs, resolve_evaluation
@@ -156,23 +157,28 @@ def test_passes_of_256_give_the_codes_of_the_recorded_1024_image_passes_on_this_
     """What FORWARD_BATCH rests on: each image's code does not depend on a batch of 256 or more.
 
     And the runner's own forward pass (``encode_for_scoring``, ReLUs in place, a 1-channel first
-    convolution fused with its ReLU) gives the same codes, to the bit.
+    convolution fused with its ReLU, or the leading convolutions on oneDNN's blocked tensors) gives
+    the same codes, to the bit.
     """
     torch.manual_seed(0)
     model = create_model("vae", architecture=architecture, in_channels=channels, latent_dim=10).eval()
     x = (torch.rand(1024 + 600, channels, 64, 64, generator=torch.Generator().manual_seed(1)) < 0.2).float()
     with torch.inference_mode():
         recorded = torch.cat([torch.cat(model.encode(x[i : i + 1024]), 1) for i in range(0, len(x), 1024)])
-        for first_conv in (None, FirstConvCheck()):
+        blocked = BlockedConvs.of(list(model.encoder))
+        for first_conv, layers in ((None, None), (FirstConvCheck(), None), (None, blocked)):
             passes = torch.cat(
                 [
-                    torch.cat(encode_for_scoring(model, x[p], first_conv), 1)
+                    torch.cat(encode_for_scoring(model, x[p], first_conv, layers), 1)
                     for p in forward_batches(len(x), torch.device("cpu"))
                 ]
             )
             assert torch.equal(passes.view(torch.int32), recorded.view(torch.int32))
-        if channels == 1:  # both pass shapes were checked, agreed, and the fused layer ran after
-            assert list(first_conv.agrees.values()) == [True, True]
+            if first_conv is not None and channels == 1:  # both pass shapes checked, agreed, then fused
+                assert list(first_conv.agrees.values()) == [True, True]
+        # the passes of 256 checked against the NCHW layers on the second, agreed, then run blocked;
+        # the last pass's shape, seen once, ran in NCHW unchecked
+        assert blocked.agrees == {((256, channels, 64, 64), torch.get_num_threads()): True}
         unchanged = x.clone()
         encode_for_scoring(model, x[:8])
         assert torch.equal(x, unchanged)  # in place only on the encoder's own activations
