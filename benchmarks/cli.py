@@ -197,7 +197,7 @@ ChannelsLastArg = Annotated[
     bool,
     typer.Option(
         "--channels-last",
-        help="Encode in channels_last (faster on a CPU); the codes' last bits, and so possibly "
+        help="Encode in channels_last (NHWC); the codes' last bits, and so possibly "
         "the scores, differ from the default's. Recorded in the evaluation's provenance.",
     ),
 ]

@@ -20,8 +20,8 @@ posterior metrics are then refused before scoring). ``evaluate_encoder`` scores 
 
 How an evaluation runs, apart from what it computes, is an ``EvaluationOptions``: the threads of a
 metric's independent fits (no number depends on them) and the encoder's memory format (channels_last
-is faster on a CPU and changes the codes' last bits, so it is a named option, recorded in the
-evaluation's provenance, never a default).
+changes the codes' last bits, so it is a named option, recorded in the evaluation's provenance,
+never a default).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ class EvaluationOptions:
     SAP's and modularity's classifiers): every metric that takes ``n_jobs`` gets it unless its
     settings name one. Their results do not depend on it (tested); BLAS stays single-threaded
     inside the metrics, so the fits never oversubscribe. ``channels_last``: the encoder's
-    convolutions in NHWC (faster on a CPU, results/perf/eval_cost_cpu.md's encoding table);
+    convolutions in NHWC (on a CPU within 5% of the default's speed since the default keeps its
+    convolutions on oneDNN's blocked tensors, results/perf/eval_cost_cpu.md's encoding table);
     ``encode_batch``: whole forward passes of that many images on all threads instead of the
     recorded ones (``forward_batches``; slower on a CPU than the default's passes side by side,
     in that table). With either, the codes differ in their last bits from the default's, so the
