@@ -33,6 +33,8 @@ option (``evaluate.EvaluationOptions``), never a default.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -218,8 +220,14 @@ def _single_threaded(
     return encode
 
 
-def _one_thread_pool(workers: int) -> ThreadPoolExecutor:
+def one_thread_pool(workers: int) -> ThreadPoolExecutor:
+    """``workers`` threads for sub-passes, each set to one torch thread when it starts."""
     return ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+
+def _pool_for_call(pool: ThreadPoolExecutor | None, threads: int):
+    """The caller's pool, left open; else a pool of ``threads`` for this call, shut down after it."""
+    return contextlib.nullcontext(pool) if pool is not None else one_thread_pool(threads)
 
 
 def _split(passes: list[slice], check: PassCheck, threads: int) -> tuple[list, list]:
@@ -247,6 +255,7 @@ def encode_passes(
     first_conv: FirstConvCheck | None = None,
     check: PassCheck | None = None,
     blocked: BlockedConvs | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
     """``(slice, mean, logvar)`` over ``passes``: the codes ``encode_for_scoring`` gives, in no fixed order.
 
@@ -256,7 +265,9 @@ def encode_passes(
     ``sub_passes`` sizes the check found bit-identical runs as those sub-passes side by side, one
     thread each, as many at once as torch has threads; the first pass with a size not yet checked
     runs whole and is checked. Every other pass runs whole on all threads. Either way every image
-    gets the codes its pass gets from ``encode_for_scoring`` on all threads.
+    gets the codes its pass gets from ``encode_for_scoring`` on all threads. ``pool``: the threads
+    of the sub-passes (``one_thread_pool``, as many as torch has threads), kept across calls by the
+    caller; else a pool for this call.
     """
     threads = torch.get_num_threads()
     if check is None or threads < 2 or torch.is_grad_enabled() or not runs_layers(model):
@@ -270,9 +281,9 @@ def encode_passes(
         references = [
             (batch, encode_for_scoring(model, load(batch), first_conv, blocked)) for batch in checking
         ]
-        with _one_thread_pool(threads) as pool:
+        with _pool_for_call(pool, threads) as sub_pool:
             for batch, (mean, logvar) in references:
-                for sub, codes in zip(sub_passes(batch), pool.map(one_thread, sub_passes(batch))):
+                for sub, codes in zip(sub_passes(batch), sub_pool.map(one_thread, sub_passes(batch))):
                     rows = slice(sub.start - batch.start, sub.stop - batch.start)
                     same = _same_bits(codes, (mean[rows], None if logvar is None else logvar[rows]))
                     key = (sub.stop - sub.start, threads)
@@ -290,10 +301,10 @@ def encode_passes(
                 side_by_side += subs
             else:
                 yield (batch, *encode_for_scoring(model, load(batch), first_conv, blocked))
-        with _one_thread_pool(threads) as pool:
+        with _pool_for_call(pool, threads) as sub_pool:
             window: deque = deque()  # bounded: a few sub-passes' activations alive at a time
             for batch in side_by_side:
-                window.append((batch, pool.submit(one_thread, batch)))
+                window.append((batch, sub_pool.submit(one_thread, batch)))
                 if len(window) >= 2 * threads:
                     done, future = window.popleft()
                     yield (done, *future.result())
@@ -307,8 +318,9 @@ class ScoringPasses:
     """One encoding's forward passes, as both of the runner's encoders run them.
 
     Holds what an encoding keeps between calls: the model, the pass options (``channels_last``,
-    ``encode_batch``: ``evaluate.EvaluationOptions``) and the checks made so far (the fused first
-    convolution's, the side-by-side passes' on a CPU). Calling it encodes ``n`` images.
+    ``encode_batch``: ``evaluate.EvaluationOptions``), the checks made so far (the fused first
+    convolution's, the blocked layers', the side-by-side passes' on a CPU) and the side-by-side
+    passes' threads. Calling it encodes ``n`` images.
     """
 
     def __init__(
@@ -326,6 +338,24 @@ class ScoringPasses:
         # On a CPU the leading convolutions run on oneDNN's blocked tensors (checked per shape)
         cpu_layers = device.type == "cpu" and not channels_last and runs_layers(model)
         self.blocked = BlockedConvs.of(list(model.encoder)) if cpu_layers else None
+        # The sub-passes' threads, kept from call to call: a metric encodes in many calls (the
+        # β-VAE score at the study's settings: 470), and a pool a call cost 5-15% of the encoding
+        # (an ad-hoc paired probe of that call pattern against one call, AMD EPYC). Shut down when
+        # the encoding is dropped.
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+
+    def _sub_pass_pool(self) -> ThreadPoolExecutor | None:
+        """The encoding's pool for sub-passes side by side, one per torch thread count (CPU only)."""
+        if self.check is None:
+            return None
+        threads = torch.get_num_threads()
+        if self._pool is None or self._pool[0] != threads:
+            if self._pool is not None:
+                self._pool[1].shutdown(wait=False)
+            pool = one_thread_pool(threads)
+            weakref.finalize(self, pool.shutdown, wait=False)
+            self._pool = (threads, pool)
+        return self._pool[1]
 
     def __call__(
         self, n: int, load: Callable[[slice], torch.Tensor]
@@ -347,7 +377,7 @@ class ScoringPasses:
         whole = {(batch.start, batch.stop) for batch in passes}
         untrimmed = 0
         for batch, mean, logvar in encode_passes(
-            self.model, passes, formatted, self.first_conv, self.check, self.blocked
+            self.model, passes, formatted, self.first_conv, self.check, self.blocked, self._sub_pass_pool()
         ):
             yield batch, mean, logvar
             if (batch.start, batch.stop) not in whole:

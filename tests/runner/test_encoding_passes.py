@@ -10,6 +10,7 @@ from benchmarks.datasets import load_dataset
 from benchmarks.runner import encoding
 from benchmarks.runner.encoding import (
     PassCheck,
+    ScoringPasses,
     encode_passes,
     forward_batches,
     sub_passes,
@@ -88,6 +89,31 @@ def test_side_by_side_gives_the_codes_of_whole_passes_on_all_threads(architectur
         # A second encoding with the same check: nothing checked again, every pass side by side.
         assert torch.equal(encoded(model, x, passes, FirstConvCheck(), check), recorded)
         assert len(check.agrees) == 3
+
+
+@two_threads
+def test_an_encoding_keeps_its_sub_pass_threads_from_call_to_call_and_stops_them_when_dropped():
+    """One pool for all of an encoding's calls (a metric encodes in hundreds), the same codes."""
+    import gc
+
+    torch.manual_seed(0)
+    model = create_model("vae", architecture="dlib_conv", in_channels=1, latent_dim=10).eval()
+    x = (torch.rand(900, 1, 64, 64, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    encode = ScoringPasses(model, CPU)
+    threads = torch.get_num_threads()
+    pools = []
+    with torch.no_grad():
+        for start in (0, 300, 600):  # three calls of 300 images, each run side by side
+            images = x[start : start + 300]
+            parts = sorted(encode(len(images), lambda b, images=images: images[b]), key=lambda p: p[0].start)
+            codes = torch.cat([bits((mean, logvar)) for _, mean, logvar in parts])
+            assert torch.equal(codes, bits(model.encode(images)))
+            pools.append(encode._pool[1])
+    assert pools[0] is pools[1] is pools[2] and encode._pool[0] == threads
+    assert torch.get_num_threads() == threads
+    del encode, parts
+    gc.collect()
+    assert pools[0]._shutdown  # the encoding dropped, its threads are told to stop
 
 
 @two_threads
