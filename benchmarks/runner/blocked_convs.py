@@ -86,11 +86,12 @@ class BlockedConvs:
         return cls(layers[:run])
 
     def applies(self, x: torch.Tensor) -> bool:
-        """Whether ``x`` can run blocked: a float32 (B, C, H, W) batch on the CPU, without autograd."""
+        """Whether ``x`` can run blocked: float32 (B, C, H, W), B >= 1, on the CPU, without autograd."""
         return (
             x.dtype == torch.float32
             and x.device.type == "cpu"
             and x.dim() == 4
+            and x.shape[0] > 0
             and x.is_contiguous()
             and not torch.is_grad_enabled()
         )

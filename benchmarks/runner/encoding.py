@@ -10,14 +10,14 @@ runner gets the same codes, bit for bit, faster, in four ways, each checked wher
 * the encoder's leading convolutions and ReLUs on oneDNN's blocked tensors, without the reorders
   to and from NCHW around each layer (``blocked_convs``, checked against the NCHW layers per
   input shape and threads; where it is used the first convolution is oneDNN's own): on the
-  AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, the runner's 15,429 images/s
-  against 11,937 without it (1.29x; 1.25x in a paired whole-process probe of 65,536 dSprites
-  images, 5 pairs), the same codes;
+  AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, the runner's 14,108 images/s
+  against 10,139 without it (1.39x; 1.29x in the run before it, 1.25x in a paired
+  whole-process probe of 65,536 dSprites images, 5 pairs), the same codes;
 * each pass as sub-passes of SIDE_BY_SIDE_BATCH images side by side, one thread each
   (``encode_passes``): oneDNN's convolutions on a few hundred images scale poorly across threads,
   and a small pass keeps its activations in cache. On the 2-core AMD EPYC of
   results/perf/eval_cost_cpu.md's encoding table (NCHW layers, the first convolution fused):
-  11,937 images/s against 5,842 for the same passes whole on two threads (2.0x), the same codes.
+  10,139 images/s against 4,932 for the same passes whole on two threads (2.1x), the same codes.
   An image's codes can depend on the threads and the batch computing it (there, one thread on 8
   images differed from two threads on 256; on 16 to 64 it did not), so each sub-pass size is
   compared bit for bit with its images' codes in a whole pass on its first use (``PassCheck``);

@@ -73,7 +73,7 @@ class EvaluationOptions:
     SAP's and modularity's classifiers): every metric that takes ``n_jobs`` gets it unless its
     settings name one. Their results do not depend on it (tested); BLAS stays single-threaded
     inside the metrics, so the fits never oversubscribe. ``channels_last``: the encoder's
-    convolutions in NHWC (on a CPU within 5% of the default's speed since the default keeps its
+    convolutions in NHWC (on a CPU no faster than the default since the default keeps its
     convolutions on oneDNN's blocked tensors, results/perf/eval_cost_cpu.md's encoding table);
     ``encode_batch``: whole forward passes of that many images on all threads instead of the
     recorded ones (``forward_batches``; slower on a CPU than the default's passes side by side,

@@ -7,7 +7,7 @@ floats. Scoring a model at the study's settings encodes nearly the whole dSprite
 700,000 images).
 
 ``first_conv_relu`` computes the same numbers, bit for bit, faster (the whole encoding in NCHW
-passes of 256 1.13x on the AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, 1.07-1.22x
+passes of 256 1.18x on the AMD EPYC of results/perf/eval_cost_cpu.md's encoding table, 1.07-1.22x
 there in its earlier runs, 1.19x on the Intel Xeon of an earlier one). Where the runner keeps the
 convolutions on oneDNN's blocked tensors (``blocked_convs``), the first one runs there too: this
 layer serves the passes run in NCHW (a shape's first pass, or one the blocked layers disagree on).

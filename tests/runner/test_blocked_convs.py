@@ -80,6 +80,11 @@ def test_the_scoring_pass_gives_the_models_own_codes_at_every_size(architecture)
             for _ in range(3):  # the first pass runs NCHW, the second checks, the third uses the verdict
                 assert torch.equal(bits(torch.cat(encode_for_scoring(model, x, None, blocked), 1)), expected)
     assert len(blocked.agrees) == 5
+    empty = images(0, 1, binary=True)
+    with torch.no_grad():
+        for _ in range(3):  # no batch, nothing blocked: the model's own empty codes
+            assert encode_for_scoring(model, empty, None, blocked)[0].shape == (0, 10)
+    assert not blocked.applies(empty)
 
 
 def test_a_shape_is_checked_on_its_first_pass_and_a_disagreement_keeps_nchw(monkeypatch):

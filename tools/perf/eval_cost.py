@@ -347,7 +347,7 @@ def encode_rates(model, dataset, device, repeats: int) -> dict[str, Any]:
 
 #: The named encoding option of the fast run: channels_last, faster than the default on a CPU until
 #: the default ran its convolutions on oneDNN's blocked tensors; in eval_cost_cpu.md's encoding table
-#: since, the two are within 5% (the default ahead). The default encodes side by side, faster than
+#: since, the default is 4-8% ahead. The default encodes side by side, faster than
 #: --encode-batch 64's whole passes.
 FAST = EvaluationOptions(channels_last=True)
 
