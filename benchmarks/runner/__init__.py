@@ -19,7 +19,8 @@ Executing one pack
                    to a ``RunRecord``; ``rescore`` for ``vaebench eval``.
     ``train``      the one training loop and its networks behind the ``Network`` protocol (an
                    extension point: ``SingleNetwork``, ``StackedNetwork``).
-    ``evaluate``   scoring a trained model with the metrics.
+    ``evaluate``   scoring a trained model with the metrics; each grid point encoded once, the
+                   whole grid ahead where the metrics reach most of it (the same codes).
     ``encoding``   the encoder's forward passes as the records need them; on a CPU as sub-passes
                    side by side, one thread each, checked bit for bit against whole passes.
     ``first_conv`` a 1-channel first convolution and its ReLU in oneDNN's order (the same codes,

@@ -336,8 +336,9 @@ class ScoringPasses:
         self.first_conv = None if channels_last else FirstConvCheck()
         self.check = PassCheck() if device.type == "cpu" else None
         # On a CPU the leading convolutions run on oneDNN's blocked tensors (checked per shape)
-        cpu_layers = device.type == "cpu" and not channels_last and runs_layers(model)
-        self.blocked = BlockedConvs.of(list(model.encoder)) if cpu_layers else None
+        # Whether the runner runs the model's layers itself on a CPU, in the default layout
+        self.cpu_layers = device.type == "cpu" and not channels_last and runs_layers(model)
+        self.blocked = BlockedConvs.of(list(model.encoder)) if self.cpu_layers else None
         # The sub-passes' threads, kept from call to call: a metric encodes in many calls (the
         # β-VAE score at the study's settings: 470), and a pool a call cost 5-15% of the encoding
         # (an ad-hoc paired probe of that call pattern against one call, AMD EPYC). Shut down when
@@ -357,10 +358,29 @@ class ScoringPasses:
             self._pool = (threads, pool)
         return self._pool[1]
 
+    def passes(self, n: int) -> list[slice]:
+        """The forward passes that encode ``n`` images with this encoding's codes (``forward_batches``)."""
+        return forward_batches(n, self.device, self.encode_batch)
+
+    def same_codes_in_long_passes(self) -> bool:
+        """Whether an image gets the same codes in every pass of FORWARD_BATCH or more images.
+
+        On a CPU with the default passes and a model whose layers the runner runs: so it does
+        (``FORWARD_BATCH``; the side-by-side and blocked runs are checked to give a whole pass's
+        codes). With channels_last, another pass size, or another device, nothing is assumed.
+        """
+        return self.cpu_layers and self.encode_batch is None
+
     def __call__(
         self, n: int, load: Callable[[slice], torch.Tensor]
     ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
-        """``encode_passes`` over ``forward_batches(n)``; ``load(slice)``: float32 images on the device.
+        """``run`` over ``passes(n)``: ``n`` images; ``load(slice)``: float32 images on the device."""
+        return self.run(self.passes(n), load)
+
+    def run(
+        self, passes: list[slice], load: Callable[[slice], torch.Tensor]
+    ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+        """``encode_passes`` over ``passes`` (of ``passes(n)``); ``load(slice)``: float32 images.
 
         Every TRIM_AFTER_IMAGES images encoded in whole passes, the freed activations (~0.3 MB an
         image) go back to the OS, so they are not kept as resident memory; a pass run as sub-passes
@@ -371,7 +391,6 @@ class ScoringPasses:
         def formatted(batch: slice) -> torch.Tensor:
             return load(batch).contiguous(memory_format=self.memory_format)
 
-        passes = forward_batches(n, self.device, self.encode_batch)
         # A yielded slice that is one of the passes ran whole; a sub-pass is a strict part of a pass
         # of FORWARD_BATCH or more (``sub_passes`` cuts it in eight or more).
         whole = {(batch.start, batch.stop) for batch in passes}

@@ -8,8 +8,10 @@ times the grid points the metrics reach for the first time, plus each metric's
 fits (``MetricSpec.fit_cost``, measured at the study's settings and scaled by the
 points it fits). The evaluation's cache encodes each grid point once, and a
 metric's draws of ``d`` points reach an expected ``N (1 - exp(-d / N))`` of the
-N grid points; the sampled representation reuses its metric's points (the same
-seed draws them). The same per-metric costs give the evaluation's ETA.
+N grid points (``evaluate.expected_first_reach``); the sampled representation reuses its
+metric's points (the same seed draws them). On a CPU, an evaluation expected to reach
+ENCODE_AHEAD_REACH of the grid encodes all of it in its first lookup (``CachedEncoder``), and the
+estimate counts it so. The same per-metric costs give the evaluation's ETA.
 
 Each timing is taken once per process for its key (``timing_key``, ``encoding_key``): runs that
 differ only in a regularizer's strength or in their seed run the same network on the same data,
@@ -29,7 +31,12 @@ import torch
 
 from benchmarks.datasets import TrainingImages, get_dataset_class
 from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses
-from benchmarks.runner.evaluate import SUMMARY_POINTS, metric_entry
+from benchmarks.runner.evaluate import (
+    ENCODE_AHEAD_REACH,
+    SUMMARY_POINTS,
+    expected_first_reach,
+    metric_entry,
+)
 from benchmarks.runner.plan import network_structure
 from benchmarks.runner.spec import RunSpec, thaw
 from benchmarks.runner.train import train_runs
@@ -156,22 +163,20 @@ def evaluation_costs(spec: RunSpec, device: torch.device, per_image: float | Non
     dataset = get_dataset_class(spec.dataset)
     factor_sizes = tuple(dataset.factor_sizes)
     n_points = math.prod(factor_sizes)
-    uncovered = 1.0  # expected share of the grid not yet encoded
-    drawn_by: set[str] = set()
+    first = expected_first_reach(spec.metrics, factor_sizes)
+    # On a CPU, an evaluation expected to reach most of the grid encodes all of it in its first lookup
+    ahead = device.type == "cpu" and sum(first.values()) >= ENCODE_AHEAD_REACH * n_points
+    grid_encoded = False
     out = {}
     for entry, settings in spec.metrics.items():
-        name, _ = metric_entry(entry)
-        metric = get_metric(name)
-        drawn = metric.images_encoded(dict(settings), factor_sizes)
+        metric = get_metric(metric_entry(entry)[0])
         if dataset.stochastic_observations:  # no cache: every observation drawn is encoded
-            new = drawn
-        elif name in drawn_by:  # the other representation: the same points, already encoded
-            new = 0.0
+            new = metric.images_encoded(dict(settings), factor_sizes)
+        elif ahead:  # the first entry to reach a point encodes the grid, the others nothing
+            new = n_points if first[entry] > 0 and not grid_encoded else 0.0
+            grid_encoded = grid_encoded or first[entry] > 0
         else:
-            reached = 1.0 - math.exp(-drawn / n_points)
-            new = n_points * uncovered * reached
-            uncovered *= 1.0 - reached
-        drawn_by.add(name)
+            new = first[entry]
         out[entry] = new * per_image + metric.fit_cost.seconds(dict(settings), metric.study, factor_sizes)
     out[""] = SUMMARY_POINTS * per_image
     return out

@@ -7,7 +7,9 @@ metric needs. Every metric therefore draws the same train points, and the
 intervention metrics revisit grid points too: the runner hands the metrics flat
 grid indices as "observations" and encodes each index once (the images of a
 grid point are fixed and the encoder is deterministic in eval mode), which
-makes a whole evaluation cost about one pass over the distinct points it touches.
+makes a whole evaluation cost about one pass over the distinct points it touches. Where the
+metrics are expected to touch most of the grid (the study's settings), the whole grid is encoded
+ahead, in passes that give each point the codes its lookups give it (``CachedEncoder``).
 Datasets whose observations are random given the factors (``stochastic_observations``:
 colour, noise, painting patch, smallNORB's instance) get no cache: the metrics draw
 real observations from the dataset, as in dlib, and ``ObservationEncoder`` encodes them.
@@ -27,6 +29,7 @@ never a default).
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
-from benchmarks.runner.encoding import ScoringPasses
+from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
@@ -51,12 +54,14 @@ __all__ = [
     "Evaluation",
     "EvaluationOptions",
     "DEFAULT_OPTIONS",
+    "ENCODE_AHEAD_REACH",
     "CachedEncoder",
     "IndexSampler",
     "ObservationEncoder",
     "REPRESENTATIONS",
     "evaluate_encoder",
     "evaluate_run",
+    "expected_first_reach",
     "metric_entry",
 ]
 
@@ -157,11 +162,34 @@ class IndexSampler:
         return self.dataset.grid.factors_to_indices(factors)  # (n,) int64
 
 
+#: A short pass (under FORWARD_BATCH images) of this many images or more is checked once per size
+#: and thread count against the codes its images got in long passes (``CachedEncoder``); a smaller
+#: one always runs. On the AMD EPYC of results/perf/eval_cost_cpu.md, dlib_conv's whole passes on two
+#: threads gave the long passes' codes at every size from 12 to 255 and differed at 1-3, 5-7 and 9-11
+#: (an ad-hoc probe); a check on 32 or more images compares at least 640 numbers.
+SHORT_PASS_CHECKED = 32
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays of one dtype hold the same bits (NaNs included)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 class CachedEncoder:
     """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once.
 
     ``model`` is anything with ``encode(x) -> (mean, logvar)`` (see the module docstring); a logvar of
     None is kept as NaN. ``precomputed`` builds one from codes of every grid point, encoding nothing.
+
+    A grid point's codes are those of the forward passes that encode the points a lookup reaches
+    first (``reached``), in index order: what a record was made with. ``encode_grid_ahead`` (set by
+    ``evaluate_encoder`` when its metrics are expected to reach most of the grid) encodes the whole
+    grid in passes of FORWARD_BATCH or more at the first lookup instead, at the side-by-side passes'
+    full rate, where the metrics' lookups come a few hundred new points at a time. Where an image
+    gets the same codes in every such pass (``ScoringPasses.same_codes_in_long_passes``), a lookup's
+    long passes are then already done; its short passes (a lookup's last chunk under FORWARD_BATCH
+    points, whose codes may depend on the pass) still run as they always did, so every point gets
+    the codes it gets without encoding ahead.
     """
 
     def __init__(
@@ -178,8 +206,13 @@ class CachedEncoder:
         # (N, [mean, logvar], D) in the encoder's own precision (float32: half the memory of float64,
         # the same values), allocated at the first batch; read out as float64, as the metrics get them
         self.posterior: np.ndarray | None = None
-        self.done = np.zeros(len(dataset), dtype=bool)
-        self.encoded = 0
+        self.reached = np.zeros(len(dataset), dtype=bool)  # a lookup has reached the point
+        self.in_long_pass = np.zeros(len(dataset), dtype=bool)  # its codes are from a long pass
+        # (pass size, threads) -> whether a short pass of that size gave its images the long passes' codes
+        self.short_pass_agrees: dict[tuple[int, int], bool] = {}
+        self.encode_grid_ahead = False
+        self.encoded = 0  # images encoded
+        self.encoded_ahead = 0  # of them, encoded ahead of any lookup
         self.eps: np.ndarray | None = None  # the sampled representation's noise, drawn on first use
         self.eps_seed = eps_seed
 
@@ -196,25 +229,73 @@ class CachedEncoder:
         encoder.posterior = np.stack([mean, mean if logvar is None else logvar], axis=1)
         if logvar is None:
             encoder.posterior[:, 1] = np.nan
-        encoder.done[:] = True
+        encoder.reached[:] = True
         return encoder
 
-    @torch.no_grad()
-    def _fill(self, indices: np.ndarray) -> None:
-        todo = np.unique(indices[~self.done[indices]])
+    def can_encode_ahead(self) -> bool:
+        """Whether encoding the grid ahead leaves every point's codes as they are (the class docstring)."""
+        return self.model is not None and self.forward.same_codes_in_long_passes()
+
+    def _encode(self, points: np.ndarray, passes: list[slice]) -> None:
+        """The images of ``points`` (sorted flat indices) through ``passes`` (slices of ``points``)."""
 
         def load(batch: slice) -> torch.Tensor:  # (B, C, H, W) float32 on the device
-            return to_float(torch.from_numpy(self.dataset.images_at(todo[batch])).to(self.device))
+            return to_float(torch.from_numpy(self.dataset.images_at(points[batch])).to(self.device))
 
-        for batch, mean, logvar in self.forward(len(todo), load):
-            chunk = todo[batch]
+        for batch, mean, logvar in self.forward.run(passes, load):
+            chunk = points[batch]
             mean = mean.cpu().numpy()
             if self.posterior is None:
                 self.posterior = np.zeros((len(self.dataset), 2, mean.shape[1]), dtype=mean.dtype)
             self.posterior[chunk, 0] = mean
             self.posterior[chunk, 1] = np.nan if logvar is None else logvar.cpu().numpy()
-            self.done[chunk] = True
             self.encoded += len(chunk)
+        for batch in passes:
+            self.in_long_pass[points[batch]] = batch.stop - batch.start >= FORWARD_BATCH
+
+    def _encode_grid(self) -> None:
+        """Every grid point in the long passes of one lookup of the whole grid (a short last one left)."""
+        self.encode_grid_ahead = False
+        points = np.arange(len(self.dataset))
+        passes = [p for p in self.forward.passes(len(points)) if p.stop - p.start >= FORWARD_BATCH]
+        before = self.encoded
+        self._encode(points, passes)
+        self.encoded_ahead += self.encoded - before
+
+    def _passes_to_run(self, todo: np.ndarray) -> tuple[list[slice], list[slice]]:
+        """The passes that encode ``todo`` (as without encoding ahead) that must run, and those to check.
+
+        A long pass whose points all have codes from a long pass gives them those codes: it need not
+        run. A short pass of SHORT_PASS_CHECKED or more images, of a size and thread count whose check
+        found it giving the long passes' codes (``short_pass_agrees``), need not run either; one of a
+        size not checked yet runs and is checked. Any other pass runs.
+        """
+        threads = torch.get_num_threads()
+        run, check = [], []
+        for batch in self.forward.passes(len(todo)):
+            size = batch.stop - batch.start
+            if not self.in_long_pass[todo[batch]].all() or size < SHORT_PASS_CHECKED:
+                run.append(batch)
+            elif size < FORWARD_BATCH:
+                agrees = self.short_pass_agrees.get((size, threads))
+                if agrees is None:
+                    check.append(batch)
+                elif not agrees:
+                    run.append(batch)
+        return run, check
+
+    @torch.no_grad()
+    def _fill(self, indices: np.ndarray) -> None:
+        if self.encode_grid_ahead and self.can_encode_ahead():
+            self._encode_grid()
+        todo = np.unique(indices[~self.reached[indices]])  # (m,) the points reached first here, sorted
+        run, check = self._passes_to_run(todo)
+        ahead = [self.posterior[todo[batch]] for batch in check]  # (size, 2, D) each, copies
+        self._encode(todo, run + check)
+        for batch, codes in zip(check, ahead):
+            key = (batch.stop - batch.start, torch.get_num_threads())
+            self.short_pass_agrees[key] = _same_bits(codes, self.posterior[todo[batch]])
+        self.reached[todo] = True
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and logvar ``(n, D)`` float64 of the grid points ``indices``, encoded once each."""
@@ -256,6 +337,7 @@ class ObservationEncoder:
         self.model, self.device = model, device
         self.forward = ScoringPasses(model, device, channels_last, encode_batch)
         self.encoded = 0
+        self.encoded_ahead = 0  # nothing is cached, so nothing is encoded ahead
         self.eps_rng = np.random.RandomState(eps_seed)  # the sampled representation's own noise
 
     @torch.no_grad()
@@ -291,6 +373,40 @@ class ObservationEncoder:
 #: How the metrics see a trained model (disentanglement_lib's postprocess_configs): the posterior
 #: mean (``mean.gin``, the study's default) or one draw from the posterior (``sampled.gin``).
 REPRESENTATIONS = ("mean", "sampled")
+
+
+#: ``evaluate_encoder`` has a ``CachedEncoder`` encode the whole grid ahead when its metrics are
+#: expected to reach at least this share of the grid (``expected_first_reach``): the whole grid then
+#: costs at most 1 / 0.9 = 1.11x the points reached at the same rate, where the metrics' lookups run
+#: a few hundred new points at a time, slower: the β-VAE score's at the study's settings at 82% of
+#: the side-by-side passes' rate (the AMD EPYC of results/perf/eval_cost_cpu.md). At the study's
+#: settings the metrics reach 98% of dSprites; the committed suites' smaller settings under 10%.
+ENCODE_AHEAD_REACH = 0.9
+
+
+def expected_first_reach(
+    metrics: Mapping[str, Mapping[str, Any]], factor_sizes: tuple[int, ...]
+) -> dict[str, float]:
+    """Per metric entry, in order, the expected number of grid points it is the first to reach.
+
+    A metric's draws of ``d`` points (``MetricSpec.images_encoded``) reach an expected
+    ``N (1 - exp(-d / N))`` of the ``N`` grid points, each as likely as any other; the sampled
+    representation reuses its metric's points (the same seed draws them), reaching none first.
+    """
+    n_points = math.prod(factor_sizes)
+    uncovered = 1.0  # expected share of the grid not yet reached
+    drawn_by: set[str] = set()
+    out = {}
+    for entry, settings in metrics.items():
+        name, _ = metric_entry(entry)
+        if name in drawn_by:
+            out[entry] = 0.0
+            continue
+        drawn_by.add(name)
+        reached = 1.0 - math.exp(-get_metric(name).images_encoded(dict(settings), factor_sizes) / n_points)
+        out[entry] = n_points * uncovered * reached
+        uncovered *= 1.0 - reached
+    return out
 
 
 def metric_entry(entry: str) -> tuple[str, str]:
@@ -345,12 +461,17 @@ def evaluate_encoder(
         sampler = IndexSampler(dataset)
     result = Evaluation()
     entries = metric_names if metric_names is not None else list(metrics)
+    # each entry's settings, the metric's fast ones where the spec gives none
+    settings = {e: metrics.get(e) or get_metric(metric_entry(e)[0]).settings("fast") for e in entries}
+    if isinstance(encoder, CachedEncoder) and encoder.can_encode_ahead():
+        reach = sum(expected_first_reach(settings, tuple(dataset.factor_sizes)).values())
+        encoder.encode_grid_ahead = reach >= ENCODE_AHEAD_REACH * len(dataset)
     for done, entry in enumerate(entries):
         if on_metric is not None:  # progress: metric `entry` starts, `done` of len(entries) finished
             on_metric(done, len(entries), entry)
         name, representation = metric_entry(entry)
         metric = get_metric(name)
-        overrides = options.metric_settings(name, metrics.get(entry) or metric.settings("fast"))
+        overrides = options.metric_settings(name, settings[entry])
         encode = encoder.mean_of if representation == "mean" else encoder.sampled_of
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # kept in the record, not lost in the log
@@ -371,6 +492,8 @@ def evaluate_encoder(
         prefix = "" if representation == "mean" else f"{representation}_"
         result.metrics.update({f"{prefix}{k}": float(v) for k, v in scores.items()})
     result.counts["points_encoded"] = int(encoder.encoded)
+    if encoder.encoded_ahead:  # the whole grid, encoded ahead of the metrics' lookups
+        result.counts["points_encoded_ahead"] = int(encoder.encoded_ahead)
 
     rng = np.random.RandomState(evaluation_seed)
     factors = dataset.sample_factors(SUMMARY_POINTS, rng)

@@ -119,7 +119,9 @@ class RunRecord:
         metrics: flat ``{key: float | None}`` over every metric's outputs (NaN stored as null).
         metric_seconds: ``{metric name: seconds}``.
         metric_warnings: ``{metric name: [messages]}``, what a metric warned about.
-        evaluation: counts of the evaluation, e.g. ``{"points_encoded": 38001}``.
+        evaluation: counts of the evaluation: ``points_encoded``, the images encoded (e.g. 38001),
+            and ``points_encoded_ahead`` where the whole grid was encoded ahead of the metrics'
+            lookups (``evaluate.CachedEncoder``), how many of them were.
         mi_matrix: ``{"codes_by_factors": [[...]], "factor_names": [...]}`` (histogram MI, nats).
         curve: ``{"step": [...], "<term>": [...]}``, each term averaged over a log window.
         final: ``{"<term>": float}``, the last window's averages.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiled_toy import TiledToy
 
-from benchmarks.datasets import load_dataset
 from benchmarks.runner import encoding
 from benchmarks.runner.encoding import (
     PassCheck,
@@ -180,19 +180,6 @@ def test_one_thread_autograd_short_passes_or_no_check_run_each_pass_whole():
         short = [slice(0, 200), slice(200, 400), slice(400, 600)]
         assert torch.equal(encoded(model, x, short, None, check), expected)
     assert not check.agrees
-
-
-class TiledToy:
-    """toy_squares's 256 images repeated: a cached encoding large enough to run side by side."""
-
-    def __init__(self, n: int):
-        self.toy, self.n = load_dataset("toy_squares", progress=False), n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def images_at(self, indices: np.ndarray) -> np.ndarray:
-        return self.toy.images_at(np.asarray(indices) % len(self.toy))
 
 
 @two_threads

@@ -372,6 +372,34 @@ def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_th
     assert colour["mig@sampled"] == pytest.approx(2000 * per_image + mig_cost * 2000 / 10000)
 
 
+def test_the_plan_counts_the_whole_grid_where_the_evaluation_encodes_it_ahead():
+    """Metrics expected to reach ENCODE_AHEAD_REACH of the grid: its first lookup encodes all of it."""
+    import math
+
+    from benchmarks.runner.estimate import evaluation_costs
+    from benchmarks.runner.evaluate import ENCODE_AHEAD_REACH
+    from benchmarks.runner.suite import expand_suite, load_suite
+    from metrics import get_metric
+
+    n = 3 * 6 * 40 * 32 * 32  # dSprites' grid
+    metrics = {
+        "unsupervised": {"n_train": 100, "batch_size": 16},
+        "mig": {"n_train": 4 * n, "batch_size": 16},
+        "dci": {"n_train": 500, "n_test": 250, "batch_size": 16},
+    }
+    assert 1 - math.exp(-(4 * n + 100) / n) >= ENCODE_AHEAD_REACH
+    spec = expand_suite(load_suite("quick"))[0].replace(metrics=metrics)
+    per_image = 1e-3
+    costs = evaluation_costs(spec, torch.device("cpu"), per_image=per_image)
+    fit = {
+        e: get_metric(e).fit_cost.seconds(dict(spec.metrics[e]), get_metric(e).study, (3, 6, 40, 32, 32))
+        for e in metrics
+    }
+    first, *rest = spec.metrics  # in the order they are evaluated
+    assert costs[first] == pytest.approx(n * per_image + fit[first], rel=1e-12)
+    assert {e: costs[e] for e in rest} == pytest.approx({e: fit[e] for e in rest}, rel=1e-12)
+
+
 def test_the_evaluation_estimate_at_the_studys_settings_is_within_its_measurement():
     """The plan's estimate is within 1.5x of tools/perf/eval_cost.py's measurement at study settings.
 
