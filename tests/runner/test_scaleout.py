@@ -670,9 +670,13 @@ def test_slurm_refuses_what_the_cluster_cannot_run_before_submitting(
 
 # -- the skip rule ----------------------------------------------------------------------
 def test_a_slurm_test_that_cannot_run_is_skipped_but_fails_under_ci(monkeypatch):
-    (conftest,) = [
-        m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == str(HERE / "conftest.py")
-    ]
+    # A copy of this folder's conftest, loaded from its path: under pytest's default import mode
+    # the module it is registered as depends on which other conftest.py files were collected.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("runner_conftest", HERE / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="sbatch is not on PATH"):
         conftest._skip_or_fail("SLURM's sbatch is not on PATH")
