@@ -49,7 +49,7 @@ _UNIT = (0.0, 1.0)
         "normalised by the sampled factor's entropy)",
         note_topic="Which MIG",
     ),
-    fit_cost=FitCost(0.05),
+    fit_cost=FitCost(0.04),
 )
 def mig(codes: np.ndarray, factors: np.ndarray, *, n_bins: int = 20) -> dict[str, float]:
     """Mutual Information Gap with disentanglement_lib's histogram estimator (key ``mig``).
