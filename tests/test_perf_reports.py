@@ -62,3 +62,30 @@ def test_memory_report_names_its_command_and_a_cache_its_prepare_built():
     info["summary"][name]["cache_built_by_prepare"] = True  # its peak holds the generation: say so
     text = memory.markdown(info)
     assert f"for {name} the cache was missing and that process generated it first" in text
+
+
+def test_eval_cost_times_both_encoders_through_the_runners_evaluation():
+    """The dlib-style baseline and ours run through ``evaluate_timed`` (a dry run found one failing)."""
+    import torch
+
+    from benchmarks.datasets import load_dataset
+    from tools.perf import eval_cost
+    from vae_zoo import create_model
+
+    dataset = load_dataset("toy_squares", progress=False)
+    torch.manual_seed(0)
+    model = create_model("beta_vae", architecture="dlib_conv", latent_dim=4, in_channels=1).eval()
+    metrics = {"mig": {"n_train": 300, "batch_size": 16}, "mig@sampled": {"n_train": 300, "batch_size": 16}}
+    cpu = torch.device("cpu")
+    baseline = eval_cost.PerCallEncoder(model, dataset, cpu)
+    base = eval_cost.evaluate_timed(model, dataset, cpu, eval_cost.baseline_settings(metrics), baseline)
+    ours = eval_cost.evaluate_timed(
+        model, dataset, cpu, metrics, eval_cost.TimedCachedEncoder(model, dataset, cpu)
+    )
+    # The baseline encodes every image each call hands it (both representations, 300 each, and the
+    # summary sample); ours each of the 256 grid points at most once, none ahead (300 draws are
+    # expected to reach 69% of the grid, under ENCODE_AHEAD_REACH).
+    assert base["images_encoded"] > 2 * 300 and base["images_encoded_ahead"] == 0
+    assert ours["images_encoded"] <= len(dataset) and ours["images_encoded_ahead"] == 0
+    assert set(base["per_metric"]) == set(ours["per_metric"]) == set(metrics)
+    assert set(base["scores"]) == set(ours["scores"])
