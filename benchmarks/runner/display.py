@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.runner.estimate import estimate_evaluation_seconds, estimate_training_seconds
+from benchmarks.runner.evaluate import DEFAULT_OPTIONS, EvaluationOptions
 from benchmarks.runner.plan import Plan
 from benchmarks.runner.protocol import compare_runs, describe_value, load_reference
 from benchmarks.runner.records import RunRecord
@@ -29,10 +30,14 @@ def _hyperparameter(spec: RunSpec) -> str:
     return f"{strength[0]}={strength[1]:g}" if strength else "-"
 
 
-def estimates(specs: Sequence[RunSpec], device: torch.device) -> dict[str, float]:
-    """run_id -> estimated seconds: training through the loop itself, plus evaluation."""
+def estimates(
+    specs: Sequence[RunSpec], device: torch.device, options: EvaluationOptions = DEFAULT_OPTIONS
+) -> dict[str, float]:
+    """run_id -> estimated seconds: training through the loop itself, plus evaluation with ``options``."""
     training = estimate_training_seconds(list(specs), device)
-    return {s.run_id: training[s.run_id] + estimate_evaluation_seconds(s, device) for s in specs}
+    return {
+        s.run_id: training[s.run_id] + estimate_evaluation_seconds(s, device, options=options) for s in specs
+    }
 
 
 def print_todo(console: Console, todo: Sequence[RunSpec], device: torch.device) -> None:

@@ -9,9 +9,11 @@ fits (``MetricSpec.fit_cost``, measured at the study's settings and scaled by th
 points it fits). The evaluation's cache encodes each grid point once, and a
 metric's draws of ``d`` points reach an expected ``N (1 - exp(-d / N))`` of the
 N grid points (``evaluate.expected_first_reach``); the sampled representation reuses its
-metric's points (the same seed draws them). On a CPU, an evaluation expected to reach
-ENCODE_AHEAD_REACH of the grid encodes all of it in its first lookup (``CachedEncoder``), and the
-estimate counts it so. The same per-metric costs give the evaluation's ETA.
+metric's points (the same seed draws them). An evaluation expected to reach ENCODE_AHEAD_REACH of
+the grid, whose encoding can encode it ahead (``CachedEncoder.can_encode_ahead``: on a CPU, without
+--channels-last or --encode-batch), encodes all of it in its first lookup, and the estimate counts
+it so. The encoding is timed with the evaluation's options (``EvaluationOptions``: its memory
+format and passes). The same per-metric costs give the evaluation's ETA.
 
 Each timing is taken once per process for its key (``timing_key``, ``encoding_key``): runs that
 differ only in a regularizer's strength or in their seed run the same network on the same data,
@@ -32,8 +34,10 @@ import torch
 from benchmarks.datasets import TrainingImages, get_dataset_class
 from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses
 from benchmarks.runner.evaluate import (
+    DEFAULT_OPTIONS,
     ENCODE_AHEAD_REACH,
     SUMMARY_POINTS,
+    EvaluationOptions,
     expected_first_reach,
     metric_entry,
 )
@@ -51,6 +55,7 @@ __all__ = [
     "estimate_training_seconds",
     "estimate_evaluation_seconds",
     "evaluation_costs",
+    "encodes_grid_ahead",
 ]
 
 _TIMED_STEPS = 5
@@ -82,9 +87,12 @@ def timing_key(spec: RunSpec) -> tuple:
 _STEP_COUNTS = ("steps", "log_every", "checkpoint_every")
 
 
-#: Timings already taken in this process: (timing_key or encoding_key, device, threads) -> seconds.
+#: Timings already taken in this process: (timing_key or encoding_key, device, threads) -> seconds;
+#: an encoding's also keyed by its layout (channels_last, encode_batch).
 _STEP_SECONDS: dict[tuple, float] = {}
 _IMAGE_SECONDS: dict[tuple, float] = {}
+#: (encoding_key, device, channels_last, encode_batch) -> whether the grid may be encoded ahead.
+_AHEAD: dict[tuple, bool] = {}
 
 
 def seconds_per_step(spec: RunSpec, device: torch.device) -> float:
@@ -127,12 +135,18 @@ def estimate_training_seconds(specs: list[RunSpec], device: torch.device) -> dic
     return {spec.run_id: seconds_per_step(spec, device) * spec.training.steps for spec in specs}
 
 
-def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device: torch.device) -> float:
-    model = create_model(model_name, **dict(config)).to(device).eval()
+def _scoring_passes(spec: RunSpec, device: torch.device, options: EvaluationOptions) -> ScoringPasses:
+    """The runner's encoding of ``spec``'s model (untrained) on ``device`` with ``options``' layout."""
+    model = create_model(spec.model, **spec.full_model_config()).to(device).eval()
+    return ScoringPasses(model, device, options.channels_last, options.encode_batch)
+
+
+def _timed_encode(spec: RunSpec, device: torch.device, options: EvaluationOptions) -> float:
+    shape = tuple(get_dataset_class(spec.dataset).observation_shape)
     x = torch.rand(2 * FORWARD_BATCH, *shape, generator=torch.Generator().manual_seed(0)).to(device)
     best = math.inf
     # The runner's encoders' passes: the first checks the layers run faster and the passes side by side.
-    encode = ScoringPasses(model, device)
+    encode = _scoring_passes(spec, device, options)
     with torch.inference_mode():
         for _ in range(3):  # the first warms up
             started = time.perf_counter()
@@ -144,28 +158,45 @@ def _timed_encode(model_name: str, config: tuple, shape: tuple[int, ...], device
     return best / len(x)
 
 
-def seconds_per_image(spec: RunSpec, device: torch.device) -> float:
+def seconds_per_image(
+    spec: RunSpec, device: torch.device, options: EvaluationOptions = DEFAULT_OPTIONS
+) -> float:
     """Seconds to encode one image with ``spec``'s encoder on ``device``, timed (once per key)."""
-    key = (encoding_key(spec), str(device), torch.get_num_threads())
+    layout = (options.channels_last, options.encode_batch)
+    key = (encoding_key(spec), str(device), torch.get_num_threads(), *layout)
     if key not in _IMAGE_SECONDS:
-        config = spec.full_model_config()
-        shape = tuple(get_dataset_class(spec.dataset).observation_shape)
-        _IMAGE_SECONDS[key] = _timed_encode(spec.model, tuple(sorted(config.items())), shape, device)
+        _IMAGE_SECONDS[key] = _timed_encode(spec, device, options)
     return _IMAGE_SECONDS[key]
 
 
-def evaluation_costs(spec: RunSpec, device: torch.device, per_image: float | None = None) -> dict[str, float]:
+def encodes_grid_ahead(
+    spec: RunSpec, device: torch.device, options: EvaluationOptions = DEFAULT_OPTIONS
+) -> bool:
+    """Whether ``spec``'s evaluation with ``options`` may encode the grid ahead (``CachedEncoder``)."""
+    key = (encoding_key(spec), str(device), options.channels_last, options.encode_batch)
+    if key not in _AHEAD:
+        _AHEAD[key] = _scoring_passes(spec, device, options).same_codes_in_long_passes()
+    return _AHEAD[key]
+
+
+def evaluation_costs(
+    spec: RunSpec,
+    device: torch.device,
+    per_image: float | None = None,
+    options: EvaluationOptions = DEFAULT_OPTIONS,
+) -> dict[str, float]:
     """Estimated seconds of each metric entry of ``spec``: its first encodings plus its fits (in order).
 
-    The MI matrix's sample, the traversals and the UDR encodings are the entry ``""``.
+    The MI matrix's sample, the traversals and the UDR encodings are the entry ``""``. ``per_image``:
+    the encoding's seconds an image (default: timed with ``options``' layout).
     """
-    per_image = seconds_per_image(spec, device) if per_image is None else per_image
+    per_image = seconds_per_image(spec, device, options) if per_image is None else per_image
     dataset = get_dataset_class(spec.dataset)
     factor_sizes = tuple(dataset.factor_sizes)
     n_points = math.prod(factor_sizes)
     first = expected_first_reach(spec.metrics, factor_sizes)
-    # On a CPU, an evaluation expected to reach most of the grid encodes all of it in its first lookup
-    ahead = device.type == "cpu" and sum(first.values()) >= ENCODE_AHEAD_REACH * n_points
+    # An evaluation expected to reach most of the grid may encode all of it in its first lookup
+    ahead = sum(first.values()) >= ENCODE_AHEAD_REACH * n_points and encodes_grid_ahead(spec, device, options)
     grid_encoded = False
     out = {}
     for entry, settings in spec.metrics.items():
@@ -182,6 +213,11 @@ def evaluation_costs(spec: RunSpec, device: torch.device, per_image: float | Non
     return out
 
 
-def estimate_evaluation_seconds(spec: RunSpec, device: torch.device, per_image: float | None = None) -> float:
-    """The whole evaluation of ``spec``: ``evaluation_costs`` summed."""
-    return sum(evaluation_costs(spec, device, per_image).values())
+def estimate_evaluation_seconds(
+    spec: RunSpec,
+    device: torch.device,
+    per_image: float | None = None,
+    options: EvaluationOptions = DEFAULT_OPTIONS,
+) -> float:
+    """The whole evaluation of ``spec`` with ``options``: ``evaluation_costs`` summed."""
+    return sum(evaluation_costs(spec, device, per_image, options).values())

@@ -173,7 +173,7 @@ def score(
         return record_of(spec, outcome, provenance), {}
     started = time.perf_counter()
     if progress is not None:
-        progress.start_evaluation(spec, evaluation_costs(spec, device))
+        progress.start_evaluation(spec, evaluation_costs(spec, device, options=options))
     try:
         on_metric = progress.on_metric if progress is not None else None
         evaluation = evaluate_run(

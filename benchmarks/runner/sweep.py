@@ -148,7 +148,7 @@ def run_sweep(
     if not todo:
         return result
     print_todo(console, todo, device)
-    seconds = estimates(todo, device) if estimate else {}
+    seconds = estimates(todo, device, options) if estimate else {}
     if estimate:
         print_estimate(console, seconds)
     if any(len(p) > 1 for p in todo_packs):

@@ -373,11 +373,14 @@ def test_the_plan_estimates_evaluation_from_the_grid_points_first_reached_and_th
 
 
 def test_the_plan_counts_the_whole_grid_where_the_evaluation_encodes_it_ahead():
-    """Metrics expected to reach ENCODE_AHEAD_REACH of the grid: its first lookup encodes all of it."""
+    """Metrics expected to reach ENCODE_AHEAD_REACH of the grid: its first lookup encodes all of it.
+
+    Unless the evaluation's options rule encoding ahead out (``CachedEncoder.can_encode_ahead``).
+    """
     import math
 
-    from benchmarks.runner.estimate import evaluation_costs
-    from benchmarks.runner.evaluate import ENCODE_AHEAD_REACH
+    from benchmarks.runner.estimate import encodes_grid_ahead, evaluation_costs
+    from benchmarks.runner.evaluate import ENCODE_AHEAD_REACH, EvaluationOptions, expected_first_reach
     from benchmarks.runner.suite import expand_suite, load_suite
     from metrics import get_metric
 
@@ -398,6 +401,13 @@ def test_the_plan_counts_the_whole_grid_where_the_evaluation_encodes_it_ahead():
     first, *rest = spec.metrics  # in the order they are evaluated
     assert costs[first] == pytest.approx(n * per_image + fit[first], rel=1e-12)
     assert {e: costs[e] for e in rest} == pytest.approx({e: fit[e] for e in rest}, rel=1e-12)
+    # With --channels-last or --encode-batch nothing is encoded ahead: each entry its first reach
+    reach = expected_first_reach(spec.metrics, (3, 6, 40, 32, 32))
+    for options in (EvaluationOptions(channels_last=True), EvaluationOptions(encode_batch=512)):
+        assert not encodes_grid_ahead(spec, torch.device("cpu"), options)
+        costs = evaluation_costs(spec, torch.device("cpu"), per_image=per_image, options=options)
+        expected = {e: reach[e] * per_image + fit[e] for e in metrics}
+        assert {e: costs[e] for e in metrics} == pytest.approx(expected, rel=1e-12)
 
 
 def test_the_evaluation_estimate_at_the_studys_settings_is_within_its_measurement():
