@@ -223,7 +223,7 @@ _UNIT = (0.0, 1.0)
     presentation=Presentation(
         labels={"beta_vae_eval_accuracy": "β-VAE score (eval acc.)"}, headline={"beta_vae_eval_accuracy": 3}
     ),
-    fit_cost=FitCost(1.08),
+    fit_cost=FitCost(1.29),
 )
 def beta_vae_score(
     sampler: GroundTruthSampler,
@@ -409,7 +409,7 @@ def factor_vae_score_from_variances(
         labels={"factor_vae_eval_accuracy": "FactorVAE score (eval acc.)"},
         headline={"factor_vae_eval_accuracy": 4},
     ),
-    fit_cost=FitCost(0.69),
+    fit_cost=FitCost(1.00),
 )
 def factor_vae_score(
     sampler: GroundTruthSampler,

@@ -78,7 +78,7 @@ _UNIT = (0.0, 1.0)
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "n_bins": 20},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "n_bins": 20},
     presentation=Presentation(labels={"modularity": "Modularity"}, headline={"modularity": 7}),
-    fit_cost=FitCost(0.69),
+    fit_cost=FitCost(0.82),
 )
 def modularity_explicitness(
     codes_train: np.ndarray,

@@ -94,7 +94,7 @@ _UNIT = (0.0, 1.0)
     study={"n_train": 10000, "n_test": 5000, "batch_size": 16, "continuous_factors": False},
     fast={"n_train": 2000, "n_test": 1000, "batch_size": 500, "continuous_factors": False},
     presentation=Presentation(labels={"sap": "SAP"}, headline={"sap": 6}),
-    fit_cost=FitCost(0.51),
+    fit_cost=FitCost(0.60),
 )
 def sap(
     codes_train: np.ndarray,
