@@ -58,6 +58,7 @@ __all__ = [
     "encode_passes",
     "forward_batches",
     "runs_layers",
+    "same_bits",
     "sub_passes",
 ]
 
@@ -137,7 +138,7 @@ def encode_for_scoring(
         else:
             h = _nchw_layers(layers[: blocked.count], x, first_conv)
             if agrees is None and key in blocked.seen:  # the key's second pass: compared, NCHW kept
-                blocked.agrees[key] = _same_bits((h,), (blocked.run(x),))
+                blocked.agrees[key] = same_bits((h,), (blocked.run(x),))
             blocked.seen.add(key)
         h = _nchw_layers(layers[blocked.count :], h, None)
     else:
@@ -202,7 +203,8 @@ def sub_passes(batch: slice, size: int = SIDE_BY_SIDE_BATCH) -> list[slice]:
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _same_bits(a: Codes, b: Codes) -> bool:
+def same_bits(a: Codes, b: Codes) -> bool:
+    """Whether two passes' codes (tensors, None skipped) hold the same bits, NaNs included."""
     bits_a = [t.contiguous().view(torch.int32) for t in a if t is not None]
     bits_b = [t.contiguous().view(torch.int32) for t in b if t is not None]
     return len(bits_a) == len(bits_b) and all(torch.equal(x, y) for x, y in zip(bits_a, bits_b))
@@ -285,7 +287,7 @@ def encode_passes(
             for batch, (mean, logvar) in references:
                 for sub, codes in zip(sub_passes(batch), sub_pool.map(one_thread, sub_passes(batch))):
                     rows = slice(sub.start - batch.start, sub.stop - batch.start)
-                    same = _same_bits(codes, (mean[rows], None if logvar is None else logvar[rows]))
+                    same = same_bits(codes, (mean[rows], None if logvar is None else logvar[rows]))
                     key = (sub.stop - sub.start, threads)
                     check.agrees[key] = check.agrees.get(key, True) and same
         torch.set_num_threads(threads)  # the pool's threads set the process-wide count (MKL's) to one

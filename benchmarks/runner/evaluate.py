@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import GroundTruthDataset, to_float
-from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses
+from benchmarks.runner.encoding import FORWARD_BATCH, ScoringPasses, same_bits
 from benchmarks.runner.spec import RunSpec
 from benchmarks.runner.udr import UDR_POINTS, encode_udr, udr_points
 from metrics import discrete_mutual_info, evaluate_metric, get_metric, histogram_discretize
@@ -170,11 +170,6 @@ class IndexSampler:
 SHORT_PASS_CHECKED = 32
 
 
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays of one dtype hold the same bits (NaNs included)."""
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
-
-
 class CachedEncoder:
     """Flat indices (n,) -> posterior mean and logvar (n, D), each grid point encoded once.
 
@@ -294,7 +289,8 @@ class CachedEncoder:
         self._encode(todo, run + check)
         for batch, codes in zip(check, ahead):
             key = (batch.stop - batch.start, torch.get_num_threads())
-            self.short_pass_agrees[key] = _same_bits(codes, self.posterior[todo[batch]])
+            encoded = self.posterior[todo[batch]]  # (size, 2, D), the pass's own codes
+            self.short_pass_agrees[key] = same_bits((torch.from_numpy(codes),), (torch.from_numpy(encoded),))
         self.reached[todo] = True
 
     def posterior_of(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
